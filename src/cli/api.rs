@@ -1,0 +1,73 @@
+//! The CLI's connection to its node's private listener.
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine;
+use reqwest::Method;
+
+use crate::config::{Config, Secret};
+use crate::im2000::client::{check, error_chain, tls_client_config};
+use crate::proto::api::BASE;
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+/// The URL of `config`'s first private listener.
+pub fn private_url(config: &Config) -> Option<String> {
+    let a = config.im2000.private.first()?;
+    let ip = if a.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { a.ip() };
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    Some(match ip {
+        std::net::IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", a.port()),
+        v4 => format!("{scheme}://{v4}:{}", a.port()),
+    })
+}
+
+/// The password for `user`: from the config when it has it in plain, else
+/// IMGATE_PASSWORD, else a prompt.
+pub fn password_for(config: Option<&Config>, user: &str) -> anyhow::Result<String> {
+    if let Some(c) = config
+        && let Ok(addr) = user.parse()
+        && let Some(u) = c.user(&addr)
+        && let Secret::Plain(p) = &u.secret
+    {
+        return Ok(p.clone());
+    }
+    if let Ok(p) = std::env::var("IMGATE_PASSWORD") {
+        return Ok(p);
+    }
+    rpassword::prompt_password(format!("password for {user}: "))
+        .context("no password: set IMGATE_PASSWORD or run from a terminal")
+}
+
+impl Api {
+    pub fn new(config: Option<&Config>, server: Option<&str>, user: &str) -> anyhow::Result<Api> {
+        let base = match (server, config) {
+            (Some(s), _) => s.trim_end_matches('/').to_string(),
+            (None, Some(c)) => private_url(c).ok_or_else(|| anyhow!("{} has no im2000.private listener", c.source))?,
+            (None, None) => bail!("say which node: --config FILE or --server URL"),
+        };
+        let password = password_for(config, user)?;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let tls = tls_client_config(config.and_then(|c| c.tls.as_ref()).and_then(|t| t.ca.as_deref()))
+            .map_err(|e| anyhow!(e))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(std::time::Duration::from_secs(120))
+            .build()?;
+        Ok(Api { http, base, auth: format!("Basic {token}") })
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{BASE}{path}", self.base)).header("authorization", &self.auth)
+    }
+
+    /// Sends and returns the JSON answer, or the node's error as text.
+    pub async fn json<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req.send().await.map_err(|e| anyhow!("cannot reach {}: {}", self.base, error_chain(&e)))?;
+        let resp = check(resp).await.map_err(|e| anyhow!("{} answered {e}", self.base))?;
+        resp.json().await.map_err(|e| anyhow!("{} answered something unexpected: {e}", self.base))
+    }
+}

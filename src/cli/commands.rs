@@ -1,0 +1,164 @@
+//! The client subcommands, each one or a few calls of the HTTP API.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use reqwest::Method;
+
+use super::api::Api;
+use super::output;
+use super::{Command, Conn};
+use crate::config::Config;
+use crate::discovery::Locator;
+use crate::dns::HickoryDns;
+use crate::im2000::client::{PeerClient, tls_client_config};
+use crate::proto::api::{ClearRequest, ClearResponse, InboxEntry, InboxPage, SubmitResponse, TrackResponse};
+use crate::proto::digest::sha256_field;
+
+fn load(conn: &Conn) -> anyhow::Result<Option<Config>> {
+    conn.config.as_deref().map(|p| Config::load(p).map_err(|e| anyhow!("{e}"))).transpose()
+}
+
+/// The user for track/cancel: `--user`, else the configuration's only user.
+fn default_user(config: Option<&Config>, user: Option<String>) -> anyhow::Result<String> {
+    if let Some(u) = user {
+        return Ok(u);
+    }
+    match config.map(|c| c.users.as_slice()) {
+        Some([only]) => Ok(only.address.to_string()),
+        _ => bail!("say which user: --user ADDRESS"),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Runs a client subcommand (everything but serve, check-config, hash-password).
+pub async fn run_client(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Send { conn, from, to, list, lifetime, file } => {
+            let config = load(&conn)?;
+            let content = if file == "-" {
+                let mut b = Vec::new();
+                std::io::stdin().read_to_end(&mut b)?;
+                b
+            } else {
+                std::fs::read(&file).with_context(|| format!("reading {file}"))?
+            };
+            let api = Api::new(config.as_ref(), conn.server.as_deref(), &from)?;
+            let mut query: Vec<(&str, String)> = to.iter().map(|t| ("to", t.clone())).collect();
+            query.extend(list.iter().map(|l| ("list", l.clone())));
+            if let Some(l) = lifetime {
+                query.push(("lifetime", l));
+            }
+            let req = api
+                .request(Method::POST, "/submissions")
+                .query(&query)
+                .header("content-type", "message/rfc822")
+                .body(content);
+            let resp: SubmitResponse = api.json(req).await?;
+            if conn.json { print_json(&resp) } else { output::submitted(&resp) }
+        }
+        Command::Inbox { conn, user, after, clear } => {
+            let config = load(&conn)?;
+            let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
+            let entries = inbox_all(&api, after).await?;
+            if conn.json {
+                print_json(&entries)?;
+            } else {
+                output::inbox(&entries);
+            }
+            if clear && let Some(last) = entries.last() {
+                let req =
+                    api.request(Method::POST, "/inbox/clear").json(&ClearRequest { through: last.cursor.clone() });
+                let r: ClearResponse = api.json(req).await?;
+                if !conn.json {
+                    eprintln!("cleared {} notification(s)", r.cleared);
+                }
+            }
+            Ok(())
+        }
+        Command::Fetch { conn, user, id, out, keep } => {
+            let config = load(&conn)?;
+            let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
+            let entries = inbox_all(&api, None).await?;
+            let entry = entries
+                .iter()
+                .find(|e| e.notification.id.eq_ignore_ascii_case(&id))
+                .ok_or_else(|| anyhow!("no notification with id {id} in {user}'s inbox"))?;
+            let n = &entry.notification;
+            let peers = peer_client(config.as_ref())?;
+            let got =
+                peers.retrieve(&n.store, &n.id, 0).await.map_err(|e| anyhow!("retrieving from {}: {e}", n.store))?;
+            let digest = sha256_field(&got.content);
+            if digest != n.digest {
+                bail!("the message from {} does not match its notification's digest; not marked read", n.store);
+            }
+            match &out {
+                Some(path) => {
+                    std::fs::write(path, &got.content).with_context(|| format!("writing {}", path.display()))?
+                }
+                None => std::io::stdout().write_all(&got.content)?,
+            }
+            if !keep {
+                for action in ["silence", "unpin"] {
+                    peers
+                        .recipient_action(&n.store, &n.id, action, None)
+                        .await
+                        .map_err(|e| anyhow!("{action} at {}: {e}", n.store))?;
+                }
+            }
+            eprintln!(
+                "fetched {} octets from {} (sent by {}){}",
+                got.content.len(),
+                n.store,
+                n.sender,
+                if keep { "" } else { "; silenced and un-pinned" }
+            );
+            Ok(())
+        }
+        Command::Track { conn, msg, user } => {
+            let config = load(&conn)?;
+            let user = default_user(config.as_ref(), user)?;
+            let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
+            let t: TrackResponse = api.json(api.request(Method::GET, &format!("/submissions/{msg}"))).await?;
+            if conn.json { print_json(&t) } else { output::track(&t) }
+        }
+        Command::Cancel { conn, msg, user } => {
+            let config = load(&conn)?;
+            let user = default_user(config.as_ref(), user)?;
+            let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
+            let t: TrackResponse = api.json(api.request(Method::DELETE, &format!("/submissions/{msg}"))).await?;
+            if conn.json { print_json(&t) } else { output::track(&t) }
+        }
+        Command::Serve { .. } | Command::CheckConfig { .. } | Command::HashPassword => {
+            unreachable!("handled by main")
+        }
+    }
+}
+
+async fn inbox_all(api: &Api, after: Option<String>) -> anyhow::Result<Vec<InboxEntry>> {
+    let mut cursor = after.unwrap_or_default();
+    let mut all = Vec::new();
+    loop {
+        let page: InboxPage = api.json(api.request(Method::GET, "/inbox").query(&[("after", &cursor)])).await?;
+        let done = page.notifications.is_empty();
+        all.extend(page.notifications);
+        if done || page.next == cursor {
+            return Ok(all);
+        }
+        cursor = page.next;
+    }
+}
+
+/// A client for other domains' stores: DNS and peers from the configuration
+/// when given, else the system resolver.
+fn peer_client(config: Option<&Config>) -> anyhow::Result<PeerClient> {
+    let config = config.cloned().unwrap_or_else(Config::embedded);
+    let dns = Arc::new(HickoryDns::new(&config.dns).map_err(|e| anyhow!(e))?);
+    let tls = tls_client_config(config.tls.as_ref().and_then(|t| t.ca.as_deref())).map_err(|e| anyhow!(e))?;
+    PeerClient::new(Locator::new(&config, dns), std::time::Duration::from_secs(120), tls).map_err(|e| anyhow!(e))
+}

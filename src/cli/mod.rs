@@ -1,0 +1,114 @@
+//! The `imgate` command line: `serve` and `check-config` for operators, and
+//! client subcommands (`send`, `inbox`, `fetch`, `track`, `cancel`) that speak
+//! the same HTTP API as any other IM2000 client.
+
+mod api;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use commands::run_client;
+
+#[derive(Debug, Parser)]
+#[command(name = "imgate", version, about = "SMTP <-> IM2000 gateway: an IM2000 message store and notification agent")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node (embedded defaults from config/imgate.toml without --config).
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Check a configuration file and report every problem in it.
+    CheckConfig { file: PathBuf },
+    /// Hash a password (read from standard input) for a `password_hash` key.
+    HashPassword,
+    /// Submit a message (RFC 5322 file, or - for standard input).
+    Send {
+        #[command(flatten)]
+        conn: Conn,
+        /// The sender: a user of the node.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: Vec<String>,
+        /// Publish to a list of the sender's domain as well.
+        #[arg(long)]
+        list: Vec<String>,
+        /// How long the store keeps it, e.g. 7d (default: the node's).
+        #[arg(long)]
+        lifetime: Option<String>,
+        file: String,
+    },
+    /// List the notifications waiting for USER.
+    Inbox {
+        #[command(flatten)]
+        conn: Conn,
+        user: String,
+        /// Only what came after this cursor.
+        #[arg(long)]
+        after: Option<String>,
+        /// Clear the listed notifications from the inbox afterwards.
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Retrieve a notified message from its sender's store, then silence and un-pin it.
+    Fetch {
+        #[command(flatten)]
+        conn: Conn,
+        user: String,
+        /// The message identifier from `imgate inbox`.
+        id: String,
+        /// Write the message here instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Do not silence or un-pin (the store keeps the copy for you).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Show the per-recipient status of a message you sent.
+    Track {
+        #[command(flatten)]
+        conn: Conn,
+        msg: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Recall a message you sent: later retrievals are refused.
+    Cancel {
+        #[command(flatten)]
+        conn: Conn,
+        msg: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// How a client subcommand reaches its node.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// The node's configuration: its private listener, DNS, and users' passwords.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The node's private listener, e.g. http://127.0.0.1:2581.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,471 @@
+//! Configuration in two phases: [`raw`] is the TOML as written; [`Config`] is
+//! the validated form the rest of the program uses. Loading reports every
+//! problem at once — unknown keys included — each with the file and the key.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::proto::Address;
+use crate::proto::address::valid_domain;
+use crate::proto::units::{parse_duration, parse_size};
+use raw::RawConfig;
+
+/// The configuration `imgate serve` runs with when given no `--config`.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/imgate.toml");
+/// How the embedded defaults are named in messages.
+pub const EMBEDDED_NAME: &str = "<embedded config/imgate.toml>";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub im2000: Im2000Config,
+    pub store: StoreConfig,
+    pub notify: NotifyConfig,
+    pub dns: DnsConfig,
+    pub peers: BTreeMap<String, Peer>,
+    pub domains: Vec<String>,
+    pub users: Vec<UserConfig>,
+    pub tls: Option<TlsConfig>,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Im2000Config {
+    pub public: Vec<SocketAddr>,
+    pub private: Vec<SocketAddr>,
+    /// Whether plain HTTP may be used toward peers on loopback addresses.
+    pub plain_to_loopback: bool,
+    pub max_message_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub default_lifetime: Duration,
+    pub max_lifetime: Duration,
+    /// Bytes each sender may keep stored at once.
+    pub quota: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// After this long without acceptance a notification is given up.
+    pub max_retry_age: Duration,
+    /// Accepted but unsilenced notifications are sent again this often.
+    pub resend_interval: Duration,
+    pub batch_size: usize,
+    /// Per HTTP exchange with a peer.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Empty: the system resolver configuration.
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Duration,
+}
+
+/// A static location for a domain's services, overriding SRV discovery.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub store: Option<String>,
+    pub notify: Option<String>,
+    /// Speak plain HTTP to this peer.
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub address: Address,
+    pub secret: Secret,
+    pub quota: Option<u64>,
+}
+
+#[derive(Clone)]
+pub enum Secret {
+    Plain(String),
+    /// An argon2 PHC string.
+    Hash(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Plain(_) => f.write_str("Plain(…)"),
+            Secret::Hash(_) => f.write_str("Hash(…)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Extra roots the client side trusts (a private CA, a test CA).
+    pub ca: Option<PathBuf>,
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "{}: {n} problem{}", self.source_name, if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            if p.key.is_empty() {
+                writeln!(f, "  {}: {}", self.source_name, p.message)?;
+            } else {
+                writeln!(f, "  {}: {}: {}", self.source_name, p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            problems: vec![Problem { key: String::new(), message: format!("cannot read: {e}") }],
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    /// The embedded defaults.
+    pub fn embedded() -> Config {
+        Self::parse(EMBEDDED_DEFAULTS, EMBEDDED_NAME).expect("embedded defaults are valid")
+    }
+
+    /// Parses and validates TOML text; `name` is used in messages.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError { source_name: name.to_string(), problems };
+        let mut problems = Vec::new();
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| fail(vec![Problem { key: String::new(), message: e.to_string().trim().to_string() }]))?;
+        let raw: RawConfig = serde_ignored::deserialize(de, |path| {
+            problems.push(Problem { key: path.to_string(), message: "unknown key".into() });
+        })
+        .map_err(|e| fail(vec![Problem { key: String::new(), message: e.to_string().trim().to_string() }]))?;
+        let config = validate(raw, name, &mut problems);
+        if problems.is_empty() { Ok(config) } else { Err(fail(problems)) }
+    }
+
+    /// Whether `domain` is one this node serves.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    pub fn user(&self, address: &Address) -> Option<&UserConfig> {
+        let key = address.key();
+        self.users.iter().find(|u| u.address.key() == key)
+    }
+}
+
+struct Check<'a> {
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Check<'_> {
+    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { key: key.into(), message: message.into() });
+    }
+    fn duration(&mut self, key: &str, v: Option<String>, default: u64) -> Duration {
+        match v.map(|s| parse_duration(&s)) {
+            None => Duration::from_secs(default),
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.problem(key, e);
+                Duration::from_secs(default)
+            }
+        }
+    }
+    fn size(&mut self, key: &str, v: Option<String>, default: u64) -> u64 {
+        match v.map(|s| parse_size(&s)) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.problem(key, e);
+                default
+            }
+        }
+    }
+    fn listeners(&mut self, key: &str, v: Vec<String>) -> Vec<SocketAddr> {
+        v.iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.problem(format!("{key}[{i}]"), format!("{s:?} is not ADDR:PORT (e.g. 127.0.0.1:2580)"));
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// Whether `s` is HOST:PORT or ADDR:PORT.
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => port.parse::<u16>().is_ok() && valid_domain(&host.to_lowercase()),
+        None => false,
+    }
+}
+
+fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
+    let mut c = Check { problems };
+
+    let hostname = raw.hostname.unwrap_or_else(|| "localhost".into());
+    if !valid_domain(&hostname.to_lowercase()) {
+        c.problem("hostname", format!("{hostname:?} is not a host name"));
+    }
+    let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "./data".into()));
+
+    let public = c.listeners("im2000.public", raw.im2000.public);
+    let private = c.listeners("im2000.private", raw.im2000.private);
+    if public.is_empty() && private.is_empty() {
+        c.problem("im2000", "no listeners: set im2000.public and/or im2000.private");
+    }
+    let im2000 = Im2000Config {
+        public,
+        private,
+        plain_to_loopback: raw.im2000.plain_to_loopback.unwrap_or(true),
+        max_message_size: c.size("im2000.max_message_size", raw.im2000.max_message_size, 25 << 20),
+    };
+
+    let store = StoreConfig {
+        default_lifetime: c.duration("store.default_lifetime", raw.store.default_lifetime, 30 * 86_400),
+        max_lifetime: c.duration("store.max_lifetime", raw.store.max_lifetime, 365 * 86_400),
+        quota: c.size("store.quota", raw.store.quota, 1 << 30),
+    };
+    if store.default_lifetime > store.max_lifetime {
+        c.problem("store.default_lifetime", "is longer than store.max_lifetime");
+    }
+    if store.default_lifetime.is_zero() {
+        c.problem("store.default_lifetime", "must be longer than zero");
+    }
+
+    let notify = NotifyConfig {
+        retry_min: c.duration("notify.retry_min", raw.notify.retry_min, 30),
+        retry_max: c.duration("notify.retry_max", raw.notify.retry_max, 3600),
+        max_retry_age: c.duration("notify.max_retry_age", raw.notify.max_retry_age, 5 * 86_400),
+        resend_interval: c.duration("notify.resend_interval", raw.notify.resend_interval, 86_400),
+        batch_size: raw.notify.batch_size.unwrap_or(100),
+        timeout: c.duration("notify.timeout", raw.notify.timeout, 30),
+    };
+    if notify.retry_min.is_zero() || notify.retry_min > notify.retry_max {
+        c.problem("notify.retry_min", "must be above zero and at most notify.retry_max");
+    }
+    if notify.batch_size == 0 || notify.batch_size > 1000 {
+        c.problem("notify.batch_size", "must be between 1 and 1000");
+    }
+    if notify.resend_interval.is_zero() {
+        c.problem("notify.resend_interval", "must be longer than zero");
+    }
+
+    let dns = DnsConfig {
+        nameservers: c.listeners("dns.nameservers", raw.dns.nameservers),
+        timeout: c.duration("dns.timeout", raw.dns.timeout, 5),
+    };
+
+    let mut peers = BTreeMap::new();
+    for (domain, p) in raw.peers {
+        let key = format!("peers.{domain:?}");
+        if !valid_domain(&domain.to_lowercase()) {
+            c.problem(&key, "is not a domain name");
+        }
+        for (field, v) in [("store", &p.store), ("notify", &p.notify)] {
+            if let Some(v) = v
+                && !valid_host_port(v)
+            {
+                c.problem(format!("{key}.{field}"), format!("{v:?} is not HOST:PORT"));
+            }
+        }
+        if p.store.is_none() && p.notify.is_none() {
+            c.problem(&key, "names neither store nor notify");
+        }
+        peers.insert(domain.to_lowercase(), Peer { store: p.store, notify: p.notify, plain: p.plain });
+    }
+
+    let mut domains: Vec<String> = Vec::new();
+    for (i, d) in raw.domain.into_iter().enumerate() {
+        let key = format!("domain[{i}].name");
+        match d.name {
+            None => c.problem(key, "missing"),
+            Some(n) if !valid_domain(&n.to_lowercase()) => c.problem(key, format!("{n:?} is not a domain name")),
+            Some(n) if domains.contains(&n.to_lowercase()) => c.problem(key, format!("{n:?} is listed twice")),
+            Some(n) => domains.push(n.to_lowercase()),
+        }
+    }
+
+    let mut users: Vec<UserConfig> = Vec::new();
+    for (i, u) in raw.user.into_iter().enumerate() {
+        let key = format!("user[{i}]");
+        let address = match u.address.as_deref().map(str::parse::<Address>) {
+            None => {
+                c.problem(format!("{key}.address"), "missing");
+                None
+            }
+            Some(Err(e)) => {
+                c.problem(format!("{key}.address"), e.to_string());
+                None
+            }
+            Some(Ok(a)) => {
+                if !domains.iter().any(|d| d == a.domain()) {
+                    c.problem(format!("{key}.address"), format!("{a} is in no configured [[domain]]"));
+                }
+                if users.iter().any(|o| o.address.key() == a.key()) {
+                    c.problem(format!("{key}.address"), format!("{a} is listed twice"));
+                }
+                Some(a)
+            }
+        };
+        let secret = match (u.password, u.password_hash) {
+            (Some(p), None) if !p.is_empty() => Some(Secret::Plain(p)),
+            (None, Some(h)) => match argon2::PasswordHash::new(&h) {
+                Ok(_) => Some(Secret::Hash(h)),
+                Err(e) => {
+                    c.problem(format!("{key}.password_hash"), format!("not an argon2 PHC string: {e}"));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                c.problem(&key, "set password or password_hash, not both");
+                None
+            }
+            _ => {
+                c.problem(&key, "needs a (non-empty) password or password_hash");
+                None
+            }
+        };
+        let quota = u.quota.map(|q| c.size(&format!("{key}.quota"), Some(q), 0));
+        if let (Some(address), Some(secret)) = (address, secret) {
+            users.push(UserConfig { address, secret, quota });
+        }
+    }
+
+    let tls = raw.tls.map(|t| {
+        let mut path = |field: &str, v: Option<String>, required: bool| -> Option<PathBuf> {
+            match v {
+                None if required => {
+                    c.problem(format!("tls.{field}"), "missing");
+                    None
+                }
+                None => None,
+                Some(p) if !Path::new(&p).is_file() => {
+                    c.problem(format!("tls.{field}"), format!("{p:?} is not a readable file"));
+                    None
+                }
+                Some(p) => Some(PathBuf::from(p)),
+            }
+        };
+        let cert = path("cert", t.cert, true);
+        let key = path("key", t.key, true);
+        let ca = path("ca", t.ca, false);
+        TlsConfig { cert: cert.unwrap_or_default(), key: key.unwrap_or_default(), ca }
+    });
+
+    let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        c.problem("log.level", format!("{log_level:?} is not a log filter (e.g. info, debug, imgate=debug)"));
+    }
+
+    Config {
+        source: name.to_string(),
+        hostname: hostname.to_lowercase(),
+        data_dir,
+        im2000,
+        store,
+        notify,
+        dns,
+        peers,
+        domains,
+        users,
+        tls,
+        log_level,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::embedded();
+        assert_eq!(c.domains, vec!["example.test"]);
+        assert!(c.im2000.public[0].ip().is_loopback());
+        assert!(c.im2000.private[0].ip().is_loopback());
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = r#"
+            hostname = "bad host"
+            colour = "blue"
+            [im2000]
+            public = ["nowhere"]
+            privat = ["127.0.0.1:1"]
+            [store]
+            default_lifetime = "3 fortnights"
+            [peers."two.test"]
+            store = "not a host:port"
+            [[domain]]
+            name = "one.test"
+            [[user]]
+            address = "bob@elsewhere.test"
+            password = "x"
+            [[user]]
+            address = "carol@one.test"
+        "#;
+        let err = Config::parse(text, "t.toml").unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for want in [
+            "colour",
+            "im2000.privat",
+            "hostname",
+            "im2000.public[0]",
+            "store.default_lifetime",
+            "peers.\"two.test\".store",
+            "user[0].address",
+            "user[1]",
+        ] {
+            assert!(keys.contains(&want), "missing {want} in {keys:?}");
+        }
+        let shown = err.to_string();
+        assert!(shown.starts_with("t.toml: "), "{shown}");
+        assert!(shown.contains("t.toml: colour: unknown key"), "{shown}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_file() {
+        let err = Config::parse("hostname = ", "x.toml").unwrap_err();
+        assert!(err.to_string().starts_with("x.toml: 1 problem"));
+    }
+}

@@ -1,0 +1,96 @@
+//! Phase one of configuration: the TOML file as written, with no checks but
+//! types. Every struct mirrors a table of the file; units stay text here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    pub hostname: Option<String>,
+    pub data_dir: Option<String>,
+    #[serde(default)]
+    pub im2000: RawIm2000,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub notify: RawNotify,
+    #[serde(default)]
+    pub dns: RawDns,
+    #[serde(default)]
+    pub peers: BTreeMap<String, RawPeer>,
+    #[serde(default)]
+    pub domain: Vec<RawDomain>,
+    #[serde(default)]
+    pub user: Vec<RawUser>,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawIm2000 {
+    #[serde(default)]
+    pub public: Vec<String>,
+    #[serde(default)]
+    pub private: Vec<String>,
+    pub plain_to_loopback: Option<bool>,
+    pub max_message_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStore {
+    pub default_lifetime: Option<String>,
+    pub max_lifetime: Option<String>,
+    pub quota: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNotify {
+    pub retry_min: Option<String>,
+    pub retry_max: Option<String>,
+    pub max_retry_age: Option<String>,
+    pub resend_interval: Option<String>,
+    pub batch_size: Option<usize>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDns {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPeer {
+    pub store: Option<String>,
+    pub notify: Option<String>,
+    #[serde(default)]
+    pub plain: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDomain {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUser {
+    pub address: Option<String>,
+    pub password: Option<String>,
+    pub password_hash: Option<String>,
+    pub quota: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub ca: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLog {
+    pub level: Option<String>,
+}

@@ -1,0 +1,92 @@
+//! HTTP Basic authentication of a node's own users against argon2 hashes.
+//! Plain passwords from the configuration are hashed at start-up and
+//! dropped: the server keeps only hashes in memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use axum::http::HeaderMap;
+use base64::Engine;
+
+use super::error::ApiError;
+use crate::config::{Config, Secret};
+use crate::proto::Address;
+
+#[derive(Clone)]
+struct Entry {
+    address: Address,
+    hash: String,
+    quota: Option<u64>,
+}
+
+/// The node's users, keyed by lower-cased address.
+#[derive(Clone, Default)]
+pub struct Users {
+    by_key: Arc<HashMap<String, Entry>>,
+    /// A hash nobody's password matches, verified for unknown users so that
+    /// timing does not tell which users exist.
+    decoy: Arc<String>,
+}
+
+/// Hashes a password into an argon2id PHC string.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashes any password").to_string()
+}
+
+impl Users {
+    pub fn from_config(config: &Config) -> Users {
+        let by_key = config
+            .users
+            .iter()
+            .map(|u| {
+                let hash = match &u.secret {
+                    Secret::Plain(p) => hash_password(p),
+                    Secret::Hash(h) => h.clone(),
+                };
+                (u.address.key(), Entry { address: u.address.clone(), hash, quota: u.quota })
+            })
+            .collect();
+        Users { by_key: Arc::new(by_key), decoy: Arc::new(hash_password("\u{0}decoy")) }
+    }
+
+    /// Whether `address` is a user here.
+    pub fn contains(&self, address: &Address) -> bool {
+        self.by_key.contains_key(&address.key())
+    }
+
+    /// The user's own quota, if it has one.
+    pub fn quota(&self, address: &Address) -> Option<u64> {
+        self.by_key.get(&address.key()).and_then(|e| e.quota)
+    }
+
+    /// The user named by a valid `Authorization: Basic` header.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Address, ApiError> {
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let encoded =
+            value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")).ok_or(ApiError::Unauthorized)?;
+        let decoded =
+            base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ApiError::Unauthorized)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
+        let (user, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
+        let entry = user.parse::<Address>().ok().and_then(|a| self.by_key.get(&a.key()).cloned());
+        let hash = entry.as_ref().map_or_else(|| self.decoy.as_str().to_string(), |e| e.hash.clone());
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        match entry {
+            Some(e) if ok => Ok(e.address),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The HTTP client side of the binding, used by the notification worker
+//! (notify), the notification agent (probe) and the CLI (retrieve, silence,
+//! un-pin). Each call locates the service itself and walks the endpoints in
+//! order until one answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+use crate::discovery::{Endpoint, LocateError, Locator, Service};
+use crate::dns::ReqwestDns;
+use crate::proto::api::{self, BASE, ErrorBody, Notification, NotifyOutcome, NotifyResponse};
+
+/// Why an exchange with a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    #[error(transparent)]
+    Locate(#[from] LocateError),
+    /// Nothing answered (connection refused, timeout, TLS failure).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// It answered, but not in the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// It answered with an error status.
+    #[error("{status}: {code}: {message}")]
+    Status { status: u16, code: String, message: String },
+}
+
+impl PeerError {
+    /// Whether trying again later may help.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            PeerError::Locate(l) => l.is_temporary(),
+            PeerError::Unreachable(_) => true,
+            PeerError::Protocol(_) => false,
+            PeerError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        }
+    }
+}
+
+/// What a store said about a message, without its content.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub sender: Option<String>,
+    pub size: Option<u64>,
+    pub digest: Option<String>,
+}
+
+/// A retrieved message (or part of it).
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    pub content: Vec<u8>,
+    pub sender: Option<String>,
+    pub digest: Option<String>,
+    pub partial: bool,
+}
+
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    locator: Locator,
+}
+
+/// The TLS client configuration: public roots plus an optional extra CA.
+pub fn tls_client_config(extra_ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}
+
+impl PeerClient {
+    pub fn new(locator: Locator, timeout: Duration, tls: rustls::ClientConfig) -> Result<PeerClient, String> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .dns_resolver(Arc::new(ReqwestDns(locator.dns().clone())))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("imgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(PeerClient { http, locator })
+    }
+
+    pub fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    /// Sends one request to the first endpoint of `service` at `domain` that
+    /// answers; connection failures move on to the next endpoint.
+    async fn exchange(
+        &self,
+        service: Service,
+        domain: &str,
+        build: impl Fn(&Endpoint) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, PeerError> {
+        let endpoints = self.locator.locate(service, domain).await?;
+        let mut last = String::new();
+        for ep in &endpoints {
+            match build(ep).send().await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => last = format!("{}: {}", ep.base_url(), error_chain(&e)),
+            }
+        }
+        Err(PeerError::Unreachable(last))
+    }
+
+    fn request(&self, method: Method, ep: &Endpoint, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{BASE}{path}", ep.base_url()))
+    }
+
+    /// Posts a batch of notifications to `domain`'s notification agent.
+    pub async fn notify(&self, domain: &str, batch: &[Notification]) -> Result<Vec<NotifyOutcome>, PeerError> {
+        let resp = self
+            .exchange(Service::Notify, domain, |ep| self.request(Method::POST, ep, "/notifications").json(batch))
+            .await?;
+        let resp = check(resp).await?;
+        let body: NotifyResponse =
+            resp.json().await.map_err(|e| PeerError::Protocol(format!("notification answer: {e}")))?;
+        if body.results.len() != batch.len() {
+            return Err(PeerError::Protocol(format!(
+                "{} results for {} notifications",
+                body.results.len(),
+                batch.len()
+            )));
+        }
+        Ok(body.results)
+    }
+
+    /// `HEAD` of a message at `store`'s recipient access.
+    pub async fn probe(&self, store: &str, id: &str) -> Result<Probe, PeerError> {
+        let path = format!("/messages/{id}");
+        let resp = self.exchange(Service::Store, store, |ep| self.request(Method::HEAD, ep, &path)).await?;
+        let resp = check(resp).await?;
+        let h = resp.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok(Probe {
+            sender: text(api::SENDER_HEADER),
+            size: text("content-length").and_then(|v| v.parse().ok()),
+            digest: text("repr-digest"),
+        })
+    }
+
+    /// Retrieves a message; `from` resumes at that octet.
+    pub async fn retrieve(&self, store: &str, id: &str, from: u64) -> Result<Retrieved, PeerError> {
+        let path = format!("/messages/{id}");
+        let resp = self
+            .exchange(Service::Store, store, |ep| {
+                let r = self.request(Method::GET, ep, &path);
+                if from > 0 { r.header("range", format!("bytes={from}-")) } else { r }
+            })
+            .await?;
+        let resp = check(resp).await?;
+        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+        let h = resp.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (sender, digest) = (text(api::SENDER_HEADER), text("repr-digest"));
+        let content = resp.bytes().await.map_err(|e| PeerError::Unreachable(error_chain(&e)))?.to_vec();
+        Ok(Retrieved { content, sender, digest, partial })
+    }
+
+    /// Silence, un-pin or refuse (`action`) at `store`.
+    pub async fn recipient_action(
+        &self,
+        store: &str,
+        id: &str,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<(), PeerError> {
+        let path = format!("/messages/{id}/{action}");
+        let resp = self
+            .exchange(Service::Store, store, |ep| {
+                let r = self.request(Method::POST, ep, &path);
+                match reason {
+                    Some(reason) => r.json(&api::RefuseRequest { reason: reason.to_string() }),
+                    None => r,
+                }
+            })
+            .await?;
+        check(resp).await.map(drop)
+    }
+}
+
+/// Turns an error status into [`PeerError::Status`] with the peer's JSON error.
+pub async fn check(resp: reqwest::Response) -> Result<reqwest::Response, PeerError> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    Err(match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(e) => PeerError::Status { status, code: e.error, message: e.message },
+        Err(_) => PeerError::Status { status, code: "http".into(), message: text.chars().take(200).collect() },
+    })
+}
+
+/// An error with its causes, which reqwest keeps in `source()`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

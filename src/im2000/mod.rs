@@ -1,0 +1,60 @@
+//! The IM2000 services over HTTP (docs/protocol.md): the public listener
+//! serves recipient access and notification submission; the private listener
+//! serves originator access and notification query. [`client`] is the other
+//! side of the same binding.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod inbox;
+pub mod notifications;
+pub mod originator;
+pub mod recipient_access;
+pub mod server;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use crate::context::Shared;
+
+/// Largest notification request body.
+const MAX_NOTIFY_BODY: usize = 4 << 20;
+
+/// Routes of the public listener.
+pub fn public_router(s: Shared) -> Router {
+    Router::new()
+        .route("/im2000/v1/messages/{id}", get(recipient_access::retrieve))
+        .route("/im2000/v1/messages/{id}/silence", post(recipient_access::silence))
+        .route("/im2000/v1/messages/{id}/unpin", post(recipient_access::unpin))
+        .route("/im2000/v1/messages/{id}/refuse", post(recipient_access::refuse))
+        .route("/im2000/v1/lists/{list}", get(recipient_access::scan_list))
+        .route("/im2000/v1/notifications", post(notifications::submit))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_NOTIFY_BODY))
+        .with_state(s)
+}
+
+/// Routes of the private listener.
+pub fn private_router(s: Shared) -> Router {
+    let limit = s.config.im2000.max_message_size as usize + 4096;
+    Router::new()
+        .route("/im2000/v1/submissions", post(originator::submit))
+        .route("/im2000/v1/submissions/{msg}", get(originator::track).delete(originator::cancel))
+        .route("/im2000/v1/inbox", get(inbox::list))
+        .route("/im2000/v1/inbox/clear", post(inbox::clear))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(s)
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = crate::proto::api::ErrorBody {
+        error: "method_not_allowed".into(),
+        message: "this operation does not take that method".into(),
+    };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}

@@ -1,0 +1,102 @@
+//! Notification submission, the agent's public service. Each notification is
+//! checked before it is filed: the recipient must be a user here, the store
+//! must be the sender's domain (or a gateway vouching with SMTP evidence),
+//! and the message must really be at that store — probed with HEAD at the
+//! store this agent locates itself, never at an address the notification
+//! names. Filing is idempotent per (store, id, recipient).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures::future::join_all;
+
+use super::Shared;
+use super::client::PeerError;
+use super::error::{ApiError, parse_json};
+use crate::proto::address::valid_domain;
+use crate::proto::api::{Notification, NotifyOutcome, NotifyResponse, NotifyResult};
+use crate::proto::{Address, RecipientId};
+use crate::store::InboxAccept;
+
+/// Most notifications accepted in one request.
+pub const MAX_BATCH: usize = 1000;
+
+fn outcome(result: NotifyResult, reason: impl Into<String>) -> NotifyOutcome {
+    let reason = reason.into();
+    NotifyOutcome { result, reason: (!reason.is_empty()).then_some(reason) }
+}
+
+/// `POST /notifications`.
+pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
+    let batch: Vec<Notification> = parse_json(&body)?;
+    if batch.is_empty() || batch.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!("send between 1 and {MAX_BATCH} notifications")));
+    }
+    let results = join_all(batch.iter().map(|n| consider(&s, n))).await;
+    Ok(axum::Json(NotifyResponse { results }).into_response())
+}
+
+async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
+    let recipient: Address = match n.recipient.parse() {
+        Ok(a) => a,
+        Err(e) => return outcome(NotifyResult::Refused, format!("bad recipient address: {e}")),
+    };
+    let sender: Address = match n.sender.parse() {
+        Ok(a) => a,
+        Err(e) => return outcome(NotifyResult::Refused, format!("bad sender address: {e}")),
+    };
+    if n.id.parse::<RecipientId>().is_err() {
+        return outcome(NotifyResult::Refused, "bad message identifier");
+    }
+    let store = n.store.to_lowercase();
+    if !valid_domain(&store) {
+        return outcome(NotifyResult::Refused, "bad store domain");
+    }
+    if !s.config.is_local_domain(recipient.domain()) {
+        return outcome(NotifyResult::Refused, format!("{} is not a domain served here", recipient.domain()));
+    }
+    if !s.users.contains(&recipient) {
+        return outcome(NotifyResult::Nouser, format!("no user {recipient} here"));
+    }
+    let via_gateway = n.origin.as_ref().is_some_and(|o| o.protocol == "smtp");
+    if store != sender.domain() && !via_gateway {
+        return outcome(NotifyResult::Refused, format!("store {store} is not the sender's domain {}", sender.domain()));
+    }
+    // Re-sent notifications are answered without probing again.
+    let key = recipient.key();
+    let (st, seen_key, n2) = (s.store.clone(), key.clone(), n.clone());
+    if let Ok(Ok(true)) = s.blocking(move || st.inbox_seen(&seen_key, &n2)).await {
+        return outcome(NotifyResult::Duplicate, "");
+    }
+    match s.peers.probe(&store, &n.id).await {
+        Ok(p) => {
+            if !p.sender.as_deref().is_some_and(|ps| ps.eq_ignore_ascii_case(&n.sender)) {
+                return outcome(NotifyResult::Refused, "the store names another sender for this message");
+            }
+            if p.size.is_some_and(|size| size != n.size) {
+                return outcome(NotifyResult::Refused, "the stored message's size differs from the notification's");
+            }
+            if p.digest.as_deref().is_some_and(|d| d != n.digest) {
+                return outcome(NotifyResult::Refused, "the stored message's digest differs from the notification's");
+            }
+        }
+        Err(PeerError::Status { status: 404 | 410, .. }) => {
+            return outcome(NotifyResult::Refused, format!("no such message at {store}'s store"));
+        }
+        Err(e) if e.is_temporary() => return outcome(NotifyResult::Retry, format!("cannot verify yet: {e}")),
+        Err(e) => return outcome(NotifyResult::Refused, format!("cannot verify: {e}")),
+    }
+    let (st, now, n2) = (s.store.clone(), s.clock.now(), n.clone());
+    match s.blocking(move || st.inbox_accept(&key, &n2, now)).await {
+        Ok(Ok(InboxAccept::Accepted(seq))) => {
+            tracing::info!(recipient = %recipient, sender = %n.sender, store = %store, seq, "notification accepted");
+            outcome(NotifyResult::Accepted, "")
+        }
+        Ok(Ok(InboxAccept::Duplicate(_))) => outcome(NotifyResult::Duplicate, ""),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "filing a notification failed");
+            outcome(NotifyResult::Retry, "storage temporarily unavailable")
+        }
+        Err(_) => outcome(NotifyResult::Retry, "storage temporarily unavailable"),
+    }
+}

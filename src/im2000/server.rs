@@ -1,0 +1,143 @@
+//! Serving a router on TCP listeners, with TLS (rustls) when configured, and
+//! graceful shutdown: on cancellation listeners close and open connections
+//! finish their current request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::config::TlsConfig;
+use crate::proto::api::ErrorBody;
+
+/// Loads the certificate chain and key of `[tls]` into a server config.
+pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
+    let certs = std::fs::read(&tls.cert).map_err(|e| format!("{}: {e}", tls.cert.display()))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut certs.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", tls.cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", tls.cert.display()));
+    }
+    let key = std::fs::read(&tls.key).map_err(|e| format!("{}: {e}", tls.key.display()))?;
+    let key = rustls_pemfile::private_key(&mut key.as_slice())
+        .map_err(|e| format!("{}: {e}", tls.key.display()))?
+        .ok_or_else(|| format!("{}: no private key in it", tls.key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Rewrites any error answer that is not already JSON (axum's own rejections
+/// for bodies over the limit, bad query strings, …) into the binding's
+/// `{"error", "message"}` form, so clients only ever parse one shape.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json =
+        resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let code = match status.as_u16() {
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        400 | 422 => "bad_request",
+        _ => "http_error",
+    };
+    let message = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if message.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { message };
+    let body = serde_json::to_vec(&ErrorBody { error: code.into(), message }).unwrap_or_default();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Binds every address now (so errors surface at start-up) and returns the
+/// bound listeners.
+pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
+    let mut out = Vec::new();
+    for a in addrs {
+        out.push(TcpListener::bind(a).await.map_err(|e| format!("cannot listen on {a}: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then drains connections
+/// for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
+    let router = router.layer(axum::middleware::map_response(json_errors));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                router.clone().oneshot(req.map(Body::new))
+            });
+            let mut builder = http1::Builder::new();
+            builder.header_read_timeout(Duration::from_secs(30));
+            builder.timer(hyper_util::rt::TokioTimer::new());
+            let result = match tls {
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the drain period; closing them");
+    }
+}

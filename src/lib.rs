@@ -1,0 +1,28 @@
+//! imgate — an SMTP ⇄ IM2000 gateway. This crate is a working IM2000 node:
+//! a sender-stores message store and a notification agent over HTTP.
+//!
+//! Codemap, in the order data flows (see docs/ARCHITECTURE.md):
+//!
+//! - [`config`] — TOML → validated [`config::Config`], every problem at once.
+//! - [`node`] — starts a node: store, listeners, queue worker; stops it.
+//! - [`im2000`] — the HTTP services (recipient access, notification
+//!   submission, originator access, notification query) and [`im2000::client`],
+//!   the same binding's client side.
+//! - [`queue`] — the durable job worker: notifications, retries, expiry.
+//! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
+//! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
+//! - [`proto`] — wire vocabulary and codecs, no IO.
+//! - [`clock`] — injectable time.
+//! - [`cli`] — the `imgate` command's client subcommands.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod discovery;
+pub mod dns;
+pub mod im2000;
+pub mod node;
+pub mod proto;
+pub mod queue;
+pub mod store;

@@ -1,0 +1,72 @@
+//! The `imgate` binary: parse the command line, then hand over to the library.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use clap::Parser;
+use imgate::cli::{Cli, Command, LogFormat};
+use imgate::config::Config;
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                println!("{}: ok ({} domain(s), {} user(s))", c.source, c.domains.len(), c.users.len());
+                Ok(())
+            }
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::HashPassword => {
+            let password = if std::io::stdin().is_terminal() {
+                rpassword::prompt_password("password: ").map_err(anyhow::Error::from)
+            } else {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map(|_| s.trim_end_matches(['\r', '\n']).to_string())
+                    .map_err(Into::into)
+            };
+            password.map(|p| println!("{}", imgate::im2000::auth::hash_password(&p)))
+        }
+        Command::Serve { config, log_format } => {
+            let config = match config {
+                Some(path) => Config::load(&path),
+                None => Ok(Config::embedded()),
+            };
+            match config {
+                Ok(c) => {
+                    init_logging(&c.log_level, log_format);
+                    runtime.block_on(imgate::node::run(c))
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        other => runtime.block_on(imgate::cli::run_client(other)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

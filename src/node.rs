@@ -1,0 +1,154 @@
+//! A running imgate node: opens the store, binds the listeners, starts the
+//! queue worker, and stops them all in order. Tests and the lab start several
+//! nodes in one process; `imgate serve` starts one and waits for a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::context::{Context, Shared};
+use crate::discovery::Locator;
+use crate::dns::{Dns, HickoryDns};
+use crate::im2000::auth::Users;
+use crate::im2000::client::{PeerClient, tls_client_config};
+use crate::im2000::{self, server};
+use crate::store::Store;
+
+/// How long open HTTP connections may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// What could stop a node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("opening the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Replaceable parts of a node, for tests and the lab.
+#[derive(Clone, Default)]
+pub struct NodeParts {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub dns: Option<Arc<dyn Dns>>,
+}
+
+pub struct Node {
+    ctx: Shared,
+    public: Vec<SocketAddr>,
+    private: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    pub async fn start(config: Config) -> Result<Node, StartError> {
+        Self::start_with(config, NodeParts::default()).await
+    }
+
+    pub async fn start_with(mut config: Config, parts: NodeParts) -> Result<Node, StartError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let store_dir = dir.join("store");
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+            .await
+            .map_err(|e| StartError::Setup(e.to_string()))??;
+        let dns: Arc<dyn Dns> = match parts.dns {
+            Some(d) => d,
+            None => Arc::new(HickoryDns::new(&config.dns).map_err(StartError::Setup)?),
+        };
+        let tls_client =
+            tls_client_config(config.tls.as_ref().and_then(|t| t.ca.as_deref())).map_err(StartError::Setup)?;
+        let peers = PeerClient::new(Locator::new(&config, dns), config.notify.timeout, tls_client)
+            .map_err(StartError::Setup)?;
+        let users = Users::from_config(&config);
+        // Plain passwords are hashed now; the node keeps nothing else of them.
+        for u in &mut config.users {
+            u.secret = crate::config::Secret::Hash(String::new());
+        }
+        let acceptor = match &config.tls {
+            Some(t) => Some(server::tls_acceptor(t).map_err(StartError::Setup)?),
+            None => None,
+        };
+        let public_listeners = server::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
+        let private_listeners = server::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
+        let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
+        let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
+
+        let ctx: Shared = Arc::new(Context {
+            config,
+            store,
+            clock: parts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            peers,
+            users,
+            wake: Notify::new(),
+        });
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for l in public_listeners {
+            let router = im2000::public_router(ctx.clone());
+            tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
+        }
+        for l in private_listeners {
+            let router = im2000::private_router(ctx.clone());
+            tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
+        }
+        tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
+        tracing::info!(public = ?public, private = ?private, domains = ?ctx.config.domains, "imgate node started");
+        Ok(Node { ctx, public, private, shutdown, tasks })
+    }
+
+    /// Bound addresses of the public listeners (useful with port 0).
+    pub fn public_addrs(&self) -> &[SocketAddr] {
+        &self.public
+    }
+
+    pub fn private_addrs(&self) -> &[SocketAddr] {
+        &self.private
+    }
+
+    pub fn context(&self) -> &Shared {
+        &self.ctx
+    }
+
+    /// Makes the queue worker look at the queue now.
+    pub fn wake(&self) {
+        self.ctx.wake.notify_one();
+    }
+
+    /// Stops accepting, drains connections, stops the worker, closes the store.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        tracing::info!("imgate node stopped");
+    }
+}
+
+/// `imgate serve`: runs a node until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let node = Node::start(config).await?;
+    for a in node.public_addrs() {
+        println!("imgate: public IM2000 services on {a}");
+    }
+    for a in node.private_addrs() {
+        println!("imgate: private IM2000 services on {a}");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received; shutting down");
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The JSON bodies of the IM2000-over-HTTP binding (docs/protocol.md). Both
+//! the services and the clients (peer nodes, the CLI) use these types, so the
+//! two sides cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use super::{NotificationStatus, ReadStatus};
+
+/// Base path of every operation.
+pub const BASE: &str = "/im2000/v1";
+/// Response header naming the message's sender on retrieval.
+pub const SENDER_HEADER: &str = "IM2000-Sender";
+/// SRV service label of a message store (recipient access).
+pub const SRV_STORE: &str = "_im2000-store._tcp";
+/// SRV service label of a notification agent (notification submission).
+pub const SRV_NOTIFY: &str = "_im2000-notify._tcp";
+
+/// Every error answer: `{"error": "<code>", "message": "<text>"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// How the message reached the store, so a recipient can judge the sender.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// `im2000` for a native submission, `smtp` for mail a gateway accepted.
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spf: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc: Option<String>,
+}
+
+/// One notification, as a store posts it to a recipient's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    /// Domain whose store holds the message (located by the agent itself).
+    pub store: String,
+    /// The recipient's identifier (capability) at that store.
+    pub id: String,
+    pub sender: String,
+    pub recipient: String,
+    pub size: u64,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The agent's answer for one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyResult {
+    Accepted,
+    Duplicate,
+    Nouser,
+    Refused,
+    Retry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyOutcome {
+    pub result: NotifyResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /notifications` answer: one outcome per notification, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyResponse {
+    pub results: Vec<NotifyOutcome>,
+}
+
+/// `POST /messages/{id}/refuse` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefuseRequest {
+    pub reason: String,
+}
+
+/// Answer to silence, un-pin and refuse.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecipientState {
+    pub notification: NotificationStatus,
+    pub read: ReadStatus,
+    pub pinned: bool,
+}
+
+/// `POST /submissions` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub message: String,
+    pub size: u64,
+    pub expires_at: String,
+    pub recipients: Vec<SubmitRecipient>,
+    #[serde(default)]
+    pub lists: Vec<ListEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitRecipient {
+    pub recipient: String,
+    pub accepted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /submissions/{msg}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrackResponse {
+    pub message: String,
+    pub sender: String,
+    pub submitted_at: String,
+    pub expires_at: String,
+    pub size: u64,
+    pub digest: String,
+    /// `stored`, `released` (every recipient done), `cancelled` or `expired`.
+    pub state: String,
+    pub recipients: Vec<TrackRecipient>,
+    #[serde(default)]
+    pub lists: Vec<ListEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrackRecipient {
+    pub recipient: String,
+    pub notification: NotificationStatus,
+    pub read: ReadStatus,
+    pub pinned: bool,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_at: Option<String>,
+}
+
+/// A list a message was published to, with the list's retrieval identifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListEntry {
+    pub list: String,
+    pub id: String,
+}
+
+/// `GET /lists/{list}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListScan {
+    pub list: String,
+    pub messages: Vec<ListMessage>,
+    /// Pass as `since` to get only what came after this answer.
+    pub next: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListMessage {
+    pub id: String,
+    pub sender: String,
+    pub size: u64,
+    pub submitted_at: String,
+}
+
+/// One entry of a user's inbox (`GET /inbox`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxEntry {
+    pub cursor: String,
+    pub received_at: String,
+    pub notification: Notification,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxPage {
+    pub notifications: Vec<InboxEntry>,
+    /// The cursor of the last entry (or the `after` given): pass it as
+    /// `after` for the next page, or as `through` to clear.
+    pub next: String,
+}
+
+/// `POST /inbox/clear` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearRequest {
+    pub through: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClearResponse {
+    pub cleared: u64,
+}

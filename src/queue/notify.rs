@@ -1,0 +1,113 @@
+//! The notification job: group due recipients by domain, locate each
+//! domain's notification agent, post one batch per agent, and turn each
+//! answer (or failure) into the recipient's next status.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use super::backoff::retry_delay;
+use crate::context::Shared;
+use crate::discovery::LocateError;
+use crate::im2000::client::PeerError;
+use crate::proto::api::{Notification, NotifyOutcome, NotifyResult};
+use crate::proto::{NotificationStatus, RecipientId};
+use crate::store::{Leased, NotifyAttempt};
+
+/// Sends every leased notification, one request per domain (per batch size).
+pub async fn run_batch(s: &Shared, leased: Vec<Leased>) {
+    let mut by_domain: BTreeMap<String, Vec<Leased>> = BTreeMap::new();
+    for l in leased {
+        let domain = l.record.recipient.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
+        by_domain.entry(domain).or_default().push(l);
+    }
+    let batch_size = s.config.notify.batch_size;
+    let work = by_domain.into_iter().flat_map(|(domain, jobs)| {
+        let mut chunks = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            chunks.push((domain.clone(), jobs.by_ref().take(batch_size).collect::<Vec<_>>()));
+        }
+        chunks
+    });
+    join_all(work.map(|(domain, jobs)| notify_domain(s, domain, jobs))).await;
+}
+
+fn notification(l: &Leased) -> Notification {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&l.selector);
+    id[8..].copy_from_slice(&l.record.verifier);
+    Notification {
+        store: l.message.store.clone(),
+        id: RecipientId(id).to_string(),
+        sender: l.message.sender.clone(),
+        recipient: l.record.recipient.clone(),
+        size: l.message.size,
+        digest: l.message.digest.clone(),
+        origin: l.message.origin.clone(),
+    }
+}
+
+async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
+    let batch: Vec<Notification> = jobs.iter().map(notification).collect();
+    let answer = s.peers.notify(&domain, &batch).await;
+    let now = s.clock.now();
+    for (i, l) in jobs.iter().enumerate() {
+        let attempt = match &answer {
+            Ok(outcomes) => from_outcome(s, l, &outcomes[i], now),
+            Err(e) => from_error(s, l, e, now),
+        };
+        tracing::info!(recipient = %l.record.recipient, id = %hex_short(&l.selector), attempt = l.record.attempts,
+            outcome = ?attempt, "notification attempt");
+        let st = s.store.clone();
+        let sel = l.selector;
+        match s.blocking(move || st.finish_notify(sel, attempt, now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "recording a notification outcome failed"),
+            Err(e) => tracing::error!(error = %e, "recording a notification outcome failed"),
+        }
+    }
+}
+
+fn hex_short(sel: &[u8; 8]) -> String {
+    sel[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn retry(s: &Shared, l: &Leased, now: u64, reason: String, give_up_as: NotificationStatus) -> NotifyAttempt {
+    let cfg = &s.config.notify;
+    let first = l.record.first_attempt_at.unwrap_or(now);
+    if now.saturating_sub(first) >= cfg.max_retry_age.as_millis() as u64 {
+        return NotifyAttempt::Final { status: give_up_as, reason: format!("gave up: {reason}") };
+    }
+    let delay = retry_delay(l.record.attempts, cfg.retry_min, cfg.retry_max, &mut rand::rng());
+    NotifyAttempt::Retry { retry_at: now + delay.as_millis() as u64, reason }
+}
+
+fn from_outcome(s: &Shared, l: &Leased, o: &NotifyOutcome, now: u64) -> NotifyAttempt {
+    let reason = o.reason.clone().unwrap_or_default();
+    match o.result {
+        NotifyResult::Accepted | NotifyResult::Duplicate => {
+            NotifyAttempt::Accepted { resend_at: now + s.config.notify.resend_interval.as_millis() as u64 }
+        }
+        NotifyResult::Nouser => NotifyAttempt::Final { status: NotificationStatus::Nouser, reason },
+        NotifyResult::Refused => NotifyAttempt::Final { status: NotificationStatus::Refused, reason },
+        NotifyResult::Retry => retry(s, l, now, reason, NotificationStatus::Noserver),
+    }
+}
+
+fn from_error(s: &Shared, l: &Leased, e: &PeerError, now: u64) -> NotifyAttempt {
+    let reason = e.to_string();
+    match e {
+        PeerError::Locate(LocateError::BadDomain(..)) => {
+            NotifyAttempt::Final { status: NotificationStatus::Baddomain, reason }
+        }
+        PeerError::Locate(LocateError::NoService(..)) => {
+            NotifyAttempt::Final { status: NotificationStatus::Noservice, reason }
+        }
+        PeerError::Status { .. } if !e.is_temporary() => {
+            NotifyAttempt::Final { status: NotificationStatus::Protocolerror, reason }
+        }
+        PeerError::Protocol(_) => retry(s, l, now, reason, NotificationStatus::Protocolerror),
+        _ => retry(s, l, now, reason, NotificationStatus::Noserver),
+    }
+}

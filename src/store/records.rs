@@ -1,0 +1,105 @@
+//! Values stored in the column families of [`super::schema`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::proto::api::{Notification, Origin};
+use crate::proto::{NotificationStatus, ReadStatus};
+
+/// Lifecycle of a stored message's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// The body is stored and retrievable.
+    Stored,
+    /// Every recipient is done with it; the body is freed.
+    Released,
+    /// The sender recalled it; the body is freed.
+    Cancelled,
+    /// Its lifetime ended; the body is freed.
+    Expired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// The store domain notifications name (the sender's, or a gateway's).
+    pub store: String,
+    pub sender: String,
+    /// The quota account the body is charged to.
+    pub account: String,
+    pub submitted_at: Millis,
+    pub expires_at: Millis,
+    pub size: u64,
+    pub header_len: u64,
+    pub digest: String,
+    pub state: MessageState,
+    /// Selectors (hex) of the recipient records, in submission order.
+    pub recipients: Vec<String>,
+    /// (list name, selector hex) of each list the message was published to.
+    #[serde(default)]
+    pub lists: Vec<(String, String)>,
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// What a recipient record stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientKind {
+    /// One addressee, notified.
+    Mailbox,
+    /// A list's public identifier; subscribers scan, nobody is notified.
+    List,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    /// Message id (hex).
+    pub message: String,
+    /// The secret half of the identifier.
+    pub verifier: [u8; 8],
+    pub kind: RecipientKind,
+    /// The address (or the list name).
+    pub recipient: String,
+    pub notification: NotificationStatus,
+    pub read: ReadStatus,
+    pub pinned: bool,
+    pub attempts: u32,
+    pub first_attempt_at: Option<Millis>,
+    pub last_attempt_at: Option<Millis>,
+    /// Due time of its queued job, if one is queued.
+    pub next_attempt_at: Option<Millis>,
+    pub accepted_at: Option<Millis>,
+    pub read_at: Option<Millis>,
+    pub silenced_at: Option<Millis>,
+    pub reason: Option<String>,
+}
+
+/// A durable unit of work in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Send (or re-send) a recipient's notification.
+    Notify { recipient: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListRecord {
+    /// The list identifier (hex), public to anyone who scans the list.
+    pub id: String,
+    pub sender: String,
+    pub size: u64,
+    pub submitted_at: Millis,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxRecord {
+    pub received_at: Millis,
+    pub notification: Notification,
+}

@@ -1,0 +1,170 @@
+//! The one place that knows how imgate lays data out in RocksDB: every column
+//! family, every key layout, and the value type stored under it. Integers in
+//! keys are big-endian so that byte order is numeric order and range scans
+//! walk time forwards.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `messages`   | message id (16)                         | [`MessageRecord`] JSON |
+//! | `bodies`     | message id (16)                         | the RFC 5322 octets, once per message |
+//! | `recipients` | recipient selector (8)                  | [`RecipientRecord`] JSON (holds the verifier) |
+//! | `queue`      | due ms (8) · job key (8) · kind (1)     | [`Job`] JSON |
+//! | `expiry`     | expires ms (8) · message id (16)        | empty |
+//! | `lists`      | list name · 0x00 · submitted ms (8) · message id (16) | [`ListRecord`] JSON |
+//! | `accounts`   | account (sender address key)            | [`AccountRecord`] JSON |
+//! | `inbox`      | user key · 0x00 · sequence (8)          | [`InboxRecord`] JSON |
+//! | `inbox_seen` | sha-256(store · id · recipient) (32)    | user key · 0x00 · sequence (8) |
+//! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE) |
+//!
+//! [`MessageRecord`]: super::records::MessageRecord
+//! [`RecipientRecord`]: super::records::RecipientRecord
+//! [`Job`]: super::records::Job
+//! [`ListRecord`]: super::records::ListRecord
+//! [`AccountRecord`]: super::records::AccountRecord
+//! [`InboxRecord`]: super::records::InboxRecord
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::Millis;
+use crate::proto::MessageId;
+
+pub const CF_MESSAGES: &str = "messages";
+pub const CF_BODIES: &str = "bodies";
+pub const CF_RECIPIENTS: &str = "recipients";
+pub const CF_QUEUE: &str = "queue";
+pub const CF_EXPIRY: &str = "expiry";
+pub const CF_LISTS: &str = "lists";
+pub const CF_ACCOUNTS: &str = "accounts";
+pub const CF_INBOX: &str = "inbox";
+pub const CF_INBOX_SEEN: &str = "inbox_seen";
+pub const CF_META: &str = "meta";
+
+pub const ALL_CFS: &[&str] = &[
+    CF_MESSAGES,
+    CF_BODIES,
+    CF_RECIPIENTS,
+    CF_QUEUE,
+    CF_EXPIRY,
+    CF_LISTS,
+    CF_ACCOUNTS,
+    CF_INBOX,
+    CF_INBOX_SEEN,
+    CF_META,
+];
+
+/// Version of this layout, written at creation and checked at open.
+pub const SCHEMA_VERSION: u32 = 1;
+pub const META_SCHEMA: &[u8] = b"schema";
+pub const META_INBOX_SEQ: &[u8] = b"inbox_seq";
+
+/// Job kinds, the last byte of a queue key.
+pub const JOB_NOTIFY: u8 = 1;
+
+pub fn queue_key(due: Millis, job: [u8; 8], kind: u8) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..8].copy_from_slice(&due.to_be_bytes());
+    k[8..16].copy_from_slice(&job);
+    k[16] = kind;
+    k
+}
+
+/// (due, job key, kind) of a queue key.
+pub fn parse_queue_key(k: &[u8]) -> Option<(Millis, [u8; 8], u8)> {
+    if k.len() != 17 {
+        return None;
+    }
+    Some((u64::from_be_bytes(k[..8].try_into().ok()?), k[8..16].try_into().ok()?, k[16]))
+}
+
+pub fn expiry_key(at: Millis, msg: &MessageId) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&at.to_be_bytes());
+    k[8..].copy_from_slice(&msg.0);
+    k
+}
+
+pub fn parse_expiry_key(k: &[u8]) -> Option<(Millis, MessageId)> {
+    if k.len() != 24 {
+        return None;
+    }
+    Some((u64::from_be_bytes(k[..8].try_into().ok()?), MessageId(k[8..].try_into().ok()?)))
+}
+
+/// Prefix of every key of one list (names never contain NUL).
+pub fn list_prefix(list: &str) -> Vec<u8> {
+    let mut k = list.to_lowercase().into_bytes();
+    k.push(0);
+    k
+}
+
+pub fn list_key(list: &str, at: Millis, msg: &MessageId) -> Vec<u8> {
+    let mut k = list_prefix(list);
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(&msg.0);
+    k
+}
+
+/// Prefix of every key of one user's inbox.
+pub fn inbox_prefix(user_key: &str) -> Vec<u8> {
+    let mut k = user_key.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+pub fn inbox_key(user_key: &str, seq: u64) -> Vec<u8> {
+    let mut k = inbox_prefix(user_key);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The sequence number at the end of an inbox key.
+pub fn inbox_key_seq(k: &[u8]) -> Option<u64> {
+    let tail = k.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(k[tail..].try_into().ok()?))
+}
+
+/// Identity of a notification for idempotency: (store, id, recipient).
+pub fn inbox_seen_key(store: &str, id: &str, recipient_key: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [store.to_lowercase().as_str(), id.to_lowercase().as_str(), recipient_key] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_sort_by_time_and_round_trip() {
+        let cases = [(0u64, [0u8; 8]), (1, [9; 8]), (255, [1; 8]), (256, [0; 8]), (u64::MAX, [7; 8])];
+        let keys: Vec<_> = cases.iter().map(|(t, j)| queue_key(*t, *j, JOB_NOTIFY)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for ((t, j), k) in cases.iter().zip(&keys) {
+            assert_eq!(parse_queue_key(k), Some((*t, *j, JOB_NOTIFY)));
+        }
+        assert_eq!(parse_queue_key(&[0; 16]), None);
+    }
+
+    #[test]
+    fn inbox_and_list_keys_stay_inside_their_prefix() {
+        // "ann" must not see "anne"'s entries: the NUL separator sees to it.
+        let a = inbox_key("ann@x.test", u64::MAX);
+        let b = inbox_key("anne@x.test", 0);
+        assert!(a.starts_with(&inbox_prefix("ann@x.test")));
+        assert!(!b.starts_with(&inbox_prefix("ann@x.test")));
+        assert_eq!(inbox_key_seq(&inbox_key("u", 42)), Some(42));
+        let m = MessageId([3; 16]);
+        assert!(list_key("News", 5, &m).starts_with(&list_prefix("news")));
+        assert!(list_key("news", 5, &m) < list_key("news", 6, &MessageId([0; 16])));
+        assert_eq!(parse_expiry_key(&expiry_key(9, &m)), Some((9, m)));
+    }
+
+    #[test]
+    fn seen_keys_do_not_collide_on_concatenation() {
+        assert_ne!(inbox_seen_key("ab", "c", "d"), inbox_seen_key("a", "bc", "d"));
+        assert_eq!(inbox_seen_key("One.test", "AB", "d"), inbox_seen_key("one.test", "ab", "d"));
+    }
+}

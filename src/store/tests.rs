@@ -1,0 +1,180 @@
+//! Store behaviour: one body per message, capability checks, release on
+//! un-pin, quota, cancel, the queue's leases, expiry and inbox idempotency.
+
+use super::*;
+use crate::proto::api::Notification;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    (dir, s)
+}
+
+fn msg(to: &[&str], content: &[u8]) -> NewMessage {
+    NewMessage {
+        store: "one.test".into(),
+        sender: "alice@one.test".parse().unwrap(),
+        account: "alice@one.test".into(),
+        recipients: to.iter().map(|a| a.parse().unwrap()).collect(),
+        lists: vec![],
+        lifetime_ms: 60_000,
+        content: content.to_vec(),
+        origin: None,
+    }
+}
+
+#[test]
+fn one_body_many_capabilities() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test", "c@two.test"], b"Subject: x\r\n\r\nhi\r\n"), 1_000, 1 << 20).unwrap();
+    assert_eq!(sub.recipients.len(), 2);
+    let (b, c) = (sub.recipients[0].1, sub.recipients[1].1);
+    assert_ne!(b, c);
+    for id in [b, c] {
+        let f = s.find(&id).unwrap().unwrap();
+        assert_eq!(f.message_id, sub.message);
+        assert_eq!(f.message.header_len, 14);
+    }
+    assert_eq!(s.body(&sub.message).unwrap().unwrap(), b"Subject: x\r\n\r\nhi\r\n");
+    // A wrong verifier is indistinguishable from an unknown identifier.
+    let mut forged = b;
+    forged.0[15] ^= 0x80;
+    assert_eq!(s.find(&forged).unwrap().unwrap_err(), Unavailable::Unknown);
+    assert_eq!(s.find(&RecipientId::random()).unwrap().unwrap_err(), Unavailable::Unknown);
+    assert_eq!(s.account_usage("alice@one.test").unwrap().bytes, 18);
+}
+
+#[test]
+fn unpin_by_every_recipient_frees_the_body() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test", "c@two.test"], b"x"), 1_000, 1 << 20).unwrap();
+    let (b, c) = (sub.recipients[0].1, sub.recipients[1].1);
+    s.recipient_action(&b, RecipientAction::Unpin, 2_000).unwrap().unwrap();
+    assert_eq!(s.find(&b).unwrap().unwrap_err(), Unavailable::Gone);
+    assert!(s.find(&c).unwrap().is_ok());
+    assert!(s.body(&sub.message).unwrap().is_some());
+    s.recipient_action(&c, RecipientAction::Unpin, 2_000).unwrap().unwrap();
+    assert!(s.body(&sub.message).unwrap().is_none());
+    let (m, rs) = s.track(&sub.message).unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Released);
+    assert!(rs.iter().all(|r| !r.pinned && r.notification == NotificationStatus::Silenced));
+    assert_eq!(s.account_usage("alice@one.test").unwrap().bytes, 0);
+    assert_eq!(s.next_due().unwrap(), None, "no notification left queued");
+}
+
+#[test]
+fn quota_is_enforced_and_released() {
+    let (_d, s) = store();
+    s.submit(msg(&["b@two.test"], &[b'x'; 600]), 1, 1000).unwrap();
+    let err = s.submit(msg(&["b@two.test"], &[b'x'; 600]), 1, 1000).unwrap_err();
+    assert!(matches!(err, StoreError::OverQuota { used: 600, quota: 1000, size: 600 }), "{err}");
+    // The refused message left nothing behind.
+    assert_eq!(s.account_usage("alice@one.test").unwrap().messages, 1);
+}
+
+#[test]
+fn cancel_makes_capabilities_gone_and_drops_jobs() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test"], b"x"), 1, 1000).unwrap();
+    assert_eq!(s.cancel(&sub.message).unwrap().unwrap().state, MessageState::Cancelled);
+    assert_eq!(s.find(&sub.recipients[0].1).unwrap().unwrap_err(), Unavailable::Gone);
+    assert!(s.body(&sub.message).unwrap().is_none());
+    assert!(s.lease_due(u64::MAX - 1, u64::MAX, 10).unwrap().is_empty());
+    assert!(s.cancel(&MessageId::random()).unwrap().is_none());
+}
+
+#[test]
+fn leases_survive_until_finished() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
+    let sel = sub.recipients[0].1.selector();
+    assert!(s.lease_due(99, 5_000, 10).unwrap().is_empty(), "not due yet");
+    let leased = s.lease_due(100, 5_000, 10).unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].record.notification, NotificationStatus::Notifying);
+    // Not finished (a crash): the job comes back when the lease ends.
+    assert!(s.lease_due(4_999, 9_000, 10).unwrap().is_empty());
+    assert_eq!(s.lease_due(5_000, 9_000, 10).unwrap().len(), 1);
+    s.finish_notify(sel, NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() }, 6_000).unwrap();
+    assert_eq!(s.next_due().unwrap(), Some(20_000));
+    let again = s.lease_due(20_000, 30_000, 10).unwrap();
+    assert_eq!(again[0].record.attempts, 3);
+    s.finish_notify(
+        sel,
+        NotifyAttempt::Final { status: NotificationStatus::Nouser, reason: "no such user".into() },
+        21_000,
+    )
+    .unwrap();
+    let (m, rs) = s.track(&sub.message).unwrap().unwrap();
+    assert_eq!(rs[0].notification, NotificationStatus::Nouser);
+    assert_eq!(m.state, MessageState::Released, "the only recipient is done");
+    assert_eq!(s.next_due().unwrap(), None);
+}
+
+#[test]
+fn expiry_frees_bodies() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test"], b"x"), 1_000, 1000).unwrap();
+    assert_eq!(s.next_expiry().unwrap(), Some(61_000));
+    assert_eq!(s.expire_due(60_999).unwrap(), 0);
+    assert_eq!(s.expire_due(61_000).unwrap(), 1);
+    assert_eq!(s.find(&sub.recipients[0].1).unwrap().unwrap_err(), Unavailable::Gone);
+    assert_eq!(s.track(&sub.message).unwrap().unwrap().0.state, MessageState::Expired);
+    assert_eq!(s.next_due().unwrap(), None);
+}
+
+#[test]
+fn lists_scan_in_order_with_cursor() {
+    let (_d, s) = store();
+    let mut m = msg(&[], b"x");
+    m.lists = vec!["news@one.test".into()];
+    let first = s.submit(m, 10, 1000).unwrap();
+    let mut m = msg(&[], b"y");
+    m.lists = vec!["News@one.test".into()];
+    let second = s.submit(m, 20, 1000).unwrap();
+    let (all, cursor) = s.scan_list("news@one.test", None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![first.lists[0].1.to_string(), second.lists[0].1.to_string()]
+    );
+    let (rest, _) = s.scan_list("news@one.test", Some(&cursor), 10).unwrap();
+    assert!(rest.is_empty());
+    assert!(s.find(&first.lists[0].1).unwrap().is_ok(), "list ids retrieve");
+}
+
+#[test]
+fn inbox_is_idempotent_and_clears() {
+    let (_d, s) = store();
+    let n = Notification {
+        store: "one.test".into(),
+        id: "00".repeat(16),
+        sender: "alice@one.test".into(),
+        recipient: "bob@two.test".into(),
+        size: 1,
+        digest: "sha-256=:x:".into(),
+        origin: None,
+    };
+    assert_eq!(s.inbox_accept("bob@two.test", &n, 5).unwrap(), InboxAccept::Accepted(1));
+    assert_eq!(s.inbox_accept("bob@two.test", &n, 6).unwrap(), InboxAccept::Duplicate(1));
+    let mut n2 = n.clone();
+    n2.id = "11".repeat(16);
+    assert_eq!(s.inbox_accept("bob@two.test", &n2, 7).unwrap(), InboxAccept::Accepted(2));
+    assert_eq!(s.inbox_list("bob@two.test", 0, 10).unwrap().len(), 2);
+    assert_eq!(s.inbox_list("bob@two.test", 1, 10).unwrap().len(), 1);
+    assert!(s.inbox_list("bo@two.test", 0, 10).unwrap().is_empty());
+    assert_eq!(s.inbox_clear("bob@two.test", 1).unwrap(), 1);
+    assert_eq!(s.inbox_list("bob@two.test", 0, 10).unwrap()[0].0, 2);
+    assert_eq!(s.inbox_accept("bob@two.test", &n, 8).unwrap(), InboxAccept::Duplicate(1), "cleared stays seen");
+}
+
+#[test]
+fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = {
+        let s = Store::open(dir.path()).unwrap();
+        s.submit(msg(&["b@two.test"], b"kept"), 1, 1000).unwrap()
+    };
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.body(&sub.message).unwrap().unwrap(), b"kept");
+    assert_eq!(s.next_due().unwrap(), Some(1));
+}

@@ -1,0 +1,63 @@
+//! A real DNS server in the test process (hickory-server), authoritative for
+//! `test.`, that the nodes under test resolve through over UDP and TCP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+
+type Zone = InMemoryZoneHandler<TokioRuntimeProvider>;
+
+pub struct TestDns {
+    pub addr: SocketAddr,
+    zone: Arc<Zone>,
+    _server: Server<Catalog>,
+}
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(if s.ends_with('.') { s.to_string() } else { format!("{s}.") }).unwrap()
+}
+
+impl TestDns {
+    pub async fn start() -> TestDns {
+        let origin = name("test.");
+        let zone = Arc::new(Zone::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny));
+        let soa = SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86_400, 0);
+        zone.upsert(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1).await;
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
+        let mut server = Server::new(catalog);
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 65_535);
+        TestDns { addr, zone, _server: server }
+    }
+
+    pub async fn a(&self, host: &str, ip: IpAddr) {
+        let IpAddr::V4(v4) = ip else { panic!("v4 only") };
+        self.zone.upsert(Record::from_rdata(name(host), 0, RData::A(A(v4))), 2).await;
+    }
+
+    pub async fn srv(&self, owner: &str, priority: u16, weight: u16, port: u16, target: &str) {
+        let srv = SRV::new(priority, weight, port, name(target));
+        self.zone.upsert(Record::from_rdata(name(owner), 0, RData::SRV(srv)), 2).await;
+    }
+
+    /// Publishes a node's public listener as `domain`'s store and agent:
+    /// `node.<domain>` A 127.0.0.1, and both SRV records pointing at it.
+    pub async fn publish_node(&self, domain: &str, public: SocketAddr) {
+        let host = format!("node.{domain}");
+        self.a(&host, public.ip()).await;
+        self.a(domain, public.ip()).await;
+        self.srv(&format!("_im2000-store._tcp.{domain}"), 10, 1, public.port(), &host).await;
+        self.srv(&format!("_im2000-notify._tcp.{domain}"), 10, 1, public.port(), &host).await;
+    }
+}

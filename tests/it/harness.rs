@@ -1,0 +1,165 @@
+//! A small world for end-to-end tests: a real DNS server, nodes for several
+//! domains in this process (each with its own RocksDB directory), one manual
+//! clock they all share, and helpers to call their HTTP APIs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use imgate::clock::{Clock, ManualClock};
+use imgate::config::Config;
+use imgate::node::{Node, NodeParts};
+
+use crate::dns::TestDns;
+
+pub struct World {
+    pub dns: TestDns,
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+}
+
+pub struct TestNode {
+    pub node: Node,
+    pub domain: String,
+    /// The configuration file, rewritten with the bound ports.
+    pub config_path: PathBuf,
+    pub public: SocketAddr,
+    pub private: SocketAddr,
+}
+
+pub const PASSWORD: &str = "correct horse";
+
+impl World {
+    pub async fn new() -> World {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        World { dns: TestDns::start().await, dir: tempfile::tempdir().unwrap(), clock: ManualClock::new() }
+    }
+
+    /// Configuration text for `domain` with `users` (local parts).
+    pub fn config_text(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> String {
+        let data = self.dir.path().join(domain);
+        let mut t = format!(
+            "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
+             [im2000]\npublic = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
+             [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
+             [notify]\ntimeout = \"5s\"\n\
+             [[domain]]\nname = \"{domain}\"\n",
+            self.dns.addr
+        );
+        for u in users {
+            t.push_str(&format!("[[user]]\naddress = \"{u}@{domain}\"\npassword = \"{PASSWORD}\"\n"));
+        }
+        t.push_str(extra);
+        t
+    }
+
+    /// Starts a node for `domain` on fresh ports and publishes it in DNS.
+    pub async fn start(&self, domain: &str, users: &[&str]) -> TestNode {
+        self.start_with(domain, users, "127.0.0.1:0", "127.0.0.1:0", "").await
+    }
+
+    pub async fn start_with(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> TestNode {
+        let text = self.config_text(domain, users, public, private, extra);
+        let config = Config::parse(&text, domain).unwrap_or_else(|e| panic!("{e}"));
+        let node = Node::start_with(config, self.parts()).await.unwrap();
+        let (public, private) = (node.public_addrs()[0], node.private_addrs()[0]);
+        self.dns.publish_node(domain, public).await;
+        // Keep the bound ports, so restarts and the CLI find the same node.
+        let fixed = self.config_text(domain, users, &public.to_string(), &private.to_string(), extra);
+        let config_path = self.dir.path().join(format!("{domain}.toml"));
+        std::fs::write(&config_path, fixed).unwrap();
+        TestNode { node, domain: domain.to_string(), config_path, public, private }
+    }
+
+    /// Stops a node and starts it again on the same data and ports.
+    pub async fn restart(&self, n: TestNode) -> TestNode {
+        let TestNode { node, domain, config_path, public, private } = n;
+        node.shutdown().await;
+        let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+        let node = Node::start_with(config, self.parts()).await.unwrap();
+        TestNode { node, domain, config_path, public, private }
+    }
+
+    fn parts(&self) -> NodeParts {
+        NodeParts { clock: Some(Arc::new(self.clock.clone()) as Arc<dyn Clock>), dns: None }
+    }
+}
+
+impl TestNode {
+    pub fn public_url(&self) -> String {
+        format!("http://{}/im2000/v1", self.public)
+    }
+    pub fn private_url(&self) -> String {
+        format!("http://{}/im2000/v1", self.private)
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Submits `content` from `from` (a user of `node`) to `to`.
+pub async fn submit(node: &TestNode, from: &str, to: &[&str], content: &str) -> serde_json::Value {
+    let mut q: Vec<(&str, &str)> = to.iter().map(|t| ("to", *t)).collect();
+    q.push(("lifetime", "1d"));
+    let resp = http()
+        .post(format!("{}/submissions", node.private_url()))
+        .query(&q)
+        .header("authorization", basic(from, PASSWORD))
+        .header("content-type", "message/rfc822")
+        .body(content.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "submit: {}", resp.text().await.unwrap());
+    resp.json().await.unwrap()
+}
+
+pub async fn track(node: &TestNode, user: &str, msg: &str) -> serde_json::Value {
+    let resp = http()
+        .get(format!("{}/submissions/{msg}", node.private_url()))
+        .header("authorization", basic(user, PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+pub async fn inbox(node: &TestNode, user: &str) -> Vec<serde_json::Value> {
+    let resp = http()
+        .get(format!("{}/inbox", node.private_url()))
+        .header("authorization", basic(user, PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["notifications"].as_array().unwrap().clone()
+}
+
+/// Polls `check` until it returns `Some`, for at most 20 seconds.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The first recipient's status in a track answer.
+pub fn status(t: &serde_json::Value) -> &str {
+    t["recipients"][0]["notification"].as_str().unwrap()
+}
+
+pub const MESSAGE: &str = "From: alice@one.test\r\nTo: bob@two.test\r\nSubject: hello\r\n\r\nHello, Bob.\r\n";

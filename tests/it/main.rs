@@ -1,0 +1,10 @@
+//! imgate's one integration-test binary: features tested end to end over
+//! real sockets, with real DNS, between several nodes.
+
+mod bad_input;
+mod cli;
+mod dns;
+mod harness;
+mod notify;
+mod recipient_access;
+// mod tls;

@@ -1,0 +1,195 @@
+//! Notification between stores and agents: verification of what arrives,
+//! status the sender sees, retries while an agent is down, and restarts.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+
+async fn post_notifications(node: &TestNode, body: serde_json::Value) -> serde_json::Value {
+    let resp = http().post(format!("{}/notifications", node.public_url())).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_notifications_are_refused() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &["bob"]).await;
+    let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let real = eventually("the real notification", || async {
+        inbox(&two, "bob@two.test").await.first().map(|e| e["notification"].clone())
+    })
+    .await;
+
+    let n = |store: &str, id: &str, sender: &str| {
+        json!({"store": store, "id": id, "sender": sender, "recipient": "bob@two.test",
+               "size": MESSAGE.len(), "digest": real["digest"]})
+    };
+    let id = real["id"].as_str().unwrap();
+    let answer = post_notifications(
+        &two,
+        json!([
+            // A store that is not the sender's domain.
+            n("one.test", id, "ceo@bank.test"),
+            // The sender's real store, but no such message there.
+            n("one.test", &"ab".repeat(16), "alice@one.test"),
+            // The same notification again: idempotent.
+            n("one.test", id, "alice@one.test"),
+            // Not a user here.
+            {"store": "one.test", "id": id, "sender": "alice@one.test", "recipient": "nobody@two.test",
+             "size": 1, "digest": "x"},
+            // A domain not served here.
+            {"store": "one.test", "id": id, "sender": "alice@one.test", "recipient": "bob@three.test",
+             "size": 1, "digest": "x"},
+        ]),
+    )
+    .await;
+    let results: Vec<&str> =
+        answer["results"].as_array().unwrap().iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["refused", "refused", "duplicate", "nouser", "refused"], "{answer}");
+    assert!(answer["results"][0]["reason"].as_str().unwrap().contains("not the sender's domain"));
+    assert!(answer["results"][1]["reason"].as_str().unwrap().contains("no such message"));
+    assert_eq!(inbox(&two, "bob@two.test").await.len(), 1, "nothing forged was filed");
+
+    // A message recalled by its sender no longer verifies.
+    let resp = http()
+        .delete(format!("{}/submissions/{msg}", one.private_url()))
+        .header("authorization", basic("alice@one.test", PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let carol = post_notifications(&two, json!([n("one.test", id, "alice@one.test")])).await;
+    assert_eq!(carol["results"][0]["result"], "duplicate", "already filed stays filed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_recipient_and_unknown_domain_show_in_track() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    let _two = w.start("two.test", &["bob"]).await;
+    w.dns.a("legacy.test", "127.0.0.1".parse().unwrap()).await;
+    let sent = submit(&one, "alice@one.test", &["nobody@two.test", "x@nosuch.test", "y@legacy.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("final statuses", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        let done = t["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["notification"] != "unprocessed" && r["notification"] != "notifying");
+        done.then_some(t)
+    })
+    .await;
+    let st: Vec<&str> =
+        t["recipients"].as_array().unwrap().iter().map(|r| r["notification"].as_str().unwrap()).collect();
+    assert_eq!(st, ["nouser", "baddomain", "noservice"], "{t}");
+    assert!(t["recipients"][0]["reason"].as_str().unwrap().contains("no user"));
+    assert_eq!(t["state"], "released", "nobody left to keep it for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_down_means_retries_then_delivery_and_restarts_lose_nothing() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    // two.test is published in DNS, but nothing listens there yet.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let two_addr = probe.local_addr().unwrap();
+    drop(probe);
+    w.dns.publish_node("two.test", two_addr).await;
+
+    let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("a failed first attempt", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (t["recipients"][0]["attempts"] == 1 && t["recipients"][0]["reason"].is_string()).then_some(t)
+    })
+    .await;
+    assert_eq!(status(&t), "notifying");
+    assert!(t["recipients"][0]["next_attempt_at"].is_string());
+
+    // Time passes: the worker retries on its backoff schedule, still failing.
+    w.clock.advance(Duration::from_secs(40));
+    eventually("a second attempt", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (t["recipients"][0]["attempts"] == 2).then_some(())
+    })
+    .await;
+
+    // The sender's node restarts with the notification still pending.
+    let one = w.restart(one).await;
+    let t = track(&one, "alice@one.test", &msg).await;
+    assert_eq!(status(&t), "notifying");
+    assert_eq!(t["recipients"][0]["attempts"], 2);
+
+    // The agent comes up; the next retry gets through.
+    let two = w.start_with("two.test", &["bob"], &two_addr.to_string(), "127.0.0.1:0", "").await;
+    w.clock.advance(Duration::from_secs(200));
+    let t = eventually("acceptance", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"][0]["accepted_at"].is_string().then_some(t)
+    })
+    .await;
+    assert_eq!(status(&t), "notifying", "accepted, not yet silenced");
+    assert_eq!(t["recipients"][0]["attempts"], 3);
+    assert_eq!(inbox(&two, "bob@two.test").await.len(), 1);
+
+    // Accepted notifications are re-sent on a slow schedule until silenced;
+    // the agent files them once.
+    w.clock.advance(Duration::from_secs(86_400 + 3600));
+    eventually("a re-send", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (t["recipients"][0]["attempts"] == 4).then_some(())
+    })
+    .await;
+    assert_eq!(inbox(&two, "bob@two.test").await.len(), 1);
+
+    // Both nodes restart; the message and the inbox are still there.
+    let one = w.restart(one).await;
+    let two = w.restart(two).await;
+    let e = inbox(&two, "bob@two.test").await;
+    let id = e[0]["notification"]["id"].as_str().unwrap();
+    let body = http().get(format!("{}/messages/{id}", one.public_url())).send().await.unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(body.text().await.unwrap(), MESSAGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_agent_is_given_up_after_max_retry_age() {
+    let w = World::new().await;
+    let one = w.start_with("one.test", &["alice"], "127.0.0.1:0", "127.0.0.1:0", "").await;
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = probe.local_addr().unwrap();
+    drop(probe);
+    w.dns.publish_node("two.test", dead).await;
+    let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    // Step through five days of backoff an hour at a time, each time waiting
+    // until the worker has dealt with everything due.
+    use imgate::clock::Clock;
+    let mut attempts_seen = 0;
+    for _ in 0..(5 * 24 + 2) {
+        w.clock.advance(Duration::from_secs(3600));
+        let now = w.clock.now() as i64;
+        let t = eventually("the worker to catch up", || async {
+            let t = track(&one, "alice@one.test", &msg).await;
+            let r = &t["recipients"][0];
+            let next = r["next_attempt_at"]
+                .as_str()
+                .map(|s| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis());
+            (status(&t) == "noserver" || next.is_some_and(|n| n > now)).then_some(t)
+        })
+        .await;
+        if status(&t) == "noserver" {
+            assert!(t["recipients"][0]["reason"].as_str().unwrap().starts_with("gave up"), "{t}");
+            assert!(attempts_seen >= 5, "backed off through several attempts, saw {attempts_seen}");
+            return;
+        }
+        attempts_seen = t["recipients"][0]["attempts"].as_u64().unwrap();
+    }
+    panic!("never gave up");
+}
