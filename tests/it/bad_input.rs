@@ -14,6 +14,7 @@ async fn error_of(resp: reqwest::Response) -> (u16, String) {
 async fn every_bad_request_gets_a_json_error() {
     let w = World::new().await;
     let one = w.start_with("one.test", &["alice"], "127.0.0.1:0", "127.0.0.1:0", "").await;
+    w.publish_down("two.test").await;
     let c = http();
     let auth = basic("alice@one.test", PASSWORD);
     let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;

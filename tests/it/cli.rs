@@ -104,6 +104,7 @@ async fn cancel_recalls_and_wrong_password_is_refused() {
     let w = World::new().await;
     let one = w.start("one.test", &["alice"]).await;
     let c1 = one.config_path.display().to_string();
+    w.publish_down("nowhere.test").await;
     let sent = submit(&one, "alice@one.test", &["bob@nowhere.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
     let out = run(vec!["cancel".into(), "--config".into(), c1.clone(), msg.clone()]).await;
@@ -124,7 +125,7 @@ async fn cancel_recalls_and_wrong_password_is_refused() {
     .unwrap();
     assert!(!bad.status.success());
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("401 unauthorized"),
+        String::from_utf8_lossy(&bad.stderr).contains("401: unauthorized"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );

@@ -74,6 +74,16 @@ impl World {
         TestNode { node, domain: domain.to_string(), config_path, public, private }
     }
 
+    /// Publishes `domain` in DNS at a port where nothing listens: its agent
+    /// is "down", so notifications to it stay pending. Returns that address.
+    pub async fn publish_down(&self, domain: &str) -> SocketAddr {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        self.dns.publish_node(domain, addr).await;
+        addr
+    }
+
     /// Stops a node and starts it again on the same data and ports.
     pub async fn restart(&self, n: TestNode) -> TestNode {
         let TestNode { node, domain, config_path, public, private } = n;
@@ -108,7 +118,7 @@ pub fn basic(user: &str, password: &str) -> String {
 /// Submits `content` from `from` (a user of `node`) to `to`.
 pub async fn submit(node: &TestNode, from: &str, to: &[&str], content: &str) -> serde_json::Value {
     let mut q: Vec<(&str, &str)> = to.iter().map(|t| ("to", *t)).collect();
-    q.push(("lifetime", "1d"));
+    q.push(("lifetime", "7d"));
     let resp = http()
         .post(format!("{}/submissions", node.private_url()))
         .query(&q)

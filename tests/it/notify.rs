@@ -97,10 +97,7 @@ async fn agent_down_means_retries_then_delivery_and_restarts_lose_nothing() {
     let w = World::new().await;
     let one = w.start("one.test", &["alice"]).await;
     // two.test is published in DNS, but nothing listens there yet.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let two_addr = probe.local_addr().unwrap();
-    drop(probe);
-    w.dns.publish_node("two.test", two_addr).await;
+    let two_addr = w.publish_down("two.test").await;
 
     let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
@@ -162,10 +159,7 @@ async fn agent_down_means_retries_then_delivery_and_restarts_lose_nothing() {
 async fn unreachable_agent_is_given_up_after_max_retry_age() {
     let w = World::new().await;
     let one = w.start_with("one.test", &["alice"], "127.0.0.1:0", "127.0.0.1:0", "").await;
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = probe.local_addr().unwrap();
-    drop(probe);
-    w.dns.publish_node("two.test", dead).await;
+    w.publish_down("two.test").await;
     let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
     // Step through five days of backoff an hour at a time, each time waiting

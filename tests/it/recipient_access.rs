@@ -7,6 +7,7 @@ use crate::harness::*;
 
 async fn one_message(w: &World, to: &[&str]) -> (TestNode, String, Vec<String>) {
     let one = w.start("one.test", &["alice"]).await;
+    w.publish_down("two.test").await;
     let sent = submit(&one, "alice@one.test", to, MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
     // Recipient ids are only ever told to the recipients; read them from the
@@ -98,7 +99,13 @@ async fn cancel_gives_410_and_refuse_shows_reason() {
 async fn lifetime_expiry_frees_the_body() {
     let w = World::new().await;
     let (one, msg, ids) = one_message(&w, &["bob@two.test"]).await;
-    w.clock.advance(Duration::from_secs(86_400 + 1));
+    // Let the first notification attempt finish before time jumps.
+    eventually("a first attempt", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"][0]["reason"].is_string().then_some(())
+    })
+    .await;
+    w.clock.advance(Duration::from_secs(7 * 86_400 + 1));
     one.node.wake();
     let url = format!("{}/messages/{}", one.public_url(), ids[0]);
     eventually("expiry", || async { (http().get(&url).send().await.unwrap().status() == 410).then_some(()) }).await;
@@ -144,6 +151,7 @@ async fn over_quota_is_a_clear_error() {
     // A second node config with a tiny quota.
     let small = w.start_with("small.test", &["alice"], "127.0.0.1:0", "127.0.0.1:0", "[store]\nquota = \"100B\"").await;
     drop(one);
+    w.publish_down("two.test").await;
     let send = || {
         http()
             .post(format!("{}/submissions", small.private_url()))
