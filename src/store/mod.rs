@@ -367,11 +367,11 @@ impl Store {
                 Some((s, r)) if *s == sel => Some(r.clone()),
                 _ => self.recipient_by_selector(&sel)?,
             };
-            if let Some(mut r) = record {
-                if let Some(due) = r.next_attempt_at.take() {
-                    batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY));
-                    batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
-                }
+            if let Some(mut r) = record
+                && let Some(due) = r.next_attempt_at.take()
+            {
+                batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY));
+                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
             }
         }
         let mut account = self.account(&m.account)?;
@@ -576,7 +576,7 @@ impl Store {
             batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
             out.push(Leased { job, selector: sel, record, message });
         }
-        if !out.is_empty() || batch.len() > 0 {
+        if !batch.is_empty() {
             self.commit(batch)?;
         }
         Ok(out)

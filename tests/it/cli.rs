@@ -6,13 +6,12 @@ use std::process::{Command, Output, Stdio};
 use crate::harness::*;
 
 fn imgate(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_imgate"))
+    Command::new(env!("CARGO_BIN_EXE_imgate"))
         .args(args)
         .env_remove("IMGATE_PASSWORD")
         .stdin(Stdio::null())
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 fn ok(args: &[&str]) -> String {
