@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,6 +19,32 @@ pub struct World {
     pub dns: TestDns,
     pub dir: tempfile::TempDir,
     pub clock: ManualClock,
+    /// (cert, key) files when the nodes serve HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A certificate authority made once per test process; every HTTP client in
+/// the tests trusts it, and TLS worlds' node certificates are signed by it.
+struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn test_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "imgate test CA");
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pem_path = dir.path().join("ca.pem");
+        std::fs::write(&pem_path, cert.pem()).unwrap();
+        TestCa { params, key, pem_path, _dir: dir }
+    })
 }
 
 pub struct TestNode {
@@ -28,6 +54,7 @@ pub struct TestNode {
     pub config_path: PathBuf,
     pub public: SocketAddr,
     pub private: SocketAddr,
+    pub scheme: &'static str,
 }
 
 pub const PASSWORD: &str = "correct horse";
@@ -35,7 +62,24 @@ pub const PASSWORD: &str = "correct horse";
 impl World {
     pub async fn new() -> World {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        World { dns: TestDns::start().await, dir: tempfile::tempdir().unwrap(), clock: ManualClock::new() }
+        World { dns: TestDns::start().await, dir: tempfile::tempdir().unwrap(), clock: ManualClock::new(), tls: None }
+    }
+
+    /// A world whose nodes serve HTTPS only, with certificates for
+    /// `node.<domain>` of the given domains (and 127.0.0.1).
+    pub async fn with_tls(domains: &[&str]) -> World {
+        let mut w = World::new().await;
+        let ca = test_ca();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = domains.iter().map(|d| format!("node.{d}")).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca.params, &ca.key)).unwrap();
+        let (cert_path, key_path) = (w.dir.path().join("node.pem"), w.dir.path().join("node.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        w.tls = Some((cert_path, key_path));
+        w
     }
 
     /// Configuration text for `domain` with `users` (local parts).
@@ -44,11 +88,16 @@ impl World {
         let mut t = format!(
             "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
              [im2000]\npublic = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
+             plain_to_loopback = {}\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
              [notify]\ntimeout = \"5s\"\n\
              [[domain]]\nname = \"{domain}\"\n",
+            self.tls.is_none(),
             self.dns.addr
         );
+        if let Some((cert, key)) = &self.tls {
+            t.push_str(&format!("[tls]\ncert = {cert:?}\nkey = {key:?}\nca = {:?}\n", test_ca().pem_path));
+        }
         for u in users {
             t.push_str(&format!("[[user]]\naddress = \"{u}@{domain}\"\npassword = \"{PASSWORD}\"\n"));
         }
@@ -71,7 +120,11 @@ impl World {
         let fixed = self.config_text(domain, users, &public.to_string(), &private.to_string(), extra);
         let config_path = self.dir.path().join(format!("{domain}.toml"));
         std::fs::write(&config_path, fixed).unwrap();
-        TestNode { node, domain: domain.to_string(), config_path, public, private }
+        TestNode { node, domain: domain.to_string(), config_path, public, private, scheme: self.scheme() }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// Publishes `domain` in DNS at a port where nothing listens: its agent
@@ -86,11 +139,11 @@ impl World {
 
     /// Stops a node and starts it again on the same data and ports.
     pub async fn restart(&self, n: TestNode) -> TestNode {
-        let TestNode { node, domain, config_path, public, private } = n;
+        let TestNode { node, domain, config_path, public, private, .. } = n;
         node.shutdown().await;
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         let node = Node::start_with(config, self.parts()).await.unwrap();
-        TestNode { node, domain, config_path, public, private }
+        TestNode { node, domain, config_path, public, private, scheme: self.scheme() }
     }
 
     fn parts(&self) -> NodeParts {
@@ -100,15 +153,16 @@ impl World {
 
 impl TestNode {
     pub fn public_url(&self) -> String {
-        format!("http://{}/im2000/v1", self.public)
+        format!("{}://{}/im2000/v1", self.scheme, self.public)
     }
     pub fn private_url(&self) -> String {
-        format!("http://{}/im2000/v1", self.private)
+        format!("{}://{}/im2000/v1", self.scheme, self.private)
     }
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    let tls = imgate::im2000::client::tls_client_config(Some(&test_ca().pem_path)).unwrap();
+    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(20)).build().unwrap()
 }
 
 pub fn basic(user: &str, password: &str) -> String {

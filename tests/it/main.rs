@@ -7,4 +7,4 @@ mod dns;
 mod harness;
 mod notify;
 mod recipient_access;
-// mod tls;
+mod tls;

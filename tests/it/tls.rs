@@ -1,0 +1,45 @@
+//! Nodes that serve HTTPS only: certificates from `[tls]`, peers verified
+//! against the configured CA by the names their SRV records give, and no
+//! plain HTTP toward a peer unless the configuration allows it.
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_over_https() {
+    let w = World::with_tls(&["one.test", "two.test"]).await;
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &["bob"]).await;
+    assert!(one.public_url().starts_with("https://"));
+
+    let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let entry = eventually("the notification over HTTPS", || async { inbox(&two, "bob@two.test").await.pop() }).await;
+    let id = entry["notification"]["id"].as_str().unwrap();
+    let body = http().get(format!("{}/messages/{id}", one.public_url())).send().await.unwrap();
+    assert_eq!(body.text().await.unwrap(), MESSAGE);
+    let t = track(&one, "alice@one.test", &msg).await;
+    assert_eq!(t["recipients"][0]["read"], "all");
+
+    // Plain HTTP to a TLS listener gets nowhere.
+    let plain = http().get(format!("http://{}/im2000/v1/messages/{id}", one.public)).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plain_http_to_a_peer_that_lacks_tls() {
+    // one.test requires HTTPS toward peers; two.test speaks only plain HTTP.
+    let plain_world = World::new().await;
+    let tls_world = World::with_tls(&["one.test"]).await;
+    let two = plain_world.start("two.test", &["bob"]).await;
+    tls_world.dns.publish_node("two.test", two.public).await;
+    let one = tls_world.start("one.test", &["alice"]).await;
+    let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("a failed attempt", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"][0]["reason"].is_string().then_some(t)
+    })
+    .await;
+    assert_eq!(status(&t), "notifying", "{t}");
+    assert!(inbox(&two, "bob@two.test").await.is_empty());
+}
