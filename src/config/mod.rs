@@ -1,4 +1,4 @@
-//! Configuration in two phases: [`raw`] is the TOML as written; [`Config`] is
+//! Configuration in two phases: `raw` is the TOML as written; [`Config`] is
 //! the validated form the rest of the program uses. Loading reports every
 //! problem at once — unknown keys included — each with the file and the key.
 
