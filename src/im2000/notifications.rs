@@ -8,7 +8,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use futures::future::join_all;
+use futures::StreamExt;
 
 use super::Shared;
 use super::client::PeerError;
@@ -20,6 +20,8 @@ use crate::store::InboxAccept;
 
 /// Most notifications accepted in one request.
 pub const MAX_BATCH: usize = 1000;
+/// Notifications of one request verified concurrently.
+const PROBES_AT_ONCE: usize = 32;
 
 fn outcome(result: NotifyResult, reason: impl Into<String>) -> NotifyOutcome {
     let reason = reason.into();
@@ -32,7 +34,14 @@ pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, Ap
     if batch.is_empty() || batch.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!("send between 1 and {MAX_BATCH} notifications")));
     }
-    let results = join_all(batch.iter().map(|n| consider(&s, n))).await;
+    // Verify several at once (each may probe a store), answering in order.
+    let results = futures::stream::iter(batch.into_iter().map(|n| {
+        let s = s.clone();
+        async move { consider(&s, &n).await }
+    }))
+    .buffered(PROBES_AT_ONCE)
+    .collect()
+    .await;
     Ok(axum::Json(NotifyResponse { results }).into_response())
 }
 

@@ -23,6 +23,14 @@ pub enum AddressError {
 }
 
 /// A validated `local@domain` address.
+///
+/// ```
+/// use imgate::proto::Address;
+/// let a: Address = "Alice@One.TEST".parse().unwrap();
+/// assert_eq!(a.domain(), "one.test");
+/// assert_eq!(a.key(), "alice@one.test");
+/// assert!("a%b@one.test".parse::<Address>().is_err(), "no percent-hack routing");
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address {
     local: String,

@@ -4,6 +4,12 @@
 use std::time::Duration;
 
 /// Parses `N[s|m|h|d|w]` (a bare number is seconds).
+///
+/// ```
+/// use imgate::proto::units::parse_duration;
+/// assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+/// assert!(parse_duration("5y").is_err());
+/// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -21,6 +27,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `N[B|KiB|MiB|GiB|KB|MB|GB]` (a bare number is bytes).
+///
+/// ```
+/// use imgate::proto::units::parse_size;
+/// assert_eq!(parse_size("25MiB"), Ok(25 << 20));
+/// ```
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

@@ -5,14 +5,30 @@
 pub mod backoff;
 mod notify;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Shared;
 
-/// Runs until `shutdown`.
+/// Most agents being notified at once.
+const DOMAINS_AT_ONCE: usize = 64;
+
+/// Runs until `shutdown`. Attempts run as tasks of their own, so one slow
+/// agent does not hold up the others; at shutdown they are abandoned — their
+/// jobs are leased, and come due again after a restart.
 pub async fn run(s: Shared, shutdown: CancellationToken) {
+    let mut in_flight = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(DOMAINS_AT_ONCE));
+    work(&s, &shutdown, &mut in_flight, &slots).await;
+    in_flight.abort_all();
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<()>, slots: &Arc<Semaphore>) {
     // A lease outlives the slowest attempt, so a job is only retried after a
     // crash, never while its first attempt is still running.
     let lease = s.config.notify.timeout * 4 + Duration::from_secs(60);
@@ -40,11 +56,22 @@ pub async fn run(s: Shared, shutdown: CancellationToken) {
                 Vec::new()
             }
         };
+        while in_flight.try_join_next().is_some() {}
         if !leased.is_empty() {
             let more = leased.len() >= limit;
-            tokio::select! {
-                _ = notify::run_batch(&s, leased) => {}
-                _ = shutdown.cancelled() => return,
+            for (domain, jobs) in notify::group(leased, s.config.notify.batch_size) {
+                let permit = tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("never closed"),
+                    _ = shutdown.cancelled() => return,
+                };
+                let s = s.clone();
+                in_flight.spawn(async move {
+                    notify::notify_domain(&s, domain, jobs).await;
+                    drop(permit);
+                    // Outcomes may have queued retries earlier than the
+                    // worker's current sleep.
+                    s.wake.notify_one();
+                });
             }
             if more {
                 continue;

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
-
 use super::backoff::retry_delay;
 use crate::context::Shared;
 use crate::discovery::LocateError;
@@ -14,23 +12,22 @@ use crate::proto::api::{Notification, NotifyOutcome, NotifyResult};
 use crate::proto::{NotificationStatus, RecipientId};
 use crate::store::{Leased, NotifyAttempt};
 
-/// Sends every leased notification, one request per domain (per batch size).
-pub async fn run_batch(s: &Shared, leased: Vec<Leased>) {
+/// Groups leased notifications by recipient domain, in batches of at most
+/// `batch_size`: one request each.
+pub fn group(leased: Vec<Leased>, batch_size: usize) -> Vec<(String, Vec<Leased>)> {
     let mut by_domain: BTreeMap<String, Vec<Leased>> = BTreeMap::new();
     for l in leased {
         let domain = l.record.recipient.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
         by_domain.entry(domain).or_default().push(l);
     }
-    let batch_size = s.config.notify.batch_size;
-    let work = by_domain.into_iter().flat_map(|(domain, jobs)| {
-        let mut chunks = Vec::new();
+    let mut out = Vec::new();
+    for (domain, jobs) in by_domain {
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
-            chunks.push((domain.clone(), jobs.by_ref().take(batch_size).collect::<Vec<_>>()));
+            out.push((domain.clone(), jobs.by_ref().take(batch_size).collect()));
         }
-        chunks
-    });
-    join_all(work.map(|(domain, jobs)| notify_domain(s, domain, jobs))).await;
+    }
+    out
 }
 
 fn notification(l: &Leased) -> Notification {
@@ -48,7 +45,8 @@ fn notification(l: &Leased) -> Notification {
     }
 }
 
-async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
+/// Notifies one agent of a batch and records each recipient's outcome.
+pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
     let batch: Vec<Notification> = jobs.iter().map(notification).collect();
     let answer = s.peers.notify(&domain, &batch).await;
     let now = s.clock.now();
