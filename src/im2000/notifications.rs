@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
 use super::Shared;
-use super::client::PeerError;
+use super::client::{PeerError, Probe};
 use super::error::{ApiError, parse_json};
 use crate::proto::address::valid_domain;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResponse, NotifyResult};
 use crate::proto::{Address, RecipientId};
-use crate::store::InboxAccept;
+use crate::store::{InboxAccept, Unavailable};
 
 /// Most notifications accepted in one request.
 pub const MAX_BATCH: usize = 1000;
@@ -45,7 +45,9 @@ pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, Ap
     Ok(axum::Json(NotifyResponse { results }).into_response())
 }
 
-async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
+/// Decides one notification for a recipient here and files it if accepted.
+/// The queue calls this directly for recipients of this node's own domains.
+pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
     let recipient: Address = match n.recipient.parse() {
         Ok(a) => a,
         Err(e) => return outcome(NotifyResult::Refused, format!("bad recipient address: {e}")),
@@ -77,7 +79,7 @@ async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
     if let Ok(Ok(true)) = s.blocking(move || st.inbox_seen(&seen_key, &n2)).await {
         return outcome(NotifyResult::Duplicate, "");
     }
-    match s.peers.probe(&store, &n.id).await {
+    match probe(s, &store, &n.id).await {
         Ok(p) => {
             if !p.sender.as_deref().is_some_and(|ps| ps.eq_ignore_ascii_case(&n.sender)) {
                 return outcome(NotifyResult::Refused, "the store names another sender for this message");
@@ -107,5 +109,25 @@ async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
             outcome(NotifyResult::Retry, "storage temporarily unavailable")
         }
         Err(_) => outcome(NotifyResult::Retry, "storage temporarily unavailable"),
+    }
+}
+
+/// `HEAD` of the message at `store`: this node's own store answers directly,
+/// any other is located and asked over HTTP.
+async fn probe(s: &Shared, store: &str, id: &str) -> Result<Probe, PeerError> {
+    if !s.config.is_local_domain(store) {
+        return s.peers.probe(store, id).await;
+    }
+    let missing = |status| PeerError::Status { status, code: "local".into(), message: "not in this store".into() };
+    let id: RecipientId = id.parse().map_err(|_| missing(404))?;
+    let st = s.store.clone();
+    match s.blocking(move || st.find(&id)).await {
+        Ok(Ok(Ok(f))) => {
+            Ok(Probe { sender: Some(f.message.sender), size: Some(f.message.size), digest: Some(f.message.digest) })
+        }
+        Ok(Ok(Err(Unavailable::Unknown))) => Err(missing(404)),
+        Ok(Ok(Err(Unavailable::Gone))) => Err(missing(410)),
+        Ok(Err(e)) => Err(PeerError::Unreachable(e.to_string())),
+        Err(e) => Err(PeerError::Unreachable(e.to_string())),
     }
 }

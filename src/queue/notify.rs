@@ -8,6 +8,7 @@ use super::backoff::retry_delay;
 use crate::context::Shared;
 use crate::discovery::LocateError;
 use crate::im2000::client::PeerError;
+use crate::im2000::notifications;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResult};
 use crate::proto::{NotificationStatus, RecipientId};
 use crate::store::{Leased, NotifyAttempt};
@@ -48,7 +49,16 @@ fn notification(l: &Leased) -> Notification {
 /// Notifies one agent of a batch and records each recipient's outcome.
 pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
     let batch: Vec<Notification> = jobs.iter().map(notification).collect();
-    let answer = s.peers.notify(&domain, &batch).await;
+    let answer = if s.config.is_local_domain(&domain) {
+        // Our own agent: no need to go out and back over HTTP.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for n in &batch {
+            outcomes.push(notifications::consider(s, n).await);
+        }
+        Ok(outcomes)
+    } else {
+        s.peers.notify(&domain, &batch).await
+    };
     let now = s.clock.now();
     for (i, l) in jobs.iter().enumerate() {
         let attempt = match &answer {

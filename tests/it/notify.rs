@@ -187,3 +187,32 @@ async fn unreachable_agent_is_given_up_after_max_retry_age() {
     }
     panic!("never gave up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_delivers_to_its_own_users_without_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 (discard) answers no DNS: any lookup would fail.
+    let text = format!(
+        "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\n\
+         [dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"1s\"\n[[domain]]\nname = \"solo.test\"\n\
+         [[user]]\naddress = \"alice@solo.test\"\npassword = \"{PASSWORD}\"\n\
+         [[user]]\naddress = \"carol@solo.test\"\npassword = \"{PASSWORD}\"\n",
+        dir.path()
+    );
+    let config = imgate::config::Config::parse(&text, "solo").unwrap();
+    let node = imgate::node::Node::start(config).await.unwrap();
+    let n = TestNode {
+        public: node.public_addrs()[0],
+        private: node.private_addrs()[0],
+        node,
+        domain: "solo.test".into(),
+        config_path: dir.path().join("unused"),
+        scheme: "http",
+    };
+    let sent = submit(&n, "alice@solo.test", &["carol@solo.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let entry = eventually("carol's notification", || async { inbox(&n, "carol@solo.test").await.pop() }).await;
+    assert_eq!(entry["notification"]["store"], "solo.test");
+    let t = track(&n, "alice@solo.test", &msg).await;
+    assert!(t["recipients"][0]["accepted_at"].is_string(), "{t}");
+}
