@@ -18,6 +18,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub peers: PeerClient,
     pub users: Users,
+    /// SPF/DKIM/DMARC checks for SMTP mail, through the node's resolver.
+    pub authenticator: Option<mail_auth::MessageAuthenticator>,
     /// Rung when new work is queued, so the worker need not wait its timer.
     pub wake: Notify,
 }

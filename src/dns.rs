@@ -48,6 +48,36 @@ pub trait Dns: Send + Sync + 'static {
     fn ips<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsError>>;
 }
 
+/// The hickory configuration for `config`: the configured nameservers, or
+/// the system's. Shared by [`HickoryDns`] and the SPF/DKIM checker.
+pub fn resolver_parts(config: &DnsConfig) -> Result<(ResolverConfig, ResolverOpts), String> {
+    let (rc, mut opts) = if config.nameservers.is_empty() {
+        hickory_resolver::system_conf::read_system_conf().map_err(|e| format!("system resolver configuration: {e}"))?
+    } else {
+        let servers = config
+            .nameservers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
+    };
+    opts.timeout = config.timeout;
+    opts.attempts = 2;
+    opts.ndots = 0;
+    if !config.nameservers.is_empty() {
+        // Explicit nameservers are for private zones and tests, where
+        // records change under us: do not cache.
+        opts.cache_size = 0;
+    }
+    Ok((rc, opts))
+}
+
 /// [`Dns`] over hickory-resolver.
 pub struct HickoryDns {
     resolver: TokioResolver,
@@ -56,33 +86,11 @@ pub struct HickoryDns {
 impl HickoryDns {
     /// The configured nameservers, or the system's when none are configured.
     pub fn new(config: &DnsConfig) -> Result<HickoryDns, String> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = if config.nameservers.is_empty() {
-            Resolver::builder(provider).map_err(|e| format!("system resolver configuration: {e}"))?
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
-        };
-        let opts: &mut ResolverOpts = builder.options_mut();
-        opts.timeout = config.timeout;
-        opts.attempts = 2;
-        opts.ndots = 0;
-        if !config.nameservers.is_empty() {
-            // Explicit nameservers are for private zones and tests, where
-            // records change under us: do not cache.
-            opts.cache_size = 0;
-        }
-        let resolver = builder.build().map_err(|e| format!("DNS resolver: {e}"))?;
+        let (rc, opts) = resolver_parts(config)?;
+        let resolver = Resolver::builder_with_config(rc, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| format!("DNS resolver: {e}"))?;
         Ok(HickoryDns { resolver })
     }
 }

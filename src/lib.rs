@@ -8,6 +8,7 @@
 //! - [`im2000`] — the HTTP services (recipient access, notification
 //!   submission, originator access, notification query) and [`im2000::client`],
 //!   the same binding's client side.
+//! - [`smtp_in`] — SMTP MX and submission listeners: mail in, stored once.
 //! - [`queue`] — the durable job worker: notifications, retries, expiry.
 //! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
 //! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
@@ -25,4 +26,5 @@ pub mod im2000;
 pub mod node;
 pub mod proto;
 pub mod queue;
+pub mod smtp_in;
 pub mod store;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,7 @@ use crate::dns::{Dns, HickoryDns};
 use crate::im2000::auth::Users;
 use crate::im2000::client::{PeerClient, tls_client_config};
 use crate::im2000::{self, server};
+use crate::smtp_in::{self, session::ListenerKind};
 use crate::store::Store;
 
 /// How long open HTTP connections may take to finish at shutdown.
@@ -45,6 +46,8 @@ pub struct Node {
     ctx: Shared,
     public: Vec<SocketAddr>,
     private: Vec<SocketAddr>,
+    mx: Vec<SocketAddr>,
+    submission: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -78,10 +81,19 @@ impl Node {
             Some(t) => Some(server::tls_acceptor(t).map_err(StartError::Setup)?),
             None => None,
         };
+        let authenticator = if config.smtp.mx.is_empty() || !config.smtp.verify_sender {
+            None
+        } else {
+            let (rc, opts) = crate::dns::resolver_parts(&config.dns).map_err(StartError::Setup)?;
+            Some(mail_auth::MessageAuthenticator::new(rc, opts).map_err(|e| StartError::Setup(e.to_string()))?)
+        };
         let public_listeners = server::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
+        let mx_listeners = server::bind(&config.smtp.mx).await.map_err(StartError::Setup)?;
+        let submission_listeners = server::bind(&config.smtp.submission).await.map_err(StartError::Setup)?;
         let private_listeners = server::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
+        let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
 
         let ctx: Shared = Arc::new(Context {
             config,
@@ -89,6 +101,7 @@ impl Node {
             clock: parts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             peers,
             users,
+            authenticator,
             wake: Notify::new(),
         });
         let shutdown = CancellationToken::new();
@@ -101,9 +114,20 @@ impl Node {
             let router = im2000::private_router(ctx.clone());
             tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
         }
+        let sessions = Arc::new(Semaphore::new(ctx.config.smtp.max_sessions));
+        let smtp = mx_listeners
+            .into_iter()
+            .map(|l| (ListenerKind::Mx, l))
+            .chain(submission_listeners.into_iter().map(|l| (ListenerKind::Submission, l)));
+        for (kind, l) in smtp {
+            let task =
+                smtp_in::listen(ctx.clone(), kind, l, acceptor.clone(), sessions.clone(), shutdown.clone(), DRAIN);
+            tasks.push(tokio::spawn(task));
+        }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
-        tracing::info!(public = ?public, private = ?private, domains = ?ctx.config.domains, "imgate node started");
-        Ok(Node { ctx, public, private, shutdown, tasks })
+        tracing::info!(public = ?public, private = ?private, mx = ?mx, submission = ?submission,
+            domains = ?ctx.config.domains, "imgate node started");
+        Ok(Node { ctx, public, private, mx, submission, shutdown, tasks })
     }
 
     /// Bound addresses of the public listeners (useful with port 0).
@@ -113,6 +137,16 @@ impl Node {
 
     pub fn private_addrs(&self) -> &[SocketAddr] {
         &self.private
+    }
+
+    /// Bound addresses of the SMTP MX listeners.
+    pub fn mx_addrs(&self) -> &[SocketAddr] {
+        &self.mx
+    }
+
+    /// Bound addresses of the SMTP submission listeners.
+    pub fn submission_addrs(&self) -> &[SocketAddr] {
+        &self.submission
     }
 
     pub fn context(&self) -> &Shared {
@@ -142,6 +176,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     for a in node.private_addrs() {
         println!("imgate: private IM2000 services on {a}");
+    }
+    for a in node.mx_addrs() {
+        println!("imgate: SMTP MX on {a}");
+    }
+    for a in node.submission_addrs() {
+        println!("imgate: SMTP submission on {a}");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

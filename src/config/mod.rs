@@ -28,6 +28,7 @@ pub struct Config {
     pub hostname: String,
     pub data_dir: PathBuf,
     pub im2000: Im2000Config,
+    pub smtp: SmtpConfig,
     pub store: StoreConfig,
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
@@ -45,6 +46,27 @@ pub struct Im2000Config {
     /// Whether plain HTTP may be used toward peers on loopback addresses.
     pub plain_to_loopback: bool,
     pub max_message_size: u64,
+}
+
+/// The SMTP listeners.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Mail exchanger listeners: mail for local domains, from anyone.
+    pub mx: Vec<SocketAddr>,
+    /// Submission listeners: AUTH required, any recipient.
+    pub submission: Vec<SocketAddr>,
+    /// Allow AUTH on submission listeners without STARTTLS.
+    pub submission_plaintext: bool,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_sessions: usize,
+    pub idle_timeout: Duration,
+    pub session_timeout: Duration,
+    /// The store domain that SMTP-origin mail from outside is kept under.
+    pub store_domain: String,
+    /// Check SPF, DKIM and DMARC of MX mail (the verdicts travel with the
+    /// notification).
+    pub verify_sender: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +271,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
 
     let public = c.listeners("im2000.public", raw.im2000.public);
     let private = c.listeners("im2000.private", raw.im2000.private);
-    if public.is_empty() && private.is_empty() {
+    if public.is_empty() && private.is_empty() && raw.smtp.mx.is_empty() && raw.smtp.submission.is_empty() {
         c.problem("im2000", "no listeners: set im2000.public and/or im2000.private");
     }
     let im2000 = Im2000Config {
@@ -258,6 +280,27 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         plain_to_loopback: raw.im2000.plain_to_loopback.unwrap_or(true),
         max_message_size: c.size("im2000.max_message_size", raw.im2000.max_message_size, 25 << 20),
     };
+
+    let smtp_raw = raw.smtp;
+    let store_domain = smtp_raw.store_domain.map(|d| d.to_lowercase());
+    let smtp = SmtpConfig {
+        mx: c.listeners("smtp.mx", smtp_raw.mx),
+        submission: c.listeners("smtp.submission", smtp_raw.submission),
+        submission_plaintext: smtp_raw.submission_plaintext.unwrap_or(false),
+        max_message_size: c.size("smtp.max_message_size", smtp_raw.max_message_size, im2000.max_message_size),
+        max_recipients: smtp_raw.max_recipients.unwrap_or(100),
+        max_sessions: smtp_raw.max_sessions.unwrap_or(500),
+        idle_timeout: c.duration("smtp.idle_timeout", smtp_raw.idle_timeout, 300),
+        session_timeout: c.duration("smtp.session_timeout", smtp_raw.session_timeout, 1800),
+        store_domain: store_domain.clone().unwrap_or_default(),
+        verify_sender: smtp_raw.verify_sender.unwrap_or(true),
+    };
+    if smtp.max_recipients == 0 {
+        c.problem("smtp.max_recipients", "must be at least 1");
+    }
+    if smtp.max_sessions == 0 {
+        c.problem("smtp.max_sessions", "must be at least 1");
+    }
 
     let store = StoreConfig {
         default_lifetime: c.duration("store.default_lifetime", raw.store.default_lifetime, 30 * 86_400),
@@ -370,6 +413,21 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         }
     }
 
+    let smtp = SmtpConfig {
+        store_domain: match store_domain {
+            Some(d) if !domains.contains(&d) => {
+                c.problem("smtp.store_domain", format!("{d:?} is not one of the [[domain]]s"));
+                d
+            }
+            Some(d) => d,
+            None => domains.first().cloned().unwrap_or_default(),
+        },
+        ..smtp
+    };
+    if (!smtp.mx.is_empty() || !smtp.submission.is_empty()) && domains.is_empty() {
+        c.problem("smtp", "SMTP listeners need at least one [[domain]]");
+    }
+
     let tls = raw.tls.map(|t| {
         let mut path = |field: &str, v: Option<String>, required: bool| -> Option<PathBuf> {
             match v {
@@ -401,6 +459,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         hostname: hostname.to_lowercase(),
         data_dir,
         im2000,
+        smtp,
         store,
         notify,
         dns,

@@ -12,6 +12,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub im2000: RawIm2000,
     #[serde(default)]
+    pub smtp: RawSmtp,
+    #[serde(default)]
     pub store: RawStore,
     #[serde(default)]
     pub notify: RawNotify,
@@ -93,4 +95,20 @@ pub struct RawTls {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawLog {
     pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSmtp {
+    #[serde(default)]
+    pub mx: Vec<String>,
+    #[serde(default)]
+    pub submission: Vec<String>,
+    pub submission_plaintext: Option<bool>,
+    pub max_message_size: Option<String>,
+    pub max_recipients: Option<usize>,
+    pub max_sessions: Option<usize>,
+    pub idle_timeout: Option<String>,
+    pub session_timeout: Option<String>,
+    pub store_domain: Option<String>,
+    pub verify_sender: Option<bool>,
 }

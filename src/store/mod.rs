@@ -238,13 +238,24 @@ impl Store {
     /// Stores a message once, with a capability record and a queued
     /// notification for each recipient and an identifier for each list.
     pub fn submit(&self, m: NewMessage, now: Millis, quota: u64) -> Result<Submitted, StoreError> {
+        self.submit_with_id(MessageId::random(), m, now, quota)
+    }
+
+    /// As [`Store::submit`], under an identifier chosen by the caller (the
+    /// SMTP listener names it in the Received header before storing).
+    pub fn submit_with_id(
+        &self,
+        message: MessageId,
+        m: NewMessage,
+        now: Millis,
+        quota: u64,
+    ) -> Result<Submitted, StoreError> {
         let size = m.content.len() as u64;
         let _g = self.lock();
         let mut account = self.account(&m.account)?;
         if account.bytes.saturating_add(size) > quota {
             return Err(StoreError::OverQuota { used: account.bytes, quota, size });
         }
-        let message = MessageId::random();
         let expires_at = now.saturating_add(m.lifetime_ms);
         let digest = sha256_field(&m.content);
         let mut batch = WriteBatch::default();

@@ -1,0 +1,157 @@
+//! End of data: judge the sender (SPF, DKIM, DMARC for MX mail), add the one
+//! Received header for this SMTP hop, store ONE copy with an identifier and
+//! a queued notification per recipient — synced — and only then say 250.
+
+use std::net::IpAddr;
+
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{AuthenticatedMessage, DmarcResult, MessageAuthenticator};
+
+use super::reply::Reply;
+use super::session::{Envelope, ListenerKind};
+use crate::context::Shared;
+use crate::proto::api::Origin;
+use crate::proto::{Address, MessageId};
+use crate::store::{NewMessage, StoreError};
+
+/// The quota account SMTP mail from outside is charged to.
+pub const LEGACY_ACCOUNT: &str = "smtp:legacy";
+
+/// SPF, DKIM and DMARC verdicts, as words.
+#[derive(Debug, Clone, Default)]
+pub struct Verdicts {
+    pub spf: Option<String>,
+    pub dkim: Option<String>,
+    pub dmarc: Option<String>,
+}
+
+/// Checks the sender of MX mail through the node's resolver.
+pub async fn verify_sender(
+    auth: &MessageAuthenticator,
+    ip: IpAddr,
+    helo: &str,
+    hostname: &str,
+    sender: Option<&Address>,
+    data: &[u8],
+) -> Verdicts {
+    let mail_from = sender.map(Address::to_string);
+    let spf = match &mail_from {
+        Some(from) => auth.verify_spf(SpfParameters::verify_mail_from(ip, helo, hostname, from)).await,
+        None => auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname)).await,
+    };
+    let Some(message) = AuthenticatedMessage::parse(data) else {
+        return Verdicts { spf: Some(spf.result().to_string().to_lowercase()), dkim: None, dmarc: None };
+    };
+    let dkim = auth.verify_dkim(&message).await;
+    let dkim_word = if dkim.is_empty() {
+        "none".to_string()
+    } else if dkim.iter().any(|d| d.result() == &mail_auth::DkimResult::Pass) {
+        "pass".to_string()
+    } else {
+        word(&dkim[0].result().to_string())
+    };
+    let from_domain = sender.map_or(helo.to_string(), |s| s.domain().to_string());
+    let dmarc = auth.verify_dmarc(DmarcParameters::new(&message, &dkim, &from_domain, &spf)).await;
+    let dmarc_word = if dmarc.spf_result() == &DmarcResult::Pass || dmarc.dkim_result() == &DmarcResult::Pass {
+        "pass".to_string()
+    } else {
+        word(&dmarc.dkim_result().to_string())
+    };
+    Verdicts { spf: Some(spf.result().to_string().to_lowercase()), dkim: Some(dkim_word), dmarc: Some(dmarc_word) }
+}
+
+/// "fail; reason" → "fail"; "temp error; x" → "temperror".
+fn word(s: &str) -> String {
+    s.split(';').next().unwrap_or("").replace(' ', "").to_lowercase()
+}
+
+/// The trace header for this hop (RFC 5321 §4.4, RFC 3848 protocol names).
+pub fn received_header(env: &Envelope, ip: IpAddr, hostname: &str, id: &MessageId, date: &str) -> String {
+    let proto = match (env.esmtp, env.tls, env.authenticated.is_some()) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    };
+    let helo: String = env.helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
+    let ip = match ip {
+        IpAddr::V6(v6) => format!("IPv6:{v6}"),
+        v4 => v4.to_string(),
+    };
+    let mut h = format!("Received: from {helo} ([{ip}])\r\n\tby {hostname} (imgate) with {proto} id {id}");
+    if let [only] = env.recipients.as_slice() {
+        h.push_str(&format!("\r\n\tfor <{only}>"));
+    }
+    h.push_str(&format!(";\r\n\t{date}\r\n"));
+    h
+}
+
+/// Stores an accepted message and says how it went, as an SMTP reply.
+pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, env: Envelope, data: Vec<u8>) -> Reply {
+    let smtp = &s.config.smtp;
+    let id = MessageId::random();
+    let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
+    let mut content = received_header(&env, ip, &s.config.hostname, &id, &date).into_bytes();
+    content.extend_from_slice(&data);
+
+    let verdicts = match (&s.authenticator, kind) {
+        (Some(a), ListenerKind::Mx) if smtp.verify_sender => {
+            verify_sender(a, ip, &env.helo, &s.config.hostname, env.sender.as_ref(), &data).await
+        }
+        _ => Verdicts::default(),
+    };
+    let origin = Origin {
+        protocol: "smtp".into(),
+        client_ip: Some(ip.to_string()),
+        helo: Some(env.helo.clone()),
+        spf: verdicts.spf,
+        dkim: verdicts.dkim,
+        dmarc: verdicts.dmarc,
+    };
+    let (store_domain, sender, account, quota) = match &env.authenticated {
+        // A local user: their own message, in their own domain's store,
+        // trackable with their own account.
+        Some(user) => {
+            (user.domain().to_string(), user.clone(), user.key(), s.users.quota(user).unwrap_or(s.config.store.quota))
+        }
+        None => {
+            let sender = env
+                .sender
+                .clone()
+                .unwrap_or_else(|| format!("MAILER-DAEMON@{}", smtp.store_domain).parse().expect("a valid address"));
+            (smtp.store_domain.clone(), sender, LEGACY_ACCOUNT.to_string(), s.config.store.quota)
+        }
+    };
+    let new = NewMessage {
+        store: store_domain,
+        sender,
+        account,
+        recipients: env.recipients.clone(),
+        lists: vec![],
+        lifetime_ms: s.config.store.default_lifetime.as_millis() as u64,
+        content,
+        origin: Some(origin),
+    };
+    let (store, now) = (s.store.clone(), s.clock.now());
+    match s.blocking(move || store.submit_with_id(id, new, now, quota)).await {
+        Ok(Ok(sub)) => {
+            s.wake.notify_one();
+            tracing::info!(message = %sub.message.short(), client = %ip, recipients = sub.recipients.len(),
+                size = sub.size, "SMTP message stored");
+            Reply::new(250, "2.0.0", format!("Ok: queued as {}", sub.message))
+        }
+        Ok(Err(StoreError::OverQuota { .. })) => {
+            Reply::new(452, "4.3.1", "Insufficient storage for this sender; try later")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storing an SMTP message failed");
+            Reply::new(451, "4.3.0", "Local storage error; message not accepted, try again later")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing an SMTP message failed");
+            Reply::new(451, "4.3.0", "Local storage error; message not accepted, try again later")
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Drives one SMTP session over a socket: reads into the sans-IO
+//! [`Session`], carries out its steps (recipient checks, AUTH, storing), and
+//! writes replies — buffered while pipelined commands are pending
+//! (RFC 2920), flushed before waiting for input. STARTTLS swaps the stream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::accept::accept;
+use super::policy::{Destination, recipient_verdict};
+use super::reply::Reply;
+use super::session::{ListenerKind, Session, SessionConfig, Step};
+use crate::context::Shared;
+use crate::discovery::Service;
+use crate::proto::Address;
+
+/// How a drive of the session ended.
+enum End {
+    Closed,
+    StartTls,
+}
+
+/// Serves one accepted connection to the end.
+pub async fn serve_connection(
+    s: Shared,
+    kind: ListenerKind,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    let smtp = &s.config.smtp;
+    let cfg = SessionConfig {
+        hostname: s.config.hostname.clone(),
+        kind,
+        max_size: smtp.max_message_size as usize,
+        max_recipients: smtp.max_recipients,
+        tls_available: tls.is_some(),
+        auth_without_tls: smtp.submission_plaintext,
+    };
+    let deadline = Instant::now() + smtp.session_timeout;
+    let (mut session, greeting) = Session::new(cfg);
+    let mut tcp = tcp;
+    if tcp.write_all(&greeting.to_wire()).await.is_err() {
+        return;
+    }
+    let end = drive(&s, kind, &mut session, &mut tcp, peer, deadline, &shutdown).await;
+    if let (End::StartTls, Some(acceptor)) = (end, tls) {
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+            Ok(Ok(mut stream)) => {
+                session.tls_started();
+                drive(&s, kind, &mut session, &mut stream, peer, deadline, &shutdown).await;
+                let _ = stream.shutdown().await;
+            }
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &Shared,
+    kind: ListenerKind,
+    session: &mut Session,
+    stream: &mut S,
+    peer: SocketAddr,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> End {
+    let idle = s.config.smtp.idle_timeout;
+    let mut out: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let step = session.step();
+        let step = match step {
+            Step::CheckRecipient(addr) => {
+                let verdict = check_recipient(s, kind, &addr).await;
+                session.recipient_checked(addr, verdict)
+            }
+            Step::Authenticate { user, password } => {
+                let who = s.users.verify(&user, &password).await;
+                if who.is_none() {
+                    tracing::info!(%peer, user = %user.chars().take(64).collect::<String>(), "SMTP AUTH failed");
+                }
+                session.authenticated(who)
+            }
+            Step::Message(env, data) => {
+                let reply = accept(s, kind, peer.ip(), env, data).await;
+                session.stored(reply)
+            }
+            other => other,
+        };
+        match step {
+            Step::Reply(reply) => out.extend_from_slice(&reply.to_wire()),
+            Step::StartTls(reply) => {
+                out.extend_from_slice(&reply.to_wire());
+                if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+                    return End::Closed;
+                }
+                return End::StartTls;
+            }
+            Step::Close(reply) => {
+                out.extend_from_slice(&reply.to_wire());
+                let _ = stream.write_all(&out).await;
+                let _ = stream.flush().await;
+                return End::Closed;
+            }
+            Step::NeedInput => {
+                if !out.is_empty() {
+                    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+                        return End::Closed;
+                    }
+                    out.clear();
+                }
+                let read = tokio::select! {
+                    r = tokio::time::timeout_at(deadline.min(Instant::now() + idle), stream.read(&mut buf)) => r,
+                    _ = shutdown.cancelled() => {
+                        let bye = Reply::new(421, "4.3.2", "Server shutting down; try again later");
+                        let _ = stream.write_all(&bye.to_wire()).await;
+                        return End::Closed;
+                    }
+                };
+                match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => return End::Closed,
+                    Ok(Ok(n)) => session.receive(&buf[..n]),
+                    Err(_) => {
+                        let bye = Reply::new(421, "4.4.2", "Timeout; closing");
+                        let _ = stream.write_all(&bye.to_wire()).await;
+                        return End::Closed;
+                    }
+                }
+            }
+            Step::CheckRecipient(_) | Step::Authenticate { .. } | Step::Message(..) => {
+                unreachable!("handled above")
+            }
+        }
+    }
+}
+
+/// Looks up what the policy needs to know about `rcpt`, then asks it.
+async fn check_recipient(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Reply {
+    let dest = if s.config.is_local_domain(rcpt.domain()) {
+        Destination::Local { user_exists: s.users.contains(rcpt) }
+    } else if kind == ListenerKind::Mx {
+        Destination::Remote(None)
+    } else {
+        Destination::Remote(Some(s.peers.locator().locate(Service::Notify, rcpt.domain()).await.map(drop)))
+    };
+    recipient_verdict(kind, rcpt, &dest)
+}
