@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::proto::rr::rdata::{A, SOA, SRV, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
@@ -44,6 +44,11 @@ impl TestDns {
     pub async fn a(&self, host: &str, ip: IpAddr) {
         let IpAddr::V4(v4) = ip else { panic!("v4 only") };
         self.zone.upsert(Record::from_rdata(name(host), 0, RData::A(A(v4))), 2).await;
+    }
+
+    pub async fn txt(&self, owner: &str, text: &str) {
+        let txt = TXT::new(vec![text.to_string()]);
+        self.zone.upsert(Record::from_rdata(name(owner), 0, RData::TXT(txt)), 2).await;
     }
 
     pub async fn srv(&self, owner: &str, priority: u16, weight: u16, port: u16, target: &str) {

@@ -54,10 +54,20 @@ pub struct TestNode {
     pub config_path: PathBuf,
     pub public: SocketAddr,
     pub private: SocketAddr,
+    pub mx: SocketAddr,
+    pub submission: SocketAddr,
     pub scheme: &'static str,
 }
 
 pub const PASSWORD: &str = "correct horse";
+
+/// Listener addresses of a node.
+pub struct Ports {
+    pub public: String,
+    pub private: String,
+    pub mx: String,
+    pub submission: String,
+}
 
 impl World {
     pub async fn new() -> World {
@@ -83,15 +93,18 @@ impl World {
     }
 
     /// Configuration text for `domain` with `users` (local parts).
-    pub fn config_text(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> String {
+    pub fn config_text(&self, domain: &str, users: &[&str], ports: &Ports, extra: &str) -> String {
+        let Ports { public, private, mx, submission } = ports;
         let data = self.dir.path().join(domain);
         let mut t = format!(
             "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
              [im2000]\npublic = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
              plain_to_loopback = {}\n\
+             [smtp]\nmx = [\"{mx}\"]\nsubmission = [\"{submission}\"]\nsubmission_plaintext = {}\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
              [notify]\ntimeout = \"5s\"\n\
              [[domain]]\nname = \"{domain}\"\n",
+            self.tls.is_none(),
             self.tls.is_none(),
             self.dns.addr
         );
@@ -111,16 +124,34 @@ impl World {
     }
 
     pub async fn start_with(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> TestNode {
-        let text = self.config_text(domain, users, public, private, extra);
+        let any = "127.0.0.1:0".to_string();
+        let ports = Ports { public: public.into(), private: private.into(), mx: any.clone(), submission: any };
+        let text = self.config_text(domain, users, &ports, extra);
         let config = Config::parse(&text, domain).unwrap_or_else(|e| panic!("{e}"));
         let node = Node::start_with(config, self.parts()).await.unwrap();
         let (public, private) = (node.public_addrs()[0], node.private_addrs()[0]);
+        let (mx, submission) = (node.mx_addrs()[0], node.submission_addrs()[0]);
         self.dns.publish_node(domain, public).await;
         // Keep the bound ports, so restarts and the CLI find the same node.
-        let fixed = self.config_text(domain, users, &public.to_string(), &private.to_string(), extra);
+        let bound = Ports {
+            public: public.to_string(),
+            private: private.to_string(),
+            mx: mx.to_string(),
+            submission: submission.to_string(),
+        };
+        let fixed = self.config_text(domain, users, &bound, extra);
         let config_path = self.dir.path().join(format!("{domain}.toml"));
         std::fs::write(&config_path, fixed).unwrap();
-        TestNode { node, domain: domain.to_string(), config_path, public, private, scheme: self.scheme() }
+        TestNode {
+            node,
+            domain: domain.to_string(),
+            config_path,
+            public,
+            private,
+            mx,
+            submission,
+            scheme: self.scheme(),
+        }
     }
 
     fn scheme(&self) -> &'static str {
@@ -139,11 +170,11 @@ impl World {
 
     /// Stops a node and starts it again on the same data and ports.
     pub async fn restart(&self, n: TestNode) -> TestNode {
-        let TestNode { node, domain, config_path, public, private, .. } = n;
+        let TestNode { node, domain, config_path, public, private, mx, submission, .. } = n;
         node.shutdown().await;
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         let node = Node::start_with(config, self.parts()).await.unwrap();
-        TestNode { node, domain, config_path, public, private, scheme: self.scheme() }
+        TestNode { node, domain, config_path, public, private, mx, submission, scheme: self.scheme() }
     }
 
     fn parts(&self) -> NodeParts {
@@ -158,6 +189,11 @@ impl TestNode {
     pub fn private_url(&self) -> String {
         format!("{}://{}/im2000/v1", self.scheme, self.private)
     }
+}
+
+/// The test CA's certificate file.
+pub fn ca_pem() -> &'static std::path::Path {
+    &test_ca().pem_path
 }
 
 pub fn http() -> reqwest::Client {

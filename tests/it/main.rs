@@ -7,4 +7,5 @@ mod dns;
 mod harness;
 mod notify;
 mod recipient_access;
+mod smtp;
 mod tls;

@@ -204,6 +204,8 @@ async fn a_node_delivers_to_its_own_users_without_dns() {
     let n = TestNode {
         public: node.public_addrs()[0],
         private: node.private_addrs()[0],
+        mx: node.public_addrs()[0],
+        submission: node.public_addrs()[0],
         node,
         domain: "solo.test".into(),
         config_path: dir.path().join("unused"),

@@ -1,0 +1,213 @@
+//! SMTP in, end to end: legacy senders reach IM2000 users through the MX,
+//! local users submit with STARTTLS and AUTH, a restart after 250 loses
+//! nothing, and smuggling through a real socket stores nothing.
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+const LEGACY: &str =
+    "From: someone@legacy.test\r\nTo: bob@two.test\r\nSubject: from the old world\r\n\r\nStill on SMTP.\r\n";
+
+fn plain_client(addr: std::net::SocketAddr) -> AsyncSmtpTransport<Tokio1Executor> {
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(addr.port())
+        .timeout(Some(Duration::from_secs(20)))
+        .build()
+}
+
+fn envelope(from: &str, to: &[&str]) -> Envelope {
+    Envelope::new(Some(from.parse().unwrap()), to.iter().map(|t| t.parse().unwrap()).collect()).unwrap()
+}
+
+/// The message id from a `250 2.0.0 Ok: queued as ID` reply.
+fn queued_id(resp: &lettre::transport::smtp::response::Response) -> String {
+    let text: String = resp.message().collect::<Vec<_>>().join(" ");
+    text.rsplit(' ').next().unwrap().to_string()
+}
+
+async fn send(
+    t: &AsyncSmtpTransport<Tokio1Executor>,
+    env: &Envelope,
+    msg: &str,
+) -> lettre::transport::smtp::response::Response {
+    // lettre adds the final CRLF.CRLF itself.
+    t.send_raw(env, msg.strip_suffix("\r\n").unwrap().as_bytes()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sender_reaches_an_im2000_user_through_the_mx() {
+    let w = World::new().await;
+    let two = w.start("two.test", &["bob"]).await;
+    // legacy.test publishes SPF (the test sender's address is allowed) and DMARC.
+    w.dns.txt("legacy.test", "v=spf1 ip4:127.0.0.1 -all").await;
+    w.dns.txt("_dmarc.legacy.test", "v=DMARC1; p=reject").await;
+    w.dns.txt("forged.test", "v=spf1 ip4:192.0.2.1 -all").await;
+    let mx = plain_client(two.mx);
+
+    let resp = send(&mx, &envelope("someone@legacy.test", &["bob@two.test"]), LEGACY).await;
+    assert_eq!(resp.code().to_string(), "250");
+    let msg = queued_id(&resp);
+    assert_eq!(msg.len(), 32, "{resp:?}");
+
+    let entry = eventually("bob's notification", || async { inbox(&two, "bob@two.test").await.pop() }).await;
+    let n = &entry["notification"].clone();
+    assert_eq!(n["sender"], "someone@legacy.test");
+    assert_eq!(n["store"], "two.test");
+    assert_eq!(n["origin"]["protocol"], "smtp");
+    assert_eq!(n["origin"]["client_ip"], "127.0.0.1");
+    assert_eq!(n["origin"]["spf"], "pass", "{n}");
+    assert_eq!(n["origin"]["dkim"], "none", "{n}");
+    assert_eq!(n["origin"]["dmarc"], "pass", "{n}");
+
+    // A sender whose domain's SPF does not allow this client: the verdict
+    // travels with the notification for the recipient to judge.
+    send(&mx, &envelope("ceo@forged.test", &["bob@two.test"]), LEGACY).await;
+    let forged = eventually("the second notification", || async {
+        inbox(&two, "bob@two.test").await.into_iter().find(|e| e["notification"]["sender"] == "ceo@forged.test")
+    })
+    .await;
+    assert_eq!(forged["notification"]["origin"]["spf"], "fail");
+
+    let body = http().get(format!("{}/messages/{}", two.public_url(), n["id"].as_str().unwrap())).send().await.unwrap();
+    let body = body.text().await.unwrap();
+    let (received, rest) = body.split_once("\r\n\t").unwrap();
+    assert!(
+        received.starts_with("Received: from 127.0.0.1 ([127.0.0.1])") || received.starts_with("Received: from "),
+        "{body}"
+    );
+    assert!(body.contains(&format!("with ESMTP id {msg}")), "{body}");
+    assert_eq!(body.matches("Received:").count(), 1);
+    assert!(rest.ends_with(LEGACY), "the content is stored as sent:\n{body}");
+
+    // Unknown users are refused in the session; nothing is stored for them.
+    let err = mx
+        .send_raw(&envelope("someone@legacy.test", &["nobody@two.test"]), LEGACY.trim_end().as_bytes())
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    assert!(err.to_string().contains("no such user"), "{err}");
+    // And the MX is no relay.
+    let err = mx
+        .send_raw(&envelope("someone@legacy.test", &["carol@one.test"]), LEGACY.trim_end().as_bytes())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("relaying denied"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_with_starttls_and_auth_reaches_another_domain() {
+    let w = World::with_tls(&["one.test", "two.test"]).await;
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &["bob"]).await;
+    let pem = std::fs::read(ca_pem()).unwrap();
+    let tls = TlsParameters::builder("127.0.0.1".into())
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .build_rustls()
+        .unwrap();
+    let submission = |password: &str| {
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(one.submission.port())
+            .tls(Tls::Required(tls.clone()))
+            .credentials(Credentials::new("alice@one.test".into(), password.into()))
+            .authentication(vec![Mechanism::Plain])
+            .timeout(Some(Duration::from_secs(20)))
+            .build()
+    };
+
+    let bad = submission("wrong")
+        .send_raw(&envelope("alice@one.test", &["bob@two.test"]), MESSAGE.trim_end().as_bytes())
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("535"), "{bad}");
+
+    let resp = send(&submission(PASSWORD), &envelope("alice@one.test", &["bob@two.test"]), MESSAGE).await;
+    let msg = queued_id(&resp);
+    // The 250 names a message alice can track like any other she sent.
+    let t = eventually("acceptance at two.test", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"][0]["accepted_at"].is_string().then_some(t)
+    })
+    .await;
+    assert_eq!(t["sender"], "alice@one.test");
+    let entry = inbox(&two, "bob@two.test").await.pop().unwrap();
+    let body = http()
+        .get(format!("{}/messages/{}", one.public_url(), entry["notification"]["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("with ESMTPSA id"), "{body}");
+    assert!(body.ends_with(MESSAGE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_250_keeps_the_message_and_its_notification() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    let two_addr = w.publish_down("two.test").await;
+    let t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(one.submission.port())
+        .tls(Tls::None)
+        .credentials(Credentials::new("alice@one.test".into(), PASSWORD.into()))
+        .authentication(vec![Mechanism::Login])
+        .build();
+    let msg = queued_id(&send(&t, &envelope("alice@one.test", &["bob@two.test"]), MESSAGE).await);
+    eventually("a first failed attempt", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"][0]["reason"].is_string().then_some(())
+    })
+    .await;
+
+    let one = w.restart(one).await;
+    let t = track(&one, "alice@one.test", &msg).await;
+    assert_eq!(t["state"], "stored");
+    assert_eq!(status(&t), "notifying");
+
+    let two = w.start_with("two.test", &["bob"], &two_addr.to_string(), "127.0.0.1:0", "").await;
+    w.clock.advance(Duration::from_secs(120));
+    eventually("delivery after the restart", || async { inbox(&two, "bob@two.test").await.pop() }).await;
+}
+
+/// Writes `input` to a fresh MX session and returns everything it answers.
+async fn raw_session(addr: std::net::SocketAddr, input: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(input).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_through_a_real_socket_stores_nothing() {
+    let w = World::new().await;
+    let two = w.start("two.test", &["bob"]).await;
+    let stored = || two.node.context().store.account_usage(imgate::smtp_in::accept::LEGACY_ACCOUNT).unwrap().messages;
+    for terminator in ["\n.\r\n", "\n.\n", "\r\n.\n", "\r.\r"] {
+        let input = format!(
+            "EHLO attacker.example\r\nMAIL FROM:<a@legacy.example>\r\nRCPT TO:<bob@two.test>\r\nDATA\r\n\
+             Subject: one\r\n\r\nfirst{terminator}MAIL FROM:<ceo@two.test>\r\nRCPT TO:<bob@two.test>\r\nDATA\r\n\
+             Subject: smuggled\r\n\r\nsecond\r\n.\r\nQUIT\r\n"
+        );
+        let replies = raw_session(two.mx, input.as_bytes()).await;
+        assert!(replies.contains("\r\n554 5.6.0 "), "{terminator:?}: {replies}");
+        assert!(!replies.contains("queued as"), "{terminator:?}: {replies}");
+        assert!(replies.ends_with("221 2.0.0 Bye\r\n"), "{terminator:?}: {replies}");
+    }
+    assert_eq!(stored(), 0);
+    let ok = raw_session(
+        two.mx,
+        b"HELO ok.example\r\nMAIL FROM:<a@legacy.example>\r\nRCPT TO:<bob@two.test>\r\nDATA\r\nSubject: fine\r\n\r\nok\r\n.\r\nQUIT\r\n",
+    )
+    .await;
+    assert!(ok.contains("queued as"), "{ok}");
+    assert_eq!(stored(), 1);
+}
