@@ -92,6 +92,7 @@ pub struct ListRecord {
     pub submitted_at: Millis,
 }
 
+/// What an account has stored (see `schema::merge_accounts`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccountRecord {
     pub bytes: u64,

@@ -11,7 +11,7 @@
 //! | `queue`      | due ms (8) · job key (8) · kind (1)     | [`Job`] JSON |
 //! | `expiry`     | expires ms (8) · message id (16)        | empty |
 //! | `lists`      | list name · 0x00 · submitted ms (8) · message id (16) | [`ListRecord`] JSON |
-//! | `accounts`   | account (sender address key)            | [`AccountRecord`] JSON |
+//! | `accounts`   | account (sender address key)            | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
 //! | `inbox`      | user key · 0x00 · sequence (8)          | [`InboxRecord`] JSON |
 //! | `inbox_seen` | sha-256(store · id · recipient) (32)    | user key · 0x00 · sequence (8) |
 //! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE) |
@@ -20,7 +20,6 @@
 //! [`RecipientRecord`]: super::records::RecipientRecord
 //! [`Job`]: super::records::Job
 //! [`ListRecord`]: super::records::ListRecord
-//! [`AccountRecord`]: super::records::AccountRecord
 //! [`InboxRecord`]: super::records::InboxRecord
 
 use sha2::{Digest, Sha256};
@@ -133,6 +132,35 @@ pub fn inbox_seen_key(store: &str, id: &str, recipient_key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// An account value, or a change to one: (bytes, messages).
+pub fn account_value(bytes: i64, messages: i64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&bytes.to_be_bytes());
+    v[8..].copy_from_slice(&messages.to_be_bytes());
+    v
+}
+
+/// (bytes, messages) of an account value; a malformed value reads as zero.
+pub fn parse_account_value(v: &[u8]) -> (i64, i64) {
+    match (v.get(..8).and_then(|b| b.try_into().ok()), v.get(8..16).and_then(|b| b.try_into().ok())) {
+        (Some(b), Some(m)) => (i64::from_be_bytes(b), i64::from_be_bytes(m)),
+        _ => (0, 0),
+    }
+}
+
+/// The accounts merge operator: values and changes add up. Writers record
+/// `+size`/`-size` without reading, so concurrent submissions never wait for
+/// each other (and RocksDB can group their syncs).
+pub fn merge_accounts(_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands) -> Option<Vec<u8>> {
+    let (mut bytes, mut messages) = existing.map_or((0, 0), parse_account_value);
+    for op in operands {
+        let (b, m) = parse_account_value(op);
+        bytes = bytes.saturating_add(b);
+        messages = messages.saturating_add(m);
+    }
+    Some(account_value(bytes, messages).to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +188,14 @@ mod tests {
         assert!(list_key("News", 5, &m).starts_with(&list_prefix("news")));
         assert!(list_key("news", 5, &m) < list_key("news", 6, &MessageId([0; 16])));
         assert_eq!(parse_expiry_key(&expiry_key(9, &m)), Some((9, m)));
+    }
+
+    #[test]
+    fn account_values_round_trip() {
+        for (b, m) in [(0, 0), (1, 1), (-5, -1), (i64::MAX, 3)] {
+            assert_eq!(parse_account_value(&account_value(b, m)), (b, m));
+        }
+        assert_eq!(parse_account_value(b"short"), (0, 0));
     }
 
     #[test]
