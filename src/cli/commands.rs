@@ -157,7 +157,20 @@ async fn inbox_all(api: &Api, after: Option<String>) -> anyhow::Result<Vec<Inbox
 /// A client for other domains' stores: DNS and peers from the configuration
 /// when given, else the system resolver.
 fn peer_client(config: Option<&Config>) -> anyhow::Result<PeerClient> {
-    let config = config.cloned().unwrap_or_else(Config::embedded);
+    let mut config = config.cloned().unwrap_or_else(Config::embedded);
+    // The node's own domains are served by its own public listener, whatever
+    // DNS says (or does not say, on a test or private deployment).
+    if let Some(public) = config.im2000.public.first().copied() {
+        let ip = if public.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { public.ip() };
+        let here = std::net::SocketAddr::new(ip, public.port()).to_string();
+        for d in config.domains.clone() {
+            config.peers.entry(d).or_insert_with(|| crate::config::Peer {
+                store: Some(here.clone()),
+                notify: Some(here.clone()),
+                plain: config.tls.is_none(),
+            });
+        }
+    }
     let dns = Arc::new(HickoryDns::new(&config.dns).map_err(|e| anyhow!(e))?);
     let tls = tls_client_config(config.tls.as_ref().and_then(|t| t.ca.as_deref())).map_err(|e| anyhow!(e))?;
     PeerClient::new(Locator::new(&config, dns), std::time::Duration::from_secs(120), tls).map_err(|e| anyhow!(e))

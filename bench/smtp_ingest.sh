@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# SMTP ingest: imgate's MX against a durable Postfix, side by side in one run.
+#
+#   bench/smtp_ingest.sh [MESSAGES] [SESSIONS] [SIZE]     (defaults 2000 20 4096)
+#
+# Both receive the same smtp-source load (SESSIONS parallel sessions, SIZE-octet
+# messages) on loopback. Both sync to disk before saying 250: Postfix fsyncs
+# each queue file (its default) and discards on delivery; imgate syncs the
+# stored message, its recipient record and queued notification, then files
+# the notification in the local inbox. Sender checks (SPF/DKIM/DMARC) are off
+# in imgate, as Postfix runs no policy service here. Each is run three times;
+# the median rate and the ratio imgate/Postfix are printed.
+#
+# Installs Postfix (for smtp-source and the comparison) with apt-get; run as
+# root on a machine you may reconfigure (it rewrites /etc/postfix/main.cf).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-2000}
+SESSIONS=${2:-20}
+SIZE=${3:-4096}
+IMGATE_PORT=${IMGATE_PORT:-2625}
+POSTFIX_PORT=${POSTFIX_PORT:-2626}
+
+if ! command -v smtp-source >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-source ]; then
+  echo "installing postfix (smtp-source)..." >&2
+  apt-get update -qq
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+fi
+SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+
+scripts/setup
+cargo build --release --bin imgate --quiet
+IMGATE="${CARGO_TARGET_DIR:-target}/release/imgate"
+
+work=$(mktemp -d)
+cleanup() {
+  [ -n "${imgate_pid:-}" ] && kill "$imgate_pid" 2>/dev/null || true
+  postfix stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- Postfix: durable queue, discard delivery, loopback only --------------
+postconf -e "inet_interfaces = loopback-only" "mydestination = bench.test" \
+  "myhostname = postfix.bench.test" "mynetworks = 127.0.0.0/8" \
+  "local_recipient_maps =" "local_transport = discard" "default_transport = discard" \
+  "relay_transport = discard" "smtpd_recipient_restrictions = permit_mynetworks, reject" \
+  "default_process_limit = 200" "smtpd_client_connection_rate_limit = 0" \
+  "compatibility_level = 3.6" "maillog_file = $work/postfix.log"
+postconf -M "${POSTFIX_PORT}/inet=${POSTFIX_PORT} inet n - n - - smtpd"
+postconf -M# "smtp/inet" 2>/dev/null || true
+postfix stop >/dev/null 2>&1 || true
+postfix start >/dev/null 2>&1
+
+# --- imgate: MX for bench.test, one user ---------------------------------
+cat > "$work/imgate.toml" <<TOML
+hostname = "imgate.bench.test"
+data_dir = "$work/imgate-data"
+[im2000]
+public = ["127.0.0.1:0"]
+private = ["127.0.0.1:0"]
+[smtp]
+mx = ["127.0.0.1:$IMGATE_PORT"]
+max_sessions = 1000
+verify_sender = false
+[[domain]]
+name = "bench.test"
+[[user]]
+address = "sink@bench.test"
+password = "unused-in-this-benchmark"
+[log]
+level = "warn"
+TOML
+"$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
+imgate_pid=$!
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_port "$IMGATE_PORT" || { cat "$work/imgate.log"; exit 1; }
+wait_port "$POSTFIX_PORT" || { echo "postfix did not start" >&2; exit 1; }
+
+run() { # port -> messages per second
+  local start end
+  start=$(date +%s.%N)
+  "$SOURCE" -s "$SESSIONS" -l "$SIZE" -m "$N" -f bench@example.org -t sink@bench.test "127.0.0.1:$1"
+  end=$(date +%s.%N)
+  echo "$N / ($end - $start)" | bc -l
+}
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+"$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$IMGATE_PORT"   # warm-up
+"$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$POSTFIX_PORT"
+i=(); p=()
+for _ in 1 2 3; do
+  i+=("$(run "$IMGATE_PORT")")
+  p+=("$(run "$POSTFIX_PORT")")
+done
+mi=$(median "${i[@]}"); mp=$(median "${p[@]}")
+printf 'smtp ingest: %d messages of %d octets over %d sessions (median of 3)\n' "$N" "$SIZE" "$SESSIONS"
+printf '  imgate MX        %8.0f msg/s   (runs: %s)\n' "$mi" "$(printf '%.0f ' "${i[@]}")"
+printf '  postfix durable  %8.0f msg/s   (runs: %s)\n' "$mp" "$(printf '%.0f ' "${p[@]}")"
+printf '  ratio imgate/postfix: %.2f\n' "$(echo "$mi / $mp" | bc -l)"
+grep -ci "error\|panic" "$work/imgate.log" >/dev/null && { echo "imgate log:"; tail -5 "$work/imgate.log"; } || true
