@@ -111,6 +111,8 @@ pub struct Session {
     pending_user: Option<String>,
     auth_failures: u32,
     errors: u32,
+    /// The rest of an over-long command line is being discarded.
+    skipping_line: bool,
 }
 
 fn r(code: u16, enhanced: &'static str, text: impl Into<String>) -> Step {
@@ -135,6 +137,7 @@ impl Session {
             pending_user: None,
             auth_failures: 0,
             errors: 0,
+            skipping_line: false,
         };
         (s, greeting)
     }
@@ -228,10 +231,26 @@ impl Session {
 
     /// Takes one CRLF-terminated line from the input, if there is one.
     fn take_line(&mut self) -> Option<Result<Vec<u8>, Step>> {
-        let Some(nl) = self.input.iter().position(|&b| b == b'\n') else {
+        let nl = self.input.iter().position(|&b| b == b'\n');
+        if self.skipping_line {
+            // The tail of a line already answered as too long.
+            match nl {
+                Some(nl) => {
+                    self.input.drain(..=nl);
+                    self.skipping_line = false;
+                    return self.take_line();
+                }
+                None => {
+                    self.input.clear();
+                    return None;
+                }
+            }
+        }
+        let Some(nl) = nl else {
             if self.input.len() > MAX_COMMAND_LINE {
-                // Drop what we have; keep dropping until the line ends.
+                // Answer once; drop the rest of the line as it arrives.
                 self.input.clear();
+                self.skipping_line = true;
                 return Some(Err(self.error(500, "5.5.2", "Line too long")));
             }
             return None;
