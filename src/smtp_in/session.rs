@@ -108,7 +108,6 @@ pub struct Session {
     recipients: Vec<Address>,
     /// State to return to after a `Waiting` step.
     resume: Option<Box<State>>,
-    pending_user: Option<String>,
     auth_failures: u32,
     errors: u32,
     /// The rest of an over-long command line is being discarded.
@@ -134,7 +133,6 @@ impl Session {
             sender: None,
             recipients: Vec::new(),
             resume: None,
-            pending_user: None,
             auth_failures: 0,
             errors: 0,
             skipping_line: false,
@@ -343,7 +341,7 @@ impl Session {
         self.esmtp = esmtp;
         self.state = State::Ready;
         if !esmtp {
-            return Step::Reply(Reply::new(250, "", self.cfg.hostname.clone()).without_enhanced());
+            return Step::Reply(Reply::new(250, "", self.cfg.hostname.clone()));
         }
         let mut lines = vec![
             format!("{} greets {}", self.cfg.hostname, self.helo.as_deref().unwrap_or("")),
@@ -439,7 +437,7 @@ impl Session {
             return r(554, "5.5.1", "No valid recipients");
         }
         self.state = State::Data(DataReader::new(self.cfg.max_size));
-        Step::Reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>").without_enhanced())
+        Step::Reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"))
     }
 
     /// The caller's verdict on a [`Step::Message`].
@@ -492,7 +490,7 @@ impl Session {
             smtp_proto::AUTH_PLAIN => {
                 if initial.is_empty() {
                     self.state = State::AuthPlain;
-                    Step::Reply(Reply::new(334, "", "").without_enhanced())
+                    Step::Reply(Reply::new(334, "", ""))
                 } else {
                     self.auth_plain_response(format!("{initial}\r\n").as_bytes())
                 }
@@ -500,7 +498,7 @@ impl Session {
             smtp_proto::AUTH_LOGIN => {
                 if initial.is_empty() {
                     self.state = State::AuthLoginUser;
-                    Step::Reply(Reply::new(334, "", "VXNlcm5hbWU6").without_enhanced())
+                    Step::Reply(Reply::new(334, "", "VXNlcm5hbWU6"))
                 } else {
                     self.auth_login_user(format!("{initial}\r\n").as_bytes())
                 }
@@ -540,7 +538,7 @@ impl Session {
         match Self::decode(line) {
             Ok(user) => {
                 self.state = State::AuthLoginPassword(String::from_utf8_lossy(&user).into());
-                Step::Reply(Reply::new(334, "", "UGFzc3dvcmQ6").without_enhanced())
+                Step::Reply(Reply::new(334, "", "UGFzc3dvcmQ6"))
             }
             Err(reply) => Step::Reply(reply),
         }
@@ -557,7 +555,6 @@ impl Session {
     fn ask_auth(&mut self, user: String, password: String) -> Step {
         self.state = State::Waiting;
         self.resume = Some(Box::new(State::Ready));
-        self.pending_user = Some(user.clone());
         Step::Authenticate { user, password }
     }
 
@@ -565,7 +562,6 @@ impl Session {
     /// when the credentials are right.
     pub fn authenticated(&mut self, user: Option<Address>) -> Step {
         self.state = self.resume.take().map_or(State::Ready, |b| *b);
-        self.pending_user = None;
         match user {
             Some(u) => {
                 self.user = Some(u);
@@ -580,13 +576,6 @@ impl Session {
                 r(535, "5.7.8", "Authentication credentials invalid")
             }
         }
-    }
-}
-
-impl Reply {
-    fn without_enhanced(mut self) -> Reply {
-        self.enhanced = "";
-        self
     }
 }
 

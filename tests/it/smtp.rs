@@ -211,3 +211,43 @@ async fn smuggling_through_a_real_socket_stores_nothing() {
     assert!(ok.contains("queued as"), "{ok}");
     assert_eq!(stored(), 1);
 }
+
+/// A node on its own (no DNS world) with the given extra `[smtp]` keys.
+async fn smtp_node(dir: &std::path::Path, smtp_keys: &str) -> imgate::node::Node {
+    let text = format!(
+        "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\n\
+         [smtp]\nmx = [\"127.0.0.1:0\"]\nverify_sender = false\n{smtp_keys}\n\
+         [[domain]]\nname = \"solo.test\"\n[[user]]\naddress = \"bob@solo.test\"\npassword = \"x\"\n",
+        dir.join("data")
+    );
+    imgate::node::Node::start(imgate::config::Config::parse(&text, "solo").unwrap()).await.unwrap()
+}
+
+async fn read_reply(s: &mut tokio::net::TcpStream) -> String {
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cap_idle_timeout_and_shutdown_say_421() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = smtp_node(dir.path(), "max_sessions = 1\nidle_timeout = \"1s\"").await;
+    let mx = node.mx_addrs()[0];
+
+    // One session at a time: the second is told to come back later.
+    let mut first = tokio::net::TcpStream::connect(mx).await.unwrap();
+    assert!(read_reply(&mut first).await.starts_with("220 "));
+    let mut second = tokio::net::TcpStream::connect(mx).await.unwrap();
+    assert!(read_reply(&mut second).await.starts_with("421 4.3.2"));
+
+    // An idle session is closed with 421 4.4.2, freeing its place.
+    assert!(read_reply(&mut first).await.starts_with("421 4.4.2"));
+    let mut third = tokio::net::TcpStream::connect(mx).await.unwrap();
+    assert!(read_reply(&mut third).await.starts_with("220 "));
+
+    // Shutdown tells an open session 421 and waits for it.
+    let shutdown = tokio::spawn(node.shutdown());
+    assert!(read_reply(&mut third).await.starts_with("421 4.3.2"));
+    shutdown.await.unwrap();
+}
