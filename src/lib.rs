@@ -12,6 +12,7 @@
 //! - [`queue`] — the durable job worker: notifications, retries, expiry.
 //! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
 //! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
+//! - [`listen`] — binding and accepting, shared by HTTP and SMTP.
 //! - [`proto`] — wire vocabulary and codecs, no IO.
 //! - [`clock`] — injectable time.
 //! - [`cli`] — the `imgate` command's client subcommands.
@@ -23,6 +24,7 @@ pub mod context;
 pub mod discovery;
 pub mod dns;
 pub mod im2000;
+pub mod listen;
 pub mod node;
 pub mod proto;
 pub mod queue;

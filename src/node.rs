@@ -87,10 +87,10 @@ impl Node {
             let (rc, opts) = crate::dns::resolver_parts(&config.dns).map_err(StartError::Setup)?;
             Some(mail_auth::MessageAuthenticator::new(rc, opts).map_err(|e| StartError::Setup(e.to_string()))?)
         };
-        let public_listeners = server::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
-        let mx_listeners = server::bind(&config.smtp.mx).await.map_err(StartError::Setup)?;
-        let submission_listeners = server::bind(&config.smtp.submission).await.map_err(StartError::Setup)?;
-        let private_listeners = server::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
+        let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
+        let mx_listeners = crate::listen::bind(&config.smtp.mx).await.map_err(StartError::Setup)?;
+        let submission_listeners = crate::listen::bind(&config.smtp.submission).await.map_err(StartError::Setup)?;
+        let private_listeners = crate::listen::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));

@@ -2,7 +2,6 @@
 //! graceful shutdown: on cancellation listeners close and open connections
 //! finish their current request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,16 +68,6 @@ async fn json_errors(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
-/// Binds every address now (so errors surface at start-up) and returns the
-/// bound listeners.
-pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
-    let mut out = Vec::new();
-    for a in addrs {
-        out.push(TcpListener::bind(a).await.map_err(|e| format!("cannot listen on {a}: {e}"))?);
-    }
-    Ok(out)
-}
-
 /// Serves `router` on `listener` until `shutdown`, then drains connections
 /// for at most `drain`.
 pub async fn serve(
@@ -90,19 +79,7 @@ pub async fn serve(
 ) {
     let router = router.layer(axum::middleware::map_response(json_errors));
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = crate::listen::next_connection(&listener, &shutdown).await {
         let router = router.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();

@@ -40,19 +40,7 @@ pub async fn listen(
     drain: Duration,
 ) {
     let tracker = TaskTracker::new();
-    loop {
-        let (mut tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "SMTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((mut tcp, peer)) = crate::listen::next_connection(&listener, &shutdown).await {
         let Ok(permit) = sessions.clone().try_acquire_owned() else {
             tracker.spawn(async move {
                 use tokio::io::AsyncWriteExt;
