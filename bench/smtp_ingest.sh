@@ -42,12 +42,15 @@ cleanup() {
 trap cleanup EXIT
 
 # --- Postfix: durable queue, discard delivery, loopback only --------------
+[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
+command -v newaliases >/dev/null && { [ -f /etc/aliases ] || : > /etc/aliases; newaliases 2>/dev/null || true; }
 postconf -e "inet_interfaces = loopback-only" "mydestination = bench.test" \
   "myhostname = postfix.bench.test" "mynetworks = 127.0.0.0/8" \
   "local_recipient_maps =" "local_transport = discard" "default_transport = discard" \
   "relay_transport = discard" "smtpd_recipient_restrictions = permit_mynetworks, reject" \
   "default_process_limit = 200" "smtpd_client_connection_rate_limit = 0" \
-  "compatibility_level = 3.6" "maillog_file = $work/postfix.log"
+  "compatibility_level = 3.6" "maillog_file = /var/log/postfix-bench.log"
 postconf -M "${POSTFIX_PORT}/inet=${POSTFIX_PORT} inet n - n - - smtpd"
 postconf -M# "smtp/inet" 2>/dev/null || true
 postfix stop >/dev/null 2>&1 || true
@@ -59,7 +62,7 @@ hostname = "imgate.bench.test"
 data_dir = "$work/imgate-data"
 [im2000]
 public = ["127.0.0.1:0"]
-private = ["127.0.0.1:0"]
+private = ["127.0.0.1:$((IMGATE_PORT + 2))"]
 [smtp]
 mx = ["127.0.0.1:$IMGATE_PORT"]
 max_sessions = 1000
@@ -100,4 +103,18 @@ printf 'smtp ingest: %d messages of %d octets over %d sessions (median of 3)\n' 
 printf '  imgate MX        %8.0f msg/s   (runs: %s)\n' "$mi" "$(printf '%.0f ' "${i[@]}")"
 printf '  postfix durable  %8.0f msg/s   (runs: %s)\n' "$mp" "$(printf '%.0f ' "${p[@]}")"
 printf '  ratio imgate/postfix: %.2f\n' "$(echo "$mi / $mp" | bc -l)"
-grep -ci "error\|panic" "$work/imgate.log" >/dev/null && { echo "imgate log:"; tail -5 "$work/imgate.log"; } || true
+
+# Every message imgate acknowledged must have become a notification in the
+# recipient's inbox; wait for the notifier to catch up, and say how long.
+want=$((3 * N + 50))
+drain_start=$(date +%s.%N)
+count=0
+for _ in $(seq 600); do
+  count=$("$IMGATE" inbox --config "$work/imgate.toml" --json sink@bench.test 2>/dev/null \
+    | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' || echo 0)
+  [ "$count" -ge "$want" ] && break
+  sleep 1
+done
+printf '  notifications filed: %d of %d acknowledged (%.1f s after the last run)\n' "$count" "$want" \
+  "$(echo "$(date +%s.%N) - $drain_start" | bc -l)"
+[ "$count" -eq "$want" ] || { echo "MISMATCH" >&2; tail -5 "$work/imgate.log"; exit 1; }
