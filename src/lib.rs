@@ -9,6 +9,7 @@
 //!   submission, originator access, notification query) and [`im2000::client`],
 //!   the same binding's client side.
 //! - [`smtp_in`] — SMTP MX and submission listeners: mail in, stored once.
+//! - [`smtp_out`] — delivery to legacy SMTP hosts for recipients still on SMTP.
 //! - [`queue`] — the durable job worker: notifications, retries, expiry.
 //! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
 //! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
@@ -29,4 +30,5 @@ pub mod node;
 pub mod proto;
 pub mod queue;
 pub mod smtp_in;
+pub mod smtp_out;
 pub mod store;

@@ -75,7 +75,9 @@ impl Node {
         let users = Users::from_config(&config);
         // Plain passwords are hashed now; the node keeps nothing else of them.
         for u in &mut config.users {
-            u.secret = crate::config::Secret::Hash(String::new());
+            if u.secret.is_some() {
+                u.secret = Some(crate::config::Secret::Hash(String::new()));
+            }
         }
         let acceptor = match &config.tls {
             Some(t) => Some(server::tls_acceptor(t).map_err(StartError::Setup)?),

@@ -31,7 +31,7 @@ pub fn password_for(config: Option<&Config>, user: &str) -> anyhow::Result<Strin
     if let Some(c) = config
         && let Ok(addr) = user.parse()
         && let Some(u) = c.user(&addr)
-        && let Secret::Plain(p) = &u.secret
+        && let Some(Secret::Plain(p)) = &u.secret
     {
         return Ok(p.clone());
     }

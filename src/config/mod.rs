@@ -34,6 +34,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub peers: BTreeMap<String, Peer>,
     pub domains: Vec<String>,
+    /// How each domain's mail is delivered (domains not listed: IM2000).
+    pub routes: BTreeMap<String, DomainRoute>,
     pub users: Vec<UserConfig>,
     pub tls: Option<TlsConfig>,
     pub log_level: String,
@@ -109,8 +111,38 @@ pub struct Peer {
 #[derive(Debug, Clone)]
 pub struct UserConfig {
     pub address: Address,
-    pub secret: Secret,
+    /// Users still on SMTP (route = legacy) need none.
+    pub secret: Option<Secret>,
     pub quota: Option<u64>,
+    pub route: Option<Route>,
+}
+
+/// Where a recipient's mail goes: an IM2000 mailbox here, or by SMTP to the
+/// domain's legacy host (the gateway is then the recipient's agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Im2000,
+    Legacy,
+    /// IM2000 for configured users with a mailbox, legacy for the rest.
+    Auto,
+}
+
+impl Route {
+    fn parse(s: &str) -> Option<Route> {
+        match s {
+            "im2000" => Some(Route::Im2000),
+            "legacy" => Some(Route::Legacy),
+            "auto" => Some(Route::Auto),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DomainRoute {
+    pub route: Route,
+    /// HOST:PORT of the SMTP host legacy-routed mail is delivered to.
+    pub legacy_host: Option<String>,
 }
 
 #[derive(Clone)]
@@ -204,6 +236,26 @@ impl Config {
     pub fn user(&self, address: &Address) -> Option<&UserConfig> {
         let key = address.key();
         self.users.iter().find(|u| u.address.key() == key)
+    }
+
+    /// Whether mail for `address` (in a local domain) goes to an IM2000
+    /// mailbox here or by SMTP to the legacy host.
+    pub fn route(&self, address: &Address) -> Route {
+        let user = self.user(address);
+        let route = user
+            .and_then(|u| u.route)
+            .or_else(|| self.routes.get(address.domain()).map(|r| r.route))
+            .unwrap_or(Route::Im2000);
+        match route {
+            Route::Auto if user.is_some_and(|u| u.secret.is_some()) => Route::Im2000,
+            Route::Auto => Route::Legacy,
+            other => other,
+        }
+    }
+
+    /// The SMTP host for `domain`'s legacy-routed users.
+    pub fn legacy_host(&self, domain: &str) -> Option<&str> {
+        self.routes.get(domain).and_then(|r| r.legacy_host.as_deref())
     }
 }
 
@@ -357,14 +409,45 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
     }
 
     let mut domains: Vec<String> = Vec::new();
+    let mut routes = BTreeMap::new();
     for (i, d) in raw.domain.into_iter().enumerate() {
         let key = format!("domain[{i}].name");
-        match d.name {
-            None => c.problem(key, "missing"),
-            Some(n) if !valid_domain(&n.to_lowercase()) => c.problem(key, format!("{n:?} is not a domain name")),
-            Some(n) if domains.contains(&n.to_lowercase()) => c.problem(key, format!("{n:?} is listed twice")),
-            Some(n) => domains.push(n.to_lowercase()),
+        let name = match d.name {
+            None => {
+                c.problem(key, "missing");
+                continue;
+            }
+            Some(n) if !valid_domain(&n.to_lowercase()) => {
+                c.problem(key, format!("{n:?} is not a domain name"));
+                continue;
+            }
+            Some(n) if domains.contains(&n.to_lowercase()) => {
+                c.problem(key, format!("{n:?} is listed twice"));
+                continue;
+            }
+            Some(n) => n.to_lowercase(),
+        };
+        domains.push(name.clone());
+        let route = match d.route.as_deref().map(|r| (r, Route::parse(r))) {
+            None => Route::Im2000,
+            Some((_, Some(r))) => r,
+            Some((r, None)) => {
+                c.problem(format!("domain[{i}].route"), format!("{r:?} is not a route (im2000, legacy or auto)"));
+                Route::Im2000
+            }
+        };
+        if let Some(h) = &d.legacy_host
+            && !valid_host_port(h)
+        {
+            c.problem(format!("domain[{i}].legacy_host"), format!("{h:?} is not HOST:PORT"));
         }
+        if route != Route::Im2000 && d.legacy_host.is_none() {
+            c.problem(
+                format!("domain[{i}].legacy_host"),
+                "a legacy or auto route needs legacy_host (MX lookup for legacy delivery is not implemented yet)",
+            );
+        }
+        routes.insert(name, DomainRoute { route, legacy_host: d.legacy_host });
     }
 
     let mut users: Vec<UserConfig> = Vec::new();
@@ -389,7 +472,23 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
                 Some(a)
             }
         };
+        let route = match u.route.as_deref().map(|r| (r, Route::parse(r))) {
+            None => None,
+            Some((_, Some(r))) => Some(r),
+            Some((r, None)) => {
+                c.problem(format!("{key}.route"), format!("{r:?} is not a route (im2000, legacy or auto)"));
+                None
+            }
+        };
+        if route.is_some_and(|r| r != Route::Im2000)
+            && let Some(a) = &address
+            && routes.get(a.domain()).is_none_or(|r| r.legacy_host.is_none())
+        {
+            c.problem(format!("{key}.route"), format!("{} has no legacy_host to deliver to", a.domain()));
+        }
+        let needs_secret = route != Some(Route::Legacy);
         let secret = match (u.password, u.password_hash) {
+            (None, None) if !needs_secret => None,
             (Some(p), None) if !p.is_empty() => Some(Secret::Plain(p)),
             (None, Some(h)) => match argon2::PasswordHash::new(&h) {
                 Ok(_) => Some(Secret::Hash(h)),
@@ -408,8 +507,10 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
             }
         };
         let quota = u.quota.map(|q| c.size(&format!("{key}.quota"), Some(q), 0));
-        if let (Some(address), Some(secret)) = (address, secret) {
-            users.push(UserConfig { address, secret, quota });
+        if let Some(address) = address
+            && (secret.is_some() || !needs_secret)
+        {
+            users.push(UserConfig { address, secret, quota, route });
         }
     }
 
@@ -465,6 +566,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         dns,
         peers,
         domains,
+        routes,
         users,
         tls,
         log_level,

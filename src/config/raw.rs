@@ -75,6 +75,8 @@ pub struct RawPeer {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawDomain {
     pub name: Option<String>,
+    pub route: Option<String>,
+    pub legacy_host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +85,7 @@ pub struct RawUser {
     pub password: Option<String>,
     pub password_hash: Option<String>,
     pub quota: Option<String>,
+    pub route: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

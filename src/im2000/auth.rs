@@ -37,22 +37,23 @@ pub fn hash_password(password: &str) -> String {
 }
 
 impl Users {
+    /// The users with an IM2000 mailbox (those with a password).
     pub fn from_config(config: &Config) -> Users {
         let by_key = config
             .users
             .iter()
-            .map(|u| {
-                let hash = match &u.secret {
+            .filter_map(|u| {
+                let hash = match u.secret.as_ref()? {
                     Secret::Plain(p) => hash_password(p),
                     Secret::Hash(h) => h.clone(),
                 };
-                (u.address.key(), Entry { address: u.address.clone(), hash, quota: u.quota })
+                Some((u.address.key(), Entry { address: u.address.clone(), hash, quota: u.quota }))
             })
             .collect();
         Users { by_key: Arc::new(by_key), decoy: Arc::new(hash_password("\u{0}decoy")) }
     }
 
-    /// Whether `address` is a user here.
+    /// Whether `address` has a mailbox here.
     pub fn contains(&self, address: &Address) -> bool {
         self.by_key.contains_key(&address.key())
     }

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use super::Shared;
 use super::client::{PeerError, Probe};
 use super::error::{ApiError, parse_json};
+use crate::config::Route;
 use crate::proto::address::valid_domain;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResponse, NotifyResult};
 use crate::proto::{Address, RecipientId};
@@ -66,7 +67,9 @@ pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
     if !s.config.is_local_domain(recipient.domain()) {
         return outcome(NotifyResult::Refused, format!("{} is not a domain served here", recipient.domain()));
     }
-    if !s.users.contains(&recipient) {
+    // A recipient still on SMTP: this node is their agent, and delivers.
+    let legacy = s.config.route(&recipient) == Route::Legacy;
+    if !legacy && !s.users.contains(&recipient) {
         return outcome(NotifyResult::Nouser, format!("no user {recipient} here"));
     }
     let via_gateway = n.origin.as_ref().is_some_and(|o| o.protocol == "smtp");
@@ -98,9 +101,18 @@ pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
         Err(e) => return outcome(NotifyResult::Refused, format!("cannot verify: {e}")),
     }
     let (st, now, n2) = (s.store.clone(), s.clock.now(), n.clone());
-    match s.blocking(move || st.inbox_accept(&key, &n2, now)).await {
+    let filed = if legacy {
+        s.blocking(move || st.queue_delivery(&key, &n2, now)).await
+    } else {
+        s.blocking(move || st.inbox_accept(&key, &n2, now)).await
+    };
+    match filed {
         Ok(Ok(InboxAccept::Accepted(seq))) => {
-            tracing::info!(recipient = %recipient, sender = %n.sender, store = %store, seq, "notification accepted");
+            tracing::info!(recipient = %recipient, sender = %n.sender, store = %store, seq, legacy,
+                "notification accepted");
+            if legacy {
+                s.wake.notify_one();
+            }
             outcome(NotifyResult::Accepted, "")
         }
         Ok(Ok(InboxAccept::Duplicate(_))) => outcome(NotifyResult::Duplicate, ""),

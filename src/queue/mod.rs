@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Shared;
 
-/// Most agents being notified at once.
+/// Most jobs (a batch to one agent, or one SMTP delivery) running at once.
 const DOMAINS_AT_ONCE: usize = 64;
 
 /// Runs until `shutdown`. Attempts run as tasks of their own, so one slow
@@ -49,17 +49,29 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the queue failed");
-                Vec::new()
+                Default::default()
             }
             Err(e) => {
                 tracing::error!(error = %e, "reading the queue failed");
-                Vec::new()
+                Default::default()
             }
         };
         while in_flight.try_join_next().is_some() {}
         if !leased.is_empty() {
             let more = leased.len() >= limit;
-            for (domain, jobs) in notify::group(leased, s.config.notify.batch_size) {
+            for job in leased.deliver {
+                let permit = tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("never closed"),
+                    _ = shutdown.cancelled() => return,
+                };
+                let s = s.clone();
+                in_flight.spawn(async move {
+                    crate::smtp_out::deliver::run(&s, job).await;
+                    drop(permit);
+                    s.wake.notify_one();
+                });
+            }
+            for (domain, jobs) in notify::group(leased.notify, s.config.notify.batch_size) {
                 let permit = tokio::select! {
                     p = slots.clone().acquire_owned() => p.expect("never closed"),
                     _ = shutdown.cancelled() => return,

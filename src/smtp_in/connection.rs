@@ -145,7 +145,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 /// Looks up what the policy needs to know about `rcpt`, then asks it.
 async fn check_recipient(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Reply {
     let dest = if s.config.is_local_domain(rcpt.domain()) {
-        Destination::Local { user_exists: s.users.contains(rcpt) }
+        let on_smtp = s.config.route(rcpt) == crate::config::Route::Legacy;
+        Destination::Local { user_exists: on_smtp || s.users.contains(rcpt) }
     } else if kind == ListenerKind::Mx {
         Destination::Remote(None)
     } else {

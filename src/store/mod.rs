@@ -101,6 +101,30 @@ pub struct Leased {
     pub message: MessageRecord,
 }
 
+/// A delivery job taken from the queue, leased until `due`.
+#[derive(Debug, Clone)]
+pub struct LeasedDelivery {
+    pub id: [u8; 8],
+    pub due: Millis,
+    pub delivery: Delivery,
+}
+
+/// What [`Store::lease_due`] took.
+#[derive(Debug, Default)]
+pub struct LeasedJobs {
+    pub notify: Vec<Leased>,
+    pub deliver: Vec<LeasedDelivery>,
+}
+
+impl LeasedJobs {
+    pub fn len(&self) -> usize {
+        self.notify.len() + self.deliver.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Result of accepting a notification into an inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxAccept {
@@ -558,21 +582,35 @@ impl Store {
 
     /// Takes up to `limit` jobs due at `now`, moving each to `lease_until` so
     /// that a crash mid-attempt retries it then rather than losing it.
-    pub fn lease_due(&self, now: Millis, lease_until: Millis, limit: usize) -> Result<Vec<Leased>, StoreError> {
+    pub fn lease_due(&self, now: Millis, lease_until: Millis, limit: usize) -> Result<LeasedJobs, StoreError> {
         let _g = self.lock();
         let mut batch = WriteBatch::default();
         let mut out = Vec::new();
+        let mut deliver = Vec::new();
         let it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
         for item in it {
             let (k, v) = item?;
             let Some((due, sel, kind)) = parse_queue_key(&k) else {
                 return Err(StoreError::Corrupt("queue key".into()));
             };
-            if due > now || out.len() >= limit {
+            if due > now || out.len() + deliver.len() >= limit {
                 break;
             }
             batch.delete_cf(self.cf(CF_QUEUE), &k);
             let job: Job = from_json(CF_QUEUE, &v)?;
+            if let Job::Deliver(mut d) = job {
+                if d.report.is_none() {
+                    d.attempts += 1;
+                    d.first_attempt_at.get_or_insert(now);
+                }
+                batch.put_cf(
+                    self.cf(CF_QUEUE),
+                    queue_key(lease_until, sel, JOB_DELIVER),
+                    to_json(&Job::Deliver(d.clone())),
+                );
+                deliver.push(LeasedDelivery { id: sel, due: lease_until, delivery: *d });
+                continue;
+            }
             let Some(mut record) = self.recipient_by_selector(&sel)? else { continue };
             let id: MessageId =
                 record.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
@@ -596,7 +634,59 @@ impl Store {
         if !batch.is_empty() {
             self.commit(batch)?;
         }
+        Ok(LeasedJobs { notify: out, deliver })
+    }
+
+    /// Files a verified notification for a legacy-routed recipient as a
+    /// delivery job, once per (store, id, recipient).
+    pub fn queue_delivery(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
+        let seen = inbox_seen_key(&n.store, &n.id, user_key);
+        let _g = self.lock();
+        if self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)?.is_some() {
+            return Ok(InboxAccept::Duplicate(0));
+        }
+        let mut id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+        let job = Job::Deliver(Box::new(Delivery {
+            notification: n.clone(),
+            attempts: 0,
+            first_attempt_at: None,
+            last_error: None,
+            report: None,
+        }));
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
+        batch.put_cf(self.cf(CF_INBOX_SEEN), seen, inbox_key(user_key, 0));
+        self.commit(batch)?;
+        Ok(InboxAccept::Accepted(0))
+    }
+
+    /// Every queued delivery with its due time, soonest first.
+    pub fn queued_deliveries(&self) -> Result<Vec<(Millis, Delivery)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            if let Some((due, _, JOB_DELIVER)) = parse_queue_key(&k)
+                && let Job::Deliver(d) = from_json(CF_QUEUE, &v)?
+            {
+                out.push((due, *d));
+            }
+        }
         Ok(out)
+    }
+
+    /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
+    pub fn finish_delivery(&self, leased: &LeasedDelivery, next: Option<(Millis, Delivery)>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_QUEUE), queue_key(leased.due, leased.id, JOB_DELIVER));
+        if let Some((due, d)) = next {
+            batch.put_cf(
+                self.cf(CF_QUEUE),
+                queue_key(due, leased.id, JOB_DELIVER),
+                to_json(&Job::Deliver(Box::new(d))),
+            );
+        }
+        self.commit(batch)
     }
 
     /// Records how a leased notification attempt ended.

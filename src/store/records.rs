@@ -81,6 +81,31 @@ pub struct RecipientRecord {
 pub enum Job {
     /// Send (or re-send) a recipient's notification.
     Notify { recipient: String },
+    /// Pull a notified message and deliver it by SMTP to a legacy host.
+    Deliver(Box<Delivery>),
+}
+
+/// A legacy-routed recipient's message on its way to the legacy host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub notification: Notification,
+    pub attempts: u32,
+    pub first_attempt_at: Option<Millis>,
+    pub last_error: Option<String>,
+    /// Set once the legacy host has answered for good: what remains is to
+    /// tell the sender's store. Recorded before reporting, so a message the
+    /// host accepted is never delivered twice.
+    pub report: Option<Report>,
+}
+
+/// The outcome to report to the sender's store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    /// The legacy host accepted it: silence and un-pin.
+    Delivered,
+    /// The legacy host refused it (or it could not be delivered): refuse, with why.
+    Refused(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -89,7 +89,7 @@ fn leases_survive_until_finished() {
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
     let sel = sub.recipients[0].1.selector();
     assert!(s.lease_due(99, 5_000, 10).unwrap().is_empty(), "not due yet");
-    let leased = s.lease_due(100, 5_000, 10).unwrap();
+    let leased = s.lease_due(100, 5_000, 10).unwrap().notify;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].record.notification, NotificationStatus::Notifying);
     // Not finished (a crash): the job comes back when the lease ends.
@@ -97,7 +97,7 @@ fn leases_survive_until_finished() {
     assert_eq!(s.lease_due(5_000, 9_000, 10).unwrap().len(), 1);
     s.finish_notify(sel, NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() }, 6_000).unwrap();
     assert_eq!(s.next_due().unwrap(), Some(20_000));
-    let again = s.lease_due(20_000, 30_000, 10).unwrap();
+    let again = s.lease_due(20_000, 30_000, 10).unwrap().notify;
     assert_eq!(again[0].record.attempts, 3);
     s.finish_notify(
         sel,

@@ -33,9 +33,15 @@ impl TestDns {
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
         let mut server = Server::new(catalog);
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        // UDP and TCP on the same port: a port free for UDP may be taken for
+        // TCP by a neighbouring test, so try again until both are ours.
+        let (udp, tcp, addr) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                break (udp, tcp, addr);
+            }
+        };
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 65_535);
         TestDns { addr, zone, _server: server }

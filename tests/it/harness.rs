@@ -21,6 +21,8 @@ pub struct World {
     pub clock: ManualClock,
     /// (cert, key) files when the nodes serve HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// Extra keys for a domain's `[[domain]]` table (routes).
+    domain_keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// A certificate authority made once per test process; every HTTP client in
@@ -72,7 +74,13 @@ pub struct Ports {
 impl World {
     pub async fn new() -> World {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        World { dns: TestDns::start().await, dir: tempfile::tempdir().unwrap(), clock: ManualClock::new(), tls: None }
+        World {
+            dns: TestDns::start().await,
+            dir: tempfile::tempdir().unwrap(),
+            clock: ManualClock::new(),
+            tls: None,
+            domain_keys: Default::default(),
+        }
     }
 
     /// A world whose nodes serve HTTPS only, with certificates for
@@ -103,10 +111,11 @@ impl World {
              [smtp]\nmx = [\"{mx}\"]\nsubmission = [\"{submission}\"]\nsubmission_plaintext = {}\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
              [notify]\ntimeout = \"5s\"\n\
-             [[domain]]\nname = \"{domain}\"\n",
+             [[domain]]\nname = \"{domain}\"\n{}\n",
             self.tls.is_none(),
             self.tls.is_none(),
-            self.dns.addr
+            self.dns.addr,
+            self.domain_keys.lock().unwrap().get(domain).cloned().unwrap_or_default()
         );
         if let Some((cert, key)) = &self.tls {
             t.push_str(&format!("[tls]\ncert = {cert:?}\nkey = {key:?}\nca = {:?}\n", test_ca().pem_path));
@@ -116,6 +125,12 @@ impl World {
         }
         t.push_str(extra);
         t
+    }
+
+    /// Routes `domain`'s mail by SMTP to `legacy_host` (for nodes started after).
+    pub fn route_legacy(&self, domain: &str, legacy_host: SocketAddr) {
+        let keys = format!("route = \"legacy\"\nlegacy_host = \"{legacy_host}\"");
+        self.domain_keys.lock().unwrap().insert(domain.to_string(), keys);
     }
 
     /// Starts a node for `domain` on fresh ports and publishes it in DNS.

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod dns;
 mod harness;
+mod legacy;
 mod notify;
 mod recipient_access;
 mod smtp;

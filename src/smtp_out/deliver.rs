@@ -1,0 +1,194 @@
+//! One delivery job: pull, verify, deliver by SMTP, then report to the
+//! sender's store. The host's answer is recorded (synced) before it is
+//! reported, so a message the legacy host accepted is never sent twice.
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::render;
+use crate::context::Shared;
+use crate::discovery::split_host_port;
+use crate::im2000::client::PeerError;
+use crate::proto::api::Notification;
+use crate::proto::digest::sha256_field;
+use crate::proto::{Address, RecipientId};
+use crate::queue::backoff::retry_delay;
+use crate::store::records::{Delivery, Report};
+use crate::store::{LeasedDelivery, RecipientAction, Unavailable};
+
+/// How an attempt at the legacy host ended, short of success.
+#[derive(Debug)]
+enum Failure {
+    /// Try again later.
+    Temporary(String),
+    /// The host refused it for good (its reply).
+    Permanent(String),
+    /// The message is no longer at the sender's store: nothing to do.
+    Gone,
+}
+
+/// Runs one leased delivery job to its next state.
+pub async fn run(s: &Shared, leased: LeasedDelivery) {
+    let mut d = leased.delivery.clone();
+    let n = d.notification.clone();
+    let lease = Duration::from_secs(120) + s.config.notify.timeout * 4;
+    let mut current = leased;
+    if d.report.is_none() {
+        let outcome = attempt(s, &n).await;
+        tracing::info!(recipient = %n.recipient, id = %&n.id[..8.min(n.id.len())], attempt = d.attempts,
+            outcome = ?outcome, "legacy delivery attempt");
+        match outcome {
+            Ok(()) => d.report = Some(Report::Delivered),
+            Err(Failure::Permanent(reply)) => d.report = Some(Report::Refused(reply)),
+            Err(Failure::Gone) => {
+                save(s, &current, None).await;
+                return;
+            }
+            Err(Failure::Temporary(reason)) => {
+                let now = s.clock.now();
+                let cfg = &s.config.notify;
+                if now.saturating_sub(d.first_attempt_at.unwrap_or(now)) >= cfg.max_retry_age.as_millis() as u64 {
+                    d.report = Some(Report::Refused(format!("gave up: {reason}")));
+                } else {
+                    let delay = retry_delay(d.attempts, cfg.retry_min, cfg.retry_max, &mut rand::rng());
+                    d.last_error = Some(reason);
+                    save(s, &current, Some((now + delay.as_millis() as u64, d))).await;
+                    return;
+                }
+            }
+        }
+        // Record the host's answer before telling the store.
+        let due = s.clock.now() + lease.as_millis() as u64;
+        if !save(s, &current, Some((due, d.clone()))).await {
+            return;
+        }
+        current = LeasedDelivery { id: current.id, due, delivery: d.clone() };
+    }
+    let report = d.report.clone().expect("set above");
+    match report_to_store(s, &n, &report).await {
+        Ok(()) => {
+            save(s, &current, None).await;
+        }
+        Err(e) => {
+            let now = s.clock.now();
+            let cfg = &s.config.notify;
+            d.attempts += 1;
+            d.last_error = Some(format!("reporting to {}: {e}", n.store));
+            let delay = retry_delay(d.attempts, cfg.retry_min, cfg.retry_max, &mut rand::rng());
+            save(s, &current, Some((now + delay.as_millis() as u64, d))).await;
+        }
+    }
+}
+
+async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>) -> bool {
+    let (st, l) = (s.store.clone(), leased.clone());
+    match s.blocking(move || st.finish_delivery(&l, next)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "recording a delivery failed");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a delivery failed");
+            false
+        }
+    }
+}
+
+/// The message from the sender's store: this node's own, or a peer's.
+async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
+    if s.config.is_local_domain(&n.store) {
+        let id: RecipientId = n.id.parse().map_err(|_| Failure::Gone)?;
+        let st = s.store.clone();
+        let found = s
+            .blocking(move || -> Result<_, crate::store::StoreError> {
+                match st.find(&id)? {
+                    Ok(f) => Ok(Ok(st.body(&f.message_id)?)),
+                    Err(u) => Ok(Err(u)),
+                }
+            })
+            .await
+            .map_err(|e| Failure::Temporary(e.to_string()))?
+            .map_err(|e| Failure::Temporary(e.to_string()))?;
+        return match found {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) | Err(Unavailable::Gone) | Err(Unavailable::Unknown) => Err(Failure::Gone),
+        };
+    }
+    match s.peers.retrieve(&n.store, &n.id, 0).await {
+        Ok(r) => Ok(r.content),
+        Err(PeerError::Status { status: 404 | 410, .. }) => Err(Failure::Gone),
+        Err(e) => Err(Failure::Temporary(format!("retrieving from {}: {e}", n.store))),
+    }
+}
+
+async fn attempt(s: &Shared, n: &Notification) -> Result<(), Failure> {
+    let content = pull(s, n).await?;
+    if sha256_field(&content) != n.digest {
+        return Err(Failure::Temporary(format!("the content from {} does not match its digest", n.store)));
+    }
+    let rcpt: Address = n.recipient.parse().map_err(|e| Failure::Permanent(format!("bad recipient: {e}")))?;
+    let host = s
+        .config
+        .legacy_host(rcpt.domain())
+        .ok_or_else(|| Failure::Permanent(format!("no legacy host configured for {}", rcpt.domain())))?;
+    let (host, port) = split_host_port(host).ok_or_else(|| Failure::Permanent(format!("bad legacy host {host}")))?;
+    let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
+    let received = render::received_header(&n.store, &s.config.hostname, &n.id[..8.min(n.id.len())], &date);
+    let octets = render::for_smtp(&received, &content);
+
+    // A per-delivery return path on the gateway, so that late bounces come
+    // back here rather than to anyone else.
+    let return_path = format!("bounce+{}@{}", &n.id[..16.min(n.id.len())], s.config.smtp.store_domain);
+    let envelope = Envelope::new(
+        Some(return_path.parse().map_err(|e| Failure::Permanent(format!("return path: {e}")))?),
+        vec![n.recipient.parse().map_err(|e| Failure::Permanent(format!("recipient: {e}")))?],
+    )
+    .map_err(|e| Failure::Permanent(e.to_string()))?;
+    let tls = TlsParameters::new(host.clone()).map_err(|e| Failure::Temporary(e.to_string()))?;
+    let timeout = s.config.notify.timeout;
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+        .port(port)
+        .hello_name(lettre::transport::smtp::extension::ClientId::Domain(s.config.hostname.clone()))
+        .tls(Tls::Opportunistic(tls))
+        .timeout(Some(timeout))
+        .build();
+    // lettre's own timeout covers only the connection: bound the whole send.
+    match tokio::time::timeout(timeout * 4, transport.send_raw(&envelope, &octets)).await {
+        Err(_) => Err(Failure::Temporary(format!("{host}:{port} timed out"))),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.is_permanent() => Err(Failure::Permanent(reply_text(&e))),
+        Ok(Err(e)) => Err(Failure::Temporary(format!("{host}:{port}: {}", reply_text(&e)))),
+    }
+}
+
+/// "550 5.1.1 …" from a lettre error, or its description.
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    crate::im2000::client::error_chain(e)
+}
+
+async fn report_to_store(s: &Shared, n: &Notification, report: &Report) -> Result<(), String> {
+    let actions: Vec<(RecipientAction, &str, Option<String>)> = match report {
+        Report::Delivered => vec![(RecipientAction::Silence, "silence", None), (RecipientAction::Unpin, "unpin", None)],
+        Report::Refused(why) => vec![(RecipientAction::Refuse(why.clone()), "refuse", Some(why.clone()))],
+    };
+    for (action, name, reason) in actions {
+        if s.config.is_local_domain(&n.store) {
+            let id: RecipientId = n.id.parse().map_err(|_| "bad identifier".to_string())?;
+            let (st, now) = (s.store.clone(), s.clock.now());
+            s.blocking(move || st.recipient_action(&id, action, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        } else {
+            match s.peers.recipient_action(&n.store, &n.id, name, reason.as_deref()).await {
+                Ok(()) | Err(PeerError::Status { status: 404 | 410, .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! IM2000 → SMTP: recipients still on SMTP are served by the gateway as
+//! their agent. A real, independent SMTP server (mailin-embedded) plays the
+//! legacy host. Outcomes go back to the sender's store as status, never as
+//! mail.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailin_embedded::response::{NO_MAILBOX, OK};
+use mailin_embedded::{Handler, Response, Server};
+
+use crate::harness::*;
+
+/// What the legacy host received: (envelope recipients, data).
+type Mailbox = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
+
+#[derive(Clone)]
+struct LegacyHost {
+    mailbox: Mailbox,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for LegacyHost {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if to.starts_with("nobody@") { NO_MAILBOX } else { OK }
+    }
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.to = to.to_vec();
+        self.data.clear();
+        OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        self.mailbox.lock().unwrap().push((self.to.clone(), std::mem::take(&mut self.data)));
+        OK
+    }
+}
+
+/// Starts a legacy SMTP host on `listener` in a thread of its own.
+fn legacy_host(listener: std::net::TcpListener) -> Mailbox {
+    let mailbox: Mailbox = Default::default();
+    let handler = LegacyHost { mailbox: mailbox.clone(), to: vec![], data: vec![] };
+    std::thread::spawn(move || {
+        let mut server = Server::new(handler);
+        server.with_name("legacy.two.test").with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+    mailbox
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn im2000_mail_reaches_a_legacy_user_and_the_sender_sees_it_delivered() {
+    let w = World::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.route_legacy("two.test", listener.local_addr().unwrap());
+    let mailbox = legacy_host(listener);
+    let one = w.start("one.test", &["alice"]).await;
+    let _two = w.start("two.test", &[]).await;
+
+    let sent = submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("delivery reported to the store", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (status(&t) == "silenced").then_some(t)
+    })
+    .await;
+    assert_eq!(t["recipients"][0]["read"], "all");
+    assert_eq!(t["recipients"][0]["pinned"], false);
+    assert_eq!(t["state"], "released");
+
+    let got = mailbox.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert_eq!(got[0].0, vec!["carol@two.test".to_string()]);
+    let data = String::from_utf8(got[0].1.clone()).unwrap();
+    assert!(data.starts_with("Received: from one.test by node.two.test with IM2000 id "), "{data}");
+    assert_eq!(data.matches("Received:").count(), 1);
+    assert!(data.ends_with(MESSAGE), "content unchanged:\n{data}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_550_becomes_refused_at_the_store_and_no_mail_goes_back() {
+    let w = World::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.route_legacy("two.test", listener.local_addr().unwrap());
+    let mailbox = legacy_host(listener);
+    let one = w.start("one.test", &["alice"]).await;
+    let _two = w.start("two.test", &[]).await;
+
+    let sent = submit(&one, "alice@one.test", &["nobody@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("the refusal", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (status(&t) == "refused").then_some(t)
+    })
+    .await;
+    let reason = t["recipients"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("550"), "{reason}");
+    assert!(mailbox.lock().unwrap().is_empty());
+    assert!(inbox(&one, "alice@one.test").await.is_empty(), "no bounce message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_host_down_means_retries_then_delivery() {
+    let w = World::new().await;
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    w.route_legacy("two.test", addr);
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &[]).await;
+
+    let sent = submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    // The notification is accepted by two.test; its deliveries fail for now.
+    eventually("acceptance", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"][0]["accepted_at"].is_string().then_some(())
+    })
+    .await;
+    let store = two.node.context().store.clone();
+    let (due, d) = eventually("a failed delivery attempt, rescheduled", || async {
+        store.queued_deliveries().unwrap().pop().filter(|(_, d)| d.last_error.is_some())
+    })
+    .await;
+    assert_eq!(d.attempts, 1);
+    assert!(d.last_error.as_deref().unwrap().contains("Connection refused"), "{d:?}");
+    use imgate::clock::Clock;
+    assert!(due > w.clock.now(), "retried later, not now");
+    assert_eq!(status(&track(&one, "alice@one.test", &msg).await), "notifying");
+
+    // The host comes up; the next retry delivers.
+    let mailbox = legacy_host(std::net::TcpListener::bind(addr).unwrap());
+    w.clock.advance(Duration::from_secs(120));
+    eventually("delivery after the host came back", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (status(&t) == "silenced").then_some(())
+    })
+    .await;
+    assert_eq!(mailbox.lock().unwrap().len(), 1);
+    assert!(store.queued_deliveries().unwrap().is_empty(), "nothing left queued");
+}
