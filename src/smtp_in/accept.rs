@@ -89,8 +89,23 @@ pub fn received_header(env: &Envelope, ip: IpAddr, hostname: &str, id: &MessageI
 }
 
 /// Stores an accepted message and says how it went, as an SMTP reply.
-pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, env: Envelope, data: Vec<u8>) -> Reply {
+pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelope, data: Vec<u8>) -> Reply {
     let smtp = &s.config.smtp;
+    // Bounces to the return paths of our SMTP deliveries are consumed here:
+    // they become a refusal at the sender's store, never a stored message.
+    let (returns, normal): (Vec<Address>, Vec<Address>) = env
+        .recipients
+        .drain(..)
+        .partition(|r| r.domain() == smtp.store_domain && crate::smtp_out::deliver::return_token(r).is_some());
+    env.recipients = normal;
+    if !returns.is_empty() {
+        if let Err(reply) = consume_bounce(s, &returns, &data).await {
+            return reply;
+        }
+        if env.recipients.is_empty() {
+            return Reply::new(250, "2.0.0", "Ok: delivery report processed");
+        }
+    }
     let id = MessageId::random();
     let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
     let mut content = received_header(&env, ip, &s.config.hostname, &id, &date).into_bytes();
@@ -154,4 +169,24 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, env: Envelope, d
             Reply::new(451, "4.3.0", "Local storage error; message not accepted, try again later")
         }
     }
+}
+
+/// Turns a bounce for our deliveries into refusal reports (queued, synced).
+async fn consume_bounce(s: &Shared, returns: &[Address], data: &[u8]) -> Result<(), Reply> {
+    let Some(reason) = crate::smtp_out::dsn::failure_reason(data) else {
+        // A delay or success notice: nothing for the sender's store.
+        return Ok(());
+    };
+    for r in returns {
+        let Some(token) = crate::smtp_out::deliver::return_token(r) else { continue };
+        let (st, why, now) = (s.store.clone(), reason.clone(), s.clock.now());
+        match s.blocking(move || st.bounce_received(token, &why, now)).await {
+            Ok(Ok(known)) => {
+                tracing::info!(token = %r.local(), known, reason = %reason, "late bounce received");
+            }
+            _ => return Err(Reply::new(451, "4.3.0", "Local storage error; try again later")),
+        }
+    }
+    s.wake.notify_one();
+    Ok(())
 }

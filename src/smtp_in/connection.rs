@@ -144,7 +144,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Looks up what the policy needs to know about `rcpt`, then asks it.
 async fn check_recipient(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Reply {
-    let dest = if s.config.is_local_domain(rcpt.domain()) {
+    let dest = if let Some(token) = crate::smtp_out::deliver::return_token(rcpt)
+        && rcpt.domain() == s.config.smtp.store_domain
+    {
+        // A late bounce for a delivery to a legacy host.
+        let st = s.store.clone();
+        let known = s.blocking(move || st.has_return(token)).await;
+        Destination::Local { user_exists: matches!(known, Ok(Ok(true))) }
+    } else if s.config.is_local_domain(rcpt.domain()) {
         let on_smtp = s.config.route(rcpt) == crate::config::Route::Legacy;
         Destination::Local { user_exists: on_smtp || s.users.contains(rcpt) }
     } else if kind == ListenerKind::Mx {

@@ -19,6 +19,26 @@ use crate::queue::backoff::retry_delay;
 use crate::store::records::{Delivery, Report};
 use crate::store::{LeasedDelivery, RecipientAction, Unavailable};
 
+/// Local part prefix of the per-delivery return paths (`bounce+ID@domain`).
+pub const RETURN_PREFIX: &str = "bounce+";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The delivery token of a return-path address, if it is one.
+pub fn return_token(rcpt: &Address) -> Option<[u8; 8]> {
+    let t = rcpt.local().strip_prefix(RETURN_PREFIX)?;
+    if t.len() != 16 {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// How an attempt at the legacy host ended, short of success.
 #[derive(Debug)]
 enum Failure {
@@ -37,7 +57,7 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
     let lease = Duration::from_secs(120) + s.config.notify.timeout * 4;
     let mut current = leased;
     if d.report.is_none() {
-        let outcome = attempt(s, &n).await;
+        let outcome = attempt(s, &n, &current.id).await;
         tracing::info!(recipient = %n.recipient, id = %&n.id[..8.min(n.id.len())], attempt = d.attempts,
             outcome = ?outcome, "legacy delivery attempt");
         match outcome {
@@ -61,8 +81,16 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
             }
         }
         // Record the host's answer before telling the store.
-        let due = s.clock.now() + lease.as_millis() as u64;
-        if !save(s, &current, Some((due, d.clone()))).await {
+        let now = s.clock.now();
+        let due = now + lease.as_millis() as u64;
+        let saved = if d.report == Some(Report::Delivered) {
+            let (st, l, next) = (s.store.clone(), current.clone(), (due, d.clone()));
+            matches!(s.blocking(move || st.delivered(&l, next, now)).await, Ok(Ok(())))
+        } else {
+            save(s, &current, Some((due, d.clone()))).await
+        };
+        if !saved {
+            tracing::error!("recording a delivery outcome failed; the lease will retry it");
             return;
         }
         current = LeasedDelivery { id: current.id, due, delivery: d.clone() };
@@ -125,7 +153,7 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
     }
 }
 
-async fn attempt(s: &Shared, n: &Notification) -> Result<(), Failure> {
+async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Failure> {
     let content = pull(s, n).await?;
     if sha256_field(&content) != n.digest {
         return Err(Failure::Temporary(format!("the content from {} does not match its digest", n.store)));
@@ -142,7 +170,7 @@ async fn attempt(s: &Shared, n: &Notification) -> Result<(), Failure> {
 
     // A per-delivery return path on the gateway, so that late bounces come
     // back here rather than to anyone else.
-    let return_path = format!("bounce+{}@{}", &n.id[..16.min(n.id.len())], s.config.smtp.store_domain);
+    let return_path = format!("{RETURN_PREFIX}{}@{}", hex(job), s.config.smtp.store_domain);
     let envelope = Envelope::new(
         Some(return_path.parse().map_err(|e| Failure::Permanent(format!("return path: {e}")))?),
         vec![n.recipient.parse().map_err(|e| Failure::Permanent(format!("recipient: {e}")))?],

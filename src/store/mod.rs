@@ -661,6 +661,46 @@ impl Store {
         Ok(InboxAccept::Accepted(0))
     }
 
+    /// Records that the legacy host accepted a leased delivery: the job moves
+    /// to its report phase (due `next.0`), and the return path is remembered
+    /// for late bounces — in one synced batch.
+    pub fn delivered(&self, leased: &LeasedDelivery, next: (Millis, Delivery), now: Millis) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
+        batch.put_cf(self.cf(CF_RETURNS), leased.id, to_json(&ret));
+        batch.delete_cf(self.cf(CF_QUEUE), queue_key(leased.due, leased.id, JOB_DELIVER));
+        batch.put_cf(
+            self.cf(CF_QUEUE),
+            queue_key(next.0, leased.id, JOB_DELIVER),
+            to_json(&Job::Deliver(Box::new(next.1))),
+        );
+        self.commit(batch)
+    }
+
+    /// Whether `token` names a delivery whose bounces are still awaited.
+    pub fn has_return(&self, token: [u8; 8]) -> Result<bool, StoreError> {
+        Ok(self.db().get_pinned_cf(self.cf(CF_RETURNS), token)?.is_some())
+    }
+
+    /// A bounce came back for delivery `token`: queue the refusal report to
+    /// the sender's store. `false` when the token is unknown (or used).
+    pub fn bounce_received(&self, token: [u8; 8], reason: &str, now: Millis) -> Result<bool, StoreError> {
+        let _g = self.lock();
+        let Some(ret) = self.get_json::<ReturnRecord>(CF_RETURNS, &token)? else { return Ok(false) };
+        let job = Job::Deliver(Box::new(Delivery {
+            notification: ret.notification,
+            attempts: 0,
+            first_attempt_at: Some(now),
+            last_error: None,
+            report: Some(Report::Refused(reason.to_string())),
+        }));
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_RETURNS), token);
+        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, token, JOB_DELIVER), to_json(&job));
+        self.commit(batch)?;
+        Ok(true)
+    }
+
     /// Every queued delivery with its due time, soonest first.
     pub fn queued_deliveries(&self) -> Result<Vec<(Millis, Delivery)>, StoreError> {
         let mut out = Vec::new();

@@ -129,3 +129,11 @@ pub struct InboxRecord {
     pub received_at: Millis,
     pub notification: Notification,
 }
+
+/// A message delivered to a legacy host, remembered so that a late bounce to
+/// its return path can still be reported to the sender's store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReturnRecord {
+    pub notification: Notification,
+    pub delivered_at: Millis,
+}

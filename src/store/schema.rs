@@ -15,12 +15,14 @@
 //! | `inbox`      | user key · 0x00 · sequence (8)          | [`InboxRecord`] JSON |
 //! | `inbox_seen` | sha-256(store · id · recipient) (32)    | user key · 0x00 · sequence (8) |
 //! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE) |
+//! | `returns`    | delivery id (8), the token of a `bounce+ID@` return path | [`ReturnRecord`] JSON |
 //!
 //! [`MessageRecord`]: super::records::MessageRecord
 //! [`RecipientRecord`]: super::records::RecipientRecord
 //! [`Job`]: super::records::Job
 //! [`ListRecord`]: super::records::ListRecord
 //! [`InboxRecord`]: super::records::InboxRecord
+//! [`ReturnRecord`]: super::records::ReturnRecord
 
 use sha2::{Digest, Sha256};
 
@@ -37,6 +39,7 @@ pub const CF_ACCOUNTS: &str = "accounts";
 pub const CF_INBOX: &str = "inbox";
 pub const CF_INBOX_SEEN: &str = "inbox_seen";
 pub const CF_META: &str = "meta";
+pub const CF_RETURNS: &str = "returns";
 
 pub const ALL_CFS: &[&str] = &[
     CF_MESSAGES,
@@ -49,6 +52,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_INBOX,
     CF_INBOX_SEEN,
     CF_META,
+    CF_RETURNS,
 ];
 
 /// Version of this layout, written at creation and checked at open.

@@ -11,12 +11,13 @@ use mailin_embedded::{Handler, Response, Server};
 
 use crate::harness::*;
 
-/// What the legacy host received: (envelope recipients, data).
-type Mailbox = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
+/// What the legacy host received: (envelope sender, recipients, data).
+type Mailbox = Arc<Mutex<Vec<(String, Vec<String>, Vec<u8>)>>>;
 
 #[derive(Clone)]
 struct LegacyHost {
     mailbox: Mailbox,
+    from: String,
     to: Vec<String>,
     data: Vec<u8>,
 }
@@ -25,7 +26,8 @@ impl Handler for LegacyHost {
     fn rcpt(&mut self, to: &str) -> Response {
         if to.starts_with("nobody@") { NO_MAILBOX } else { OK }
     }
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.from = from.to_string();
         self.to = to.to_vec();
         self.data.clear();
         OK
@@ -35,7 +37,7 @@ impl Handler for LegacyHost {
         Ok(())
     }
     fn data_end(&mut self) -> Response {
-        self.mailbox.lock().unwrap().push((self.to.clone(), std::mem::take(&mut self.data)));
+        self.mailbox.lock().unwrap().push((self.from.clone(), self.to.clone(), std::mem::take(&mut self.data)));
         OK
     }
 }
@@ -43,7 +45,7 @@ impl Handler for LegacyHost {
 /// Starts a legacy SMTP host on `listener` in a thread of its own.
 fn legacy_host(listener: std::net::TcpListener) -> Mailbox {
     let mailbox: Mailbox = Default::default();
-    let handler = LegacyHost { mailbox: mailbox.clone(), to: vec![], data: vec![] };
+    let handler = LegacyHost { mailbox: mailbox.clone(), from: String::new(), to: vec![], data: vec![] };
     std::thread::spawn(move || {
         let mut server = Server::new(handler);
         server.with_name("legacy.two.test").with_tcp_listener(listener);
@@ -74,8 +76,8 @@ async fn im2000_mail_reaches_a_legacy_user_and_the_sender_sees_it_delivered() {
 
     let got = mailbox.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "delivered once");
-    assert_eq!(got[0].0, vec!["carol@two.test".to_string()]);
-    let data = String::from_utf8(got[0].1.clone()).unwrap();
+    assert_eq!(got[0].1, vec!["carol@two.test".to_string()]);
+    let data = String::from_utf8(got[0].2.clone()).unwrap();
     assert!(data.starts_with("Received: from one.test by node.two.test with IM2000 id "), "{data}");
     assert_eq!(data.matches("Received:").count(), 1);
     assert!(data.ends_with(MESSAGE), "content unchanged:\n{data}");
@@ -142,4 +144,56 @@ async fn legacy_host_down_means_retries_then_delivery() {
     .await;
     assert_eq!(mailbox.lock().unwrap().len(), 1);
     assert!(store.queued_deliveries().unwrap().is_empty(), "nothing left queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_bounce_becomes_refused_at_the_store() {
+    let w = World::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.route_legacy("two.test", listener.local_addr().unwrap());
+    let mailbox = legacy_host(listener);
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &[]).await;
+
+    let sent = submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    eventually("delivery", || async {
+        (status(&track(&one, "alice@one.test", &msg).await) == "silenced").then_some(())
+    })
+    .await;
+    // The legacy host took it, and later finds it cannot deliver: it sends a
+    // DSN to the envelope sender it was given.
+    let got = mailbox.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let bounce_to = got[0].0.clone();
+    assert!(bounce_to.starts_with("bounce+") && bounce_to.ends_with("@two.test"), "{bounce_to}");
+
+    let dsn = format!(
+        "From: MAILER-DAEMON@legacy.two.test\r\nTo: {bounce_to}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nI could not deliver it.\r\n\
+         --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; legacy.two.test\r\n\r\n\
+         Final-Recipient: rfc822; carol@two.test\r\nAction: failed\r\nStatus: 5.2.2\r\n\
+         Diagnostic-Code: smtp; 552 5.2.2 carol's mailbox is full\r\n\r\n--b--\r\n"
+    );
+    let mx = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(two.mx.port())
+        .build();
+    let env = lettre::address::Envelope::new(None, vec![bounce_to.parse().unwrap()]).unwrap();
+    use lettre::AsyncTransport;
+    let resp = mx.send_raw(&env, dsn.trim_end().as_bytes()).await.unwrap();
+    assert!(resp.message().any(|l| l.contains("delivery report processed")), "{resp:?}");
+
+    let t = eventually("the late refusal", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (status(&t) == "refused").then_some(t)
+    })
+    .await;
+    let reason = t["recipients"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("552 5.2.2 carol's mailbox is full"), "{reason}");
+    assert!(inbox(&one, "alice@one.test").await.is_empty(), "no bounce message to the sender");
+
+    // The return path works once; a replay is refused at RCPT.
+    let again = mx.send_raw(&env, dsn.trim_end().as_bytes()).await.unwrap_err();
+    assert!(again.to_string().contains("550"), "{again}");
 }

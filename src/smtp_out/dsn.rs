@@ -1,0 +1,91 @@
+//! Reading a late bounce from a legacy host: a delivery status notification
+//! (RFC 3464) if it is one, else whatever the bounce says. The result is a
+//! refusal reason for the sender's store — never a message passed on.
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// The failure a bounce reports, as "STATUS DIAGNOSTIC", or `None` when the
+/// message reports no failure (a delay or success notice).
+pub fn failure_reason(raw: &[u8]) -> Option<String> {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Some("bounce received (unparseable)".into());
+    };
+    let report = msg.parts.iter().find(|p| {
+        p.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("message")
+                && ct.subtype().is_some_and(|s| {
+                    s.eq_ignore_ascii_case("delivery-status") || s.eq_ignore_ascii_case("global-delivery-status")
+                })
+        })
+    });
+    let Some(report) = report else {
+        // Not a DSN: an old-style bounce. Its subject is the best summary.
+        return Some(format!("bounce received: {}", msg.subject().unwrap_or("(no subject)")));
+    };
+    let text = String::from_utf8_lossy(report.contents()).replace("\r\n", "\n");
+    let (mut action, mut status, mut diagnostic) = (None, None, None);
+    // Per-recipient fields follow the per-message ones; the first failed
+    // recipient's fields win (each delivery carries one recipient).
+    for line in unfold(&text) {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim().to_string();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "action" if action.is_none() => action = Some(value.to_ascii_lowercase()),
+            "status" if status.is_none() => status = Some(value),
+            "diagnostic-code" if diagnostic.is_none() => {
+                diagnostic = Some(value.split_once(';').map_or(value.clone(), |(_, d)| d.trim().to_string()))
+            }
+            _ => {}
+        }
+    }
+    if action.as_deref().is_some_and(|a| a != "failed") {
+        return None;
+    }
+    let reason = match (status, diagnostic) {
+        (_, Some(d)) => d,
+        (Some(s), None) => s,
+        (None, None) => "delivery failed (DSN without status)".into(),
+    };
+    Some(format!("{reason} (reported later by the legacy host)"))
+}
+
+/// Header-style lines with continuation lines joined.
+fn unfold(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DSN: &str = "From: MAILER-DAEMON@legacy.test\r\nTo: bounce+0011@two.test\r\nSubject: Undelivered Mail\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n\
+--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; legacy.test\r\n\r\n\
+Final-Recipient: rfc822; carol@two.test\r\nAction: ACTION\r\nStatus: 5.2.2\r\n\
+Diagnostic-Code: smtp; 552 5.2.2 mailbox\r\n full\r\n\r\n--b--\r\n";
+
+    #[test]
+    fn reports() {
+        assert_eq!(
+            failure_reason(DSN.replace("ACTION", "failed").as_bytes()).as_deref(),
+            Some("552 5.2.2 mailbox full (reported later by the legacy host)")
+        );
+        assert_eq!(failure_reason(DSN.replace("ACTION", "delayed").as_bytes()), None);
+        assert_eq!(
+            failure_reason(b"From: postmaster@x\r\nSubject: Mail delivery failed\r\n\r\nUser unknown\r\n").as_deref(),
+            Some("bounce received: Mail delivery failed")
+        );
+    }
+}
