@@ -45,6 +45,8 @@ pub struct Srv {
 
 pub trait Dns: Send + Sync + 'static {
     fn srv<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<Srv>, DnsError>>;
+    /// MX records as (preference, exchange host without the final dot).
+    fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<(u16, String)>, DnsError>>;
     fn ips<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsError>>;
 }
 
@@ -129,6 +131,24 @@ impl Dns for HickoryDns {
                             if t == "." { t } else { t.trim_end_matches('.').to_lowercase() }
                         },
                     }),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<(u16, String)>, DnsError>> {
+        Box::pin(async move {
+            let lookup = self.resolver.mx_lookup(fqdn(domain)).await.map_err(classify)?;
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => {
+                        let host = mx.exchange.to_ascii();
+                        let host = if host == "." { host } else { host.trim_end_matches('.').to_lowercase() };
+                        Some((mx.preference, host))
+                    }
                     _ => None,
                 })
                 .collect())

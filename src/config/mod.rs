@@ -69,6 +69,8 @@ pub struct SmtpConfig {
     /// Check SPF, DKIM and DMARC of MX mail (the verdicts travel with the
     /// notification).
     pub verify_sender: bool,
+    /// The port of MX hosts when delivering by SMTP (25; others for labs).
+    pub relay_port: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +143,8 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct DomainRoute {
     pub route: Route,
-    /// HOST:PORT of the SMTP host legacy-routed mail is delivered to.
+    /// HOST:PORT of the SMTP host legacy-routed mail is delivered to
+    /// (else the domain's MX hosts).
     pub legacy_host: Option<String>,
 }
 
@@ -346,6 +349,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         session_timeout: c.duration("smtp.session_timeout", smtp_raw.session_timeout, 1800),
         store_domain: store_domain.clone().unwrap_or_default(),
         verify_sender: smtp_raw.verify_sender.unwrap_or(true),
+        relay_port: smtp_raw.relay_port.unwrap_or(25),
     };
     if smtp.max_recipients == 0 {
         c.problem("smtp.max_recipients", "must be at least 1");
@@ -441,12 +445,6 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         {
             c.problem(format!("domain[{i}].legacy_host"), format!("{h:?} is not HOST:PORT"));
         }
-        if route != Route::Im2000 && d.legacy_host.is_none() {
-            c.problem(
-                format!("domain[{i}].legacy_host"),
-                "a legacy or auto route needs legacy_host (MX lookup for legacy delivery is not implemented yet)",
-            );
-        }
         routes.insert(name, DomainRoute { route, legacy_host: d.legacy_host });
     }
 
@@ -480,12 +478,6 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
                 None
             }
         };
-        if route.is_some_and(|r| r != Route::Im2000)
-            && let Some(a) = &address
-            && routes.get(a.domain()).is_none_or(|r| r.legacy_host.is_none())
-        {
-            c.problem(format!("{key}.route"), format!("{} has no legacy_host to deliver to", a.domain()));
-        }
         let needs_secret = route != Some(Route::Legacy);
         let secret = match (u.password, u.password_hash) {
             (None, None) if !needs_secret => None,

@@ -114,4 +114,5 @@ pub struct RawSmtp {
     pub session_timeout: Option<String>,
     pub store_domain: Option<String>,
     pub verify_sender: Option<bool>,
+    pub relay_port: Option<u16>,
 }

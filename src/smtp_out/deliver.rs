@@ -8,9 +8,9 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use super::hosts::{self, NoHost};
 use super::render;
 use crate::context::Shared;
-use crate::discovery::split_host_port;
 use crate::im2000::client::PeerError;
 use crate::proto::api::Notification;
 use crate::proto::digest::sha256_field;
@@ -159,11 +159,10 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Fail
         return Err(Failure::Temporary(format!("the content from {} does not match its digest", n.store)));
     }
     let rcpt: Address = n.recipient.parse().map_err(|e| Failure::Permanent(format!("bad recipient: {e}")))?;
-    let host = s
-        .config
-        .legacy_host(rcpt.domain())
-        .ok_or_else(|| Failure::Permanent(format!("no legacy host configured for {}", rcpt.domain())))?;
-    let (host, port) = split_host_port(host).ok_or_else(|| Failure::Permanent(format!("bad legacy host {host}")))?;
+    let hosts = hosts::smtp_hosts(s, rcpt.domain()).await.map_err(|e| match e {
+        NoHost::Permanent(m) => Failure::Permanent(m),
+        NoHost::Temporary(m) => Failure::Temporary(m),
+    })?;
     let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
     let received = render::received_header(&n.store, &s.config.hostname, &n.id[..8.min(n.id.len())], &date);
     let octets = render::for_smtp(&received, &content);
@@ -176,20 +175,73 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Fail
         vec![n.recipient.parse().map_err(|e| Failure::Permanent(format!("recipient: {e}")))?],
     )
     .map_err(|e| Failure::Permanent(e.to_string()))?;
-    let tls = TlsParameters::new(host.clone()).map_err(|e| Failure::Temporary(e.to_string()))?;
+
+    let dns = s.peers.locator().dns();
+    let mut last = String::from("no host to try");
+    for (host, port) in hosts {
+        let ips = match dns.ips(&host).await {
+            Ok(ips) if !ips.is_empty() => ips,
+            Ok(_) => {
+                last = format!("{host} has no address");
+                continue;
+            }
+            Err(e) => {
+                last = format!("{host}: {e}");
+                continue;
+            }
+        };
+        for ip in ips {
+            if is_self(s, ip, port) {
+                return Err(Failure::Permanent(format!("route loop: {host}:{port} is this gateway")));
+            }
+            match send_to(s, ip, port, &host, &envelope, &octets).await {
+                Ok(()) => return Ok(()),
+                Err(Sent::Refused(reply)) => return Err(Failure::Permanent(reply)),
+                // A 4xx or no answer: the next host may do better (RFC 5321 §5.1).
+                Err(Sent::Deferred(why)) => last = why,
+            }
+        }
+    }
+    Err(Failure::Temporary(last))
+}
+
+/// A host's answer short of acceptance.
+enum Sent {
+    Refused(String),
+    Deferred(String),
+}
+
+/// Whether `ip:port` is one of this node's own SMTP listeners.
+fn is_self(s: &Shared, ip: std::net::IpAddr, port: u16) -> bool {
+    let smtp = &s.config.smtp;
+    smtp.mx.iter().chain(&smtp.submission).any(|a| {
+        a.port() == port && (a.ip() == ip || (a.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+    })
+}
+
+/// One SMTP transaction with one host, by address, TLS named for `host`.
+async fn send_to(
+    s: &Shared,
+    ip: std::net::IpAddr,
+    port: u16,
+    host: &str,
+    envelope: &Envelope,
+    octets: &[u8],
+) -> Result<(), Sent> {
+    let tls = TlsParameters::new(host.to_string()).map_err(|e| Sent::Deferred(e.to_string()))?;
     let timeout = s.config.notify.timeout;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip.to_string())
         .port(port)
         .hello_name(lettre::transport::smtp::extension::ClientId::Domain(s.config.hostname.clone()))
         .tls(Tls::Opportunistic(tls))
         .timeout(Some(timeout))
         .build();
     // lettre's own timeout covers only the connection: bound the whole send.
-    match tokio::time::timeout(timeout * 4, transport.send_raw(&envelope, &octets)).await {
-        Err(_) => Err(Failure::Temporary(format!("{host}:{port} timed out"))),
+    match tokio::time::timeout(timeout * 4, transport.send_raw(envelope, octets)).await {
+        Err(_) => Err(Sent::Deferred(format!("{host}:{port} timed out"))),
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.is_permanent() => Err(Failure::Permanent(reply_text(&e))),
-        Ok(Err(e)) => Err(Failure::Temporary(format!("{host}:{port}: {}", reply_text(&e)))),
+        Ok(Err(e)) if e.is_permanent() => Err(Sent::Refused(reply_text(&e))),
+        Ok(Err(e)) => Err(Sent::Deferred(format!("{host}:{port}: {}", reply_text(&e)))),
     }
 }
 

@@ -8,4 +8,5 @@
 
 pub mod deliver;
 pub mod dsn;
+pub mod hosts;
 pub mod render;
