@@ -108,6 +108,7 @@ pub async fn submit(
         account: sender.key(),
         sender: sender.clone(),
         recipients,
+        relay: vec![],
         lists,
         lifetime_ms: lifetime.as_millis() as u64,
         content: body.to_vec(),

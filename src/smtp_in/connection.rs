@@ -16,7 +16,7 @@ use super::policy::{Destination, recipient_verdict};
 use super::reply::Reply;
 use super::session::{ListenerKind, Session, SessionConfig, Step};
 use crate::context::Shared;
-use crate::discovery::Service;
+use crate::discovery::{LocateError, Service};
 use crate::proto::Address;
 
 /// How a drive of the session ended.
@@ -79,8 +79,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         let step = session.step();
         let step = match step {
             Step::CheckRecipient(addr) => {
-                let verdict = check_recipient(s, kind, &addr).await;
-                session.recipient_checked(addr, verdict)
+                let dest = destination(s, kind, &addr).await;
+                let verdict = recipient_verdict(kind, &addr, &dest);
+                session.recipient_checked(addr, verdict, dest.is_relay())
             }
             Step::Authenticate { user, password } => {
                 let who = s.users.verify(&user, &password).await;
@@ -142,9 +143,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Looks up what the policy needs to know about `rcpt`, then asks it.
-async fn check_recipient(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Reply {
-    let dest = if let Some(token) = crate::smtp_out::deliver::return_token(rcpt)
+/// Looks up what the policy needs to know about `rcpt`.
+async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Destination {
+    if let Some(token) = crate::smtp_out::deliver::return_token(rcpt)
         && rcpt.domain() == s.config.smtp.store_domain
     {
         // A late bounce for a delivery to a legacy host.
@@ -157,7 +158,12 @@ async fn check_recipient(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Repl
     } else if kind == ListenerKind::Mx {
         Destination::Remote(None)
     } else {
-        Destination::Remote(Some(s.peers.locator().locate(Service::Notify, rcpt.domain()).await.map(drop)))
-    };
-    recipient_verdict(kind, rcpt, &dest)
+        match s.peers.locator().locate(Service::Notify, rcpt.domain()).await {
+            // No IM2000 here: an authenticated user's mail goes out by SMTP.
+            Err(LocateError::NoService(..)) => {
+                Destination::Relay(crate::smtp_out::hosts::smtp_hosts(s, rcpt.domain()).await.map(drop))
+            }
+            other => Destination::Remote(Some(other.map(drop))),
+        }
+    }
 }

@@ -6,6 +6,7 @@ use super::reply::Reply;
 use super::session::ListenerKind;
 use crate::discovery::LocateError;
 use crate::proto::Address;
+use crate::smtp_out::hosts::NoHost;
 
 /// What is known about a recipient's domain.
 #[derive(Debug, Clone)]
@@ -15,6 +16,16 @@ pub enum Destination {
     /// Another domain, with the outcome of locating its IM2000 agent
     /// (`None` when it was not looked up: the MX never relays).
     Remote(Option<Result<(), LocateError>>),
+    /// A domain without IM2000 service, for an authenticated user: relayed
+    /// by SMTP if it has mail exchangers.
+    Relay(Result<(), NoHost>),
+}
+
+impl Destination {
+    /// Whether an accepted recipient goes out by SMTP rather than IM2000.
+    pub fn is_relay(&self) -> bool {
+        matches!(self, Destination::Relay(Ok(())))
+    }
 }
 
 /// The RCPT reply for `rcpt`.
@@ -37,6 +48,18 @@ pub fn recipient_verdict(kind: ListenerKind, rcpt: &Address, dest: &Destination)
         ),
         Destination::Remote(Some(Err(e))) => {
             Reply::new(451, "4.4.3", format!("<{rcpt}>: cannot reach {}'s IM2000 service now: {e}", rcpt.domain()))
+        }
+        Destination::Relay(_) if kind == ListenerKind::Mx => {
+            Reply::new(550, "5.7.1", format!("<{rcpt}>: relaying denied; {} is not served here", rcpt.domain()))
+        }
+        Destination::Relay(Ok(())) => Reply::new(250, "2.1.5", "Recipient ok (relayed by SMTP)"),
+        Destination::Relay(Err(NoHost::Permanent(why))) => Reply::new(
+            550,
+            "5.1.2",
+            format!("<{rcpt}>: {} has no IM2000 service, and no SMTP either: {why}", rcpt.domain()),
+        ),
+        Destination::Relay(Err(NoHost::Temporary(why))) => {
+            Reply::new(451, "4.4.3", format!("<{rcpt}>: cannot look up {}'s mail exchangers now: {why}", rcpt.domain()))
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Envelope {
     /// `None` for the null reverse-path `<>`.
     pub sender: Option<Address>,
     pub recipients: Vec<Address>,
+    /// Those of `recipients` to be relayed by SMTP (smarthost).
+    pub relay: Vec<Address>,
     pub authenticated: Option<Address>,
     pub tls: bool,
     pub esmtp: bool,
@@ -106,6 +108,7 @@ pub struct Session {
     user: Option<Address>,
     sender: Option<Option<Address>>,
     recipients: Vec<Address>,
+    relay: Vec<Address>,
     /// State to return to after a `Waiting` step.
     resume: Option<Box<State>>,
     auth_failures: u32,
@@ -132,6 +135,7 @@ impl Session {
             user: None,
             sender: None,
             recipients: Vec::new(),
+            relay: Vec::new(),
             resume: None,
             auth_failures: 0,
             errors: 0,
@@ -160,6 +164,7 @@ impl Session {
     fn reset_transaction(&mut self) {
         self.sender = None;
         self.recipients.clear();
+        self.relay.clear();
     }
 
     fn error(&mut self, code: u16, enhanced: &'static str, text: impl Into<String>) -> Step {
@@ -203,6 +208,7 @@ impl Session {
 
     fn finish_data(&mut self, reader: DataReader) -> Step {
         let recipients = std::mem::take(&mut self.recipients);
+        let relay = std::mem::take(&mut self.relay);
         let sender = self.sender.take().flatten();
         self.state = State::Ready;
         match reader.finish() {
@@ -213,6 +219,7 @@ impl Session {
                     helo: self.helo.clone().unwrap_or_default(),
                     sender,
                     recipients,
+                    relay,
                     authenticated: self.user.clone(),
                     tls: self.tls,
                     esmtp: self.esmtp,
@@ -397,6 +404,7 @@ impl Session {
         }
         self.sender = Some(sender);
         self.recipients.clear();
+        self.relay.clear();
         self.state = State::Mail;
         r(250, "2.1.0", "Sender ok")
     }
@@ -420,10 +428,14 @@ impl Session {
         Step::CheckRecipient(addr)
     }
 
-    /// The caller's verdict on a [`Step::CheckRecipient`].
-    pub fn recipient_checked(&mut self, addr: Address, verdict: Reply) -> Step {
+    /// The caller's verdict on a [`Step::CheckRecipient`]; `relay` when the
+    /// recipient is to be relayed by SMTP.
+    pub fn recipient_checked(&mut self, addr: Address, verdict: Reply, relay: bool) -> Step {
         self.state = self.resume.take().map_or(State::Mail, |b| *b);
         if verdict.is_positive() {
+            if relay {
+                self.relay.push(addr.clone());
+            }
             self.recipients.push(addr);
         }
         Step::Reply(verdict)

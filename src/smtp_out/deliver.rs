@@ -96,6 +96,21 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
         current = LeasedDelivery { id: current.id, due, delivery: d.clone() };
     }
     let report = d.report.clone().expect("set above");
+    if let (Report::Refused(reason), Some(to)) = (&report, d.dsn_to.clone()) {
+        // A smarthost user is a legacy user: they get one DSN, then the job
+        // forgets them so that a retried report does not send another.
+        if let Err(e) = send_dsn(s, &n, &to, reason).await {
+            tracing::error!(error = %e, "storing a DSN failed; will try again");
+            let retry = s.clock.now() + s.config.notify.retry_min.as_millis() as u64;
+            save(s, &current, Some((retry, d))).await;
+            return;
+        }
+        d.dsn_to = None;
+        let due = current.due;
+        if !save(s, &current, Some((due, d.clone()))).await {
+            return;
+        }
+    }
     match report_to_store(s, &n, &report).await {
         Ok(()) => {
             save(s, &current, None).await;
@@ -270,5 +285,44 @@ async fn report_to_store(s: &Shared, n: &Notification, report: &Report) -> Resul
             }
         }
     }
+    Ok(())
+}
+
+/// Stores a DSN for `to` (a local user) in their domain's store; it reaches
+/// their inbox like any message.
+async fn send_dsn(s: &Shared, n: &Notification, to: &str, reason: &str) -> Result<(), String> {
+    let user: Address = to.parse().map_err(|e| format!("{to}: {e}"))?;
+    let headers = pull(s, n).await.ok().map(|c| {
+        let len = crate::proto::digest::header_section_len(&c);
+        c[..len].to_vec()
+    });
+    let now = s.clock.now();
+    let date = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default().to_rfc2822();
+    let unique = crate::proto::MessageId::random().to_string();
+    let content = super::dsn::Bounce {
+        hostname: &s.config.hostname,
+        from_domain: user.domain(),
+        sender: to,
+        recipient: &n.recipient,
+        reason,
+        original_headers: headers.as_deref(),
+        date: &date,
+        unique: &unique,
+    }
+    .render();
+    let new = crate::store::NewMessage {
+        store: user.domain().to_string(),
+        sender: format!("MAILER-DAEMON@{}", user.domain()).parse().map_err(|e| format!("{e}"))?,
+        account: crate::smtp_in::accept::LEGACY_ACCOUNT.to_string(),
+        recipients: vec![user],
+        relay: vec![],
+        lists: vec![],
+        lifetime_ms: s.config.store.default_lifetime.as_millis() as u64,
+        content,
+        origin: None,
+    };
+    let (st, quota) = (s.store.clone(), u64::MAX);
+    s.blocking(move || st.submit(new, now, quota)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    s.wake.notify_one();
     Ok(())
 }

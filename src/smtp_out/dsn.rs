@@ -49,6 +49,74 @@ pub fn failure_reason(raw: &[u8]) -> Option<String> {
     Some(format!("{reason} (reported later by the legacy host)"))
 }
 
+/// A delivery status notification (RFC 3464) telling `sender` that their
+/// message to `recipient` failed for good.
+pub struct Bounce<'a> {
+    /// This gateway's host name (Reporting-MTA).
+    pub hostname: &'a str,
+    /// The domain of the MAILER-DAEMON address it comes from.
+    pub from_domain: &'a str,
+    pub sender: &'a str,
+    pub recipient: &'a str,
+    pub reason: &'a str,
+    /// The failed message's header section, attached when still stored.
+    pub original_headers: Option<&'a [u8]>,
+    pub date: &'a str,
+    /// Makes the boundary and Message-ID unique.
+    pub unique: &'a str,
+}
+
+impl Bounce<'_> {
+    pub fn render(&self) -> Vec<u8> {
+        let Bounce { hostname, from_domain, sender, recipient, reason, original_headers, date, unique } = *self;
+        let boundary = format!("imgate-dsn-{unique}");
+        let status = reason
+            .split_whitespace()
+            .find(|w| {
+                let parts: Vec<&str> = w.split('.').collect();
+                parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            })
+            .unwrap_or("5.0.0");
+        let reason_line: String = reason.chars().filter(|c| !c.is_control()).collect();
+        let mut m = format!(
+            "From: Mail Delivery System <MAILER-DAEMON@{from_domain}>\r\n\
+         To: <{sender}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\n\
+         Message-ID: <dsn.{unique}@{hostname}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Your message to <{recipient}> could not be delivered.\r\n\
+         The mail system said: {reason_line}\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; {hostname}\r\n\
+         \r\n\
+         Final-Recipient: rfc822; {recipient}\r\n\
+         Action: failed\r\n\
+         Status: {status}\r\n\
+         Diagnostic-Code: smtp; {reason_line}\r\n\
+         \r\n"
+        );
+        if let Some(h) = original_headers {
+            m.push_str(&format!("--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
+            m.push_str(&String::from_utf8_lossy(h));
+            if !m.ends_with("\r\n") {
+                m.push_str("\r\n");
+            }
+        }
+        m.push_str(&format!("--{boundary}--\r\n"));
+        m.into_bytes()
+    }
+}
+
 /// Header-style lines with continuation lines joined.
 fn unfold(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -75,6 +143,23 @@ MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status
 --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; legacy.test\r\n\r\n\
 Final-Recipient: rfc822; carol@two.test\r\nAction: ACTION\r\nStatus: 5.2.2\r\n\
 Diagnostic-Code: smtp; 552 5.2.2 mailbox\r\n full\r\n\r\n--b--\r\n";
+
+    #[test]
+    fn built_dsns_read_back() {
+        let dsn = Bounce {
+            hostname: "gw.test",
+            from_domain: "one.test",
+            sender: "alice@one.test",
+            recipient: "x@legacy.test",
+            reason: "550 5.1.1 no such user",
+            original_headers: Some(b"Subject: hi\r\n\r\n"),
+            date: "Thu, 1 Jan 2026 00:00:00 +0000",
+            unique: "u1",
+        }
+        .render();
+        assert_eq!(failure_reason(&dsn).as_deref(), Some("550 5.1.1 no such user (reported later by the legacy host)"));
+        assert!(String::from_utf8(dsn).unwrap().contains("Status: 5.1.1\r\n"));
+    }
 
     #[test]
     fn reports() {

@@ -56,6 +56,9 @@ pub struct NewMessage {
     pub sender: Address,
     pub account: String,
     pub recipients: Vec<Address>,
+    /// Recipients to deliver by SMTP from this store (smarthost relay)
+    /// rather than notify; they get capabilities like the others.
+    pub relay: Vec<Address>,
     pub lists: Vec<String>,
     pub lifetime_ms: u64,
     pub content: Vec<u8>,
@@ -332,6 +335,31 @@ impl Store {
             batch.put_cf(self.cf(CF_RECIPIENTS), id.selector(), to_json(&rec));
             let job = Job::Notify { recipient: hex(&id.selector()) };
             batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id.selector(), JOB_NOTIFY), to_json(&job));
+            recipients.push((r.clone(), id));
+        }
+        for r in &m.relay {
+            let id = fresh(self)?;
+            let rec = new_record(&id, RecipientKind::Mailbox, r.to_string(), false);
+            batch.put_cf(self.cf(CF_RECIPIENTS), id.selector(), to_json(&rec));
+            let job = Job::Deliver(Box::new(Delivery {
+                notification: Notification {
+                    store: m.store.clone(),
+                    id: id.to_string(),
+                    sender: m.sender.to_string(),
+                    recipient: r.to_string(),
+                    size,
+                    digest: digest.clone(),
+                    origin: m.origin.clone(),
+                },
+                attempts: 0,
+                first_attempt_at: None,
+                last_error: None,
+                report: None,
+                dsn_to: Some(m.sender.to_string()),
+            }));
+            let mut job_id = [0u8; 8];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut job_id);
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, job_id, JOB_DELIVER), to_json(&job));
             recipients.push((r.clone(), id));
         }
         let mut lists = Vec::new();
@@ -653,6 +681,7 @@ impl Store {
             first_attempt_at: None,
             last_error: None,
             report: None,
+            dsn_to: None,
         }));
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
@@ -693,6 +722,7 @@ impl Store {
             first_attempt_at: Some(now),
             last_error: None,
             report: Some(Report::Refused(reason.to_string())),
+            dsn_to: None,
         }));
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_RETURNS), token);

@@ -96,6 +96,10 @@ pub struct Delivery {
     /// tell the sender's store. Recorded before reporting, so a message the
     /// host accepted is never delivered twice.
     pub report: Option<Report>,
+    /// For a smarthost relay: the authenticated sender, who is sent one
+    /// RFC 3464 DSN if delivery fails for good (legacy users expect one).
+    #[serde(default)]
+    pub dsn_to: Option<String>,
 }
 
 /// The outcome to report to the sender's store.

@@ -16,6 +16,7 @@ fn msg(to: &[&str], content: &[u8]) -> NewMessage {
         sender: "alice@one.test".parse().unwrap(),
         account: "alice@one.test".into(),
         recipients: to.iter().map(|a| a.parse().unwrap()).collect(),
+        relay: vec![],
         lists: vec![],
         lifetime_ms: 60_000,
         content: content.to_vec(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::proto::rr::rdata::{A, SOA, SRV, TXT};
+use hickory_server::proto::rr::rdata::{A, MX, SOA, SRV, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
@@ -55,6 +55,11 @@ impl TestDns {
     pub async fn txt(&self, owner: &str, text: &str) {
         let txt = TXT::new(vec![text.to_string()]);
         self.zone.upsert(Record::from_rdata(name(owner), 0, RData::TXT(txt)), 2).await;
+    }
+
+    pub async fn mx(&self, owner: &str, preference: u16, host: &str) {
+        let mx = MX::new(preference, name(host));
+        self.zone.upsert(Record::from_rdata(name(owner), 0, RData::MX(mx)), 2).await;
     }
 
     pub async fn srv(&self, owner: &str, priority: u16, weight: u16, port: u16, target: &str) {

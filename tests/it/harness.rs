@@ -21,6 +21,8 @@ pub struct World {
     pub clock: ManualClock,
     /// (cert, key) files when the nodes serve HTTPS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// The port nodes deliver to MX hosts on (instead of 25).
+    pub relay_port: std::sync::Mutex<Option<u16>>,
     /// Extra keys for a domain's `[[domain]]` table (routes).
     domain_keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -80,6 +82,7 @@ impl World {
             clock: ManualClock::new(),
             tls: None,
             domain_keys: Default::default(),
+            relay_port: Default::default(),
         }
     }
 
@@ -108,12 +111,13 @@ impl World {
             "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
              [im2000]\npublic = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
              plain_to_loopback = {}\n\
-             [smtp]\nmx = [\"{mx}\"]\nsubmission = [\"{submission}\"]\nsubmission_plaintext = {}\n\
+             [smtp]\nmx = [\"{mx}\"]\nsubmission = [\"{submission}\"]\nsubmission_plaintext = {}\nrelay_port = {}\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
              [notify]\ntimeout = \"5s\"\n\
              [[domain]]\nname = \"{domain}\"\n{}\n",
             self.tls.is_none(),
             self.tls.is_none(),
+            self.relay_port.lock().unwrap().unwrap_or(25),
             self.dns.addr,
             self.domain_keys.lock().unwrap().get(domain).cloned().unwrap_or_default()
         );

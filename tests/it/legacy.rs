@@ -197,3 +197,70 @@ async fn a_late_bounce_becomes_refused_at_the_store() {
     let again = mx.send_raw(&env, dsn.trim_end().as_bytes()).await.unwrap_err();
     assert!(again.to_string().contains("550"), "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_users_reach_smtp_domains_by_mx_and_get_one_dsn_on_failure() {
+    let w = World::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    *w.relay_port.lock().unwrap() = Some(listener.local_addr().unwrap().port());
+    let mailbox = legacy_host(listener);
+    // legacy.test has mail exchangers and no IM2000 service.
+    w.dns.mx("legacy.test", 10, "mx.legacy.test").await;
+    w.dns.a("mx.legacy.test", "127.0.0.1".parse().unwrap()).await;
+    let one = w.start("one.test", &["alice"]).await;
+
+    let t = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(one.submission.port())
+        .tls(lettre::transport::smtp::client::Tls::None)
+        .credentials(lettre::transport::smtp::authentication::Credentials::new(
+            "alice@one.test".into(),
+            PASSWORD.into(),
+        ))
+        .build();
+    let env = lettre::address::Envelope::new(
+        Some("alice@one.test".parse().unwrap()),
+        vec!["bob@legacy.test".parse().unwrap(), "nobody@legacy.test".parse().unwrap()],
+    )
+    .unwrap();
+    use lettre::AsyncTransport;
+    let resp = t.send_raw(&env, MESSAGE.trim_end().as_bytes()).await.unwrap();
+    let msg = resp.message().collect::<Vec<_>>().join(" ").rsplit(' ').next().unwrap().to_string();
+
+    let t = eventually("both outcomes", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        let st: Vec<String> = t["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["notification"].as_str().unwrap().to_string())
+            .collect();
+        (st == ["silenced", "refused"]).then_some(t)
+    })
+    .await;
+    assert!(t["recipients"][1]["reason"].as_str().unwrap().contains("550"), "{t}");
+    let got = mailbox.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "bob's copy only");
+    assert_eq!(got[0].1, vec!["bob@legacy.test".to_string()]);
+    assert!(String::from_utf8_lossy(&got[0].2).ends_with(MESSAGE));
+
+    // alice is a legacy (SMTP) user here: she gets exactly one DSN.
+    let dsn = eventually("the DSN in alice's inbox", || async { inbox(&one, "alice@one.test").await.pop() }).await;
+    assert_eq!(dsn["notification"]["sender"], "MAILER-DAEMON@one.test");
+    let body = http()
+        .get(format!("{}/messages/{}", one.public_url(), dsn["notification"]["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("Content-Type: message/delivery-status"), "{body}");
+    assert!(body.contains("Final-Recipient: rfc822; nobody@legacy.test"), "{body}");
+    assert!(body.contains("Action: failed"), "{body}");
+    assert!(body.contains("Subject: hello"), "original headers attached:\n{body}");
+    // Nothing is left that could send another.
+    let store = one.node.context().store.clone();
+    eventually("the delivery jobs to end", || async { store.queued_deliveries().unwrap().is_empty().then_some(()) })
+        .await;
+    assert_eq!(inbox(&one, "alice@one.test").await.len(), 1, "one DSN, not more");
+}

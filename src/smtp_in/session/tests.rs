@@ -6,8 +6,9 @@
 //! `max_size`, `max_recipients`) and the expected number of `stored`
 //! messages. Recipients are judged by the real policy against a small world:
 //! `local.test` (users alice, bob) is local; `im2000.test` has an IM2000
-//! agent; `nodomain.test` does not exist; `legacy.test` has no IM2000
-//! service; `slow.test` cannot be looked up now. `alice@local.test` has the
+//! agent; `nodomain.test` does not exist; `relay.test` has no IM2000 service
+//! but mail exchangers (relayed by SMTP); `legacy.test` has neither;
+//! `slow.test` cannot be looked up now. `alice@local.test` has the
 //! password `secret`.
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::path::Path;
 use super::*;
 use crate::discovery::LocateError;
 use crate::smtp_in::policy::{Destination, recipient_verdict};
+use crate::smtp_out::hosts::NoHost;
 
 struct Fixture {
     name: String,
@@ -78,7 +80,8 @@ fn destination(rcpt: &Address) -> Destination {
         }
         "im2000.test" => Destination::Remote(Some(Ok(()))),
         "nodomain.test" => Destination::Remote(Some(Err(LocateError::BadDomain("nodomain.test".into())))),
-        "legacy.test" => Destination::Remote(Some(Err(LocateError::NoService("legacy.test".into(), "notification")))),
+        "legacy.test" => Destination::Relay(Err(NoHost::Permanent("legacy.test has no MX and no address".into()))),
+        "relay.test" => Destination::Relay(Ok(())),
         d => Destination::Remote(Some(Err(LocateError::Temporary(d.into(), "timed out".into())))),
     }
 }
@@ -89,8 +92,9 @@ fn drain(f: &Fixture, session: &mut Session, stored: &mut usize, closed: &mut bo
     loop {
         let step = match session.step() {
             Step::CheckRecipient(a) => {
-                let verdict = recipient_verdict(f.cfg.kind, &a, &destination(&a));
-                session.recipient_checked(a, verdict)
+                let dest = destination(&a);
+                let verdict = recipient_verdict(f.cfg.kind, &a, &dest);
+                session.recipient_checked(a, verdict, dest.is_relay())
             }
             Step::Authenticate { user, password } => {
                 let ok = user == "alice@local.test" && password == "secret";
