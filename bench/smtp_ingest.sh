@@ -31,7 +31,7 @@ SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
 scripts/setup
 cargo build --release --bin imgate --quiet
-IMGATE="${CARGO_TARGET_DIR:-target}/release/imgate"
+IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
 
 work=$(mktemp -d)
 cleanup() {
