@@ -20,6 +20,8 @@ pub struct Context {
     pub users: Users,
     /// SPF/DKIM/DMARC checks for SMTP mail, through the node's resolver.
     pub authenticator: Option<mail_auth::MessageAuthenticator>,
+    /// SMTP transports (pooled connections, per-host limits) for deliveries.
+    pub transports: crate::smtp_out::pool::Transports,
     /// Rung when new work is queued, so the worker need not wait its timer.
     pub wake: Notify,
 }

@@ -104,6 +104,7 @@ impl Node {
             peers,
             users,
             authenticator,
+            transports: Default::default(),
             wake: Notify::new(),
         });
         let shutdown = CancellationToken::new();

@@ -71,6 +71,8 @@ pub struct SmtpConfig {
     pub verify_sender: bool,
     /// The port of MX hosts when delivering by SMTP (25; others for labs).
     pub relay_port: u16,
+    /// Deliveries in flight to one SMTP host at most.
+    pub relay_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -350,7 +352,11 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         store_domain: store_domain.clone().unwrap_or_default(),
         verify_sender: smtp_raw.verify_sender.unwrap_or(true),
         relay_port: smtp_raw.relay_port.unwrap_or(25),
+        relay_concurrency: smtp_raw.relay_concurrency.unwrap_or(10),
     };
+    if smtp.relay_concurrency == 0 {
+        c.problem("smtp.relay_concurrency", "must be at least 1");
+    }
     if smtp.max_recipients == 0 {
         c.problem("smtp.max_recipients", "must be at least 1");
     }

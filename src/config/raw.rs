@@ -115,4 +115,5 @@ pub struct RawSmtp {
     pub store_domain: Option<String>,
     pub verify_sender: Option<bool>,
     pub relay_port: Option<u16>,
+    pub relay_concurrency: Option<usize>,
 }

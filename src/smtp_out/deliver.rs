@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
+use lettre::AsyncTransport;
 use lettre::address::Envelope;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::hosts::{self, NoHost};
 use super::render;
@@ -243,16 +242,14 @@ async fn send_to(
     envelope: &Envelope,
     octets: &[u8],
 ) -> Result<(), Sent> {
-    let tls = TlsParameters::new(host.to_string()).map_err(|e| Sent::Deferred(e.to_string()))?;
     let timeout = s.config.notify.timeout;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip.to_string())
-        .port(port)
-        .hello_name(lettre::transport::smtp::extension::ClientId::Domain(s.config.hostname.clone()))
-        .tls(Tls::Opportunistic(tls))
-        .timeout(Some(timeout))
-        .build();
+    let dest = s
+        .transports
+        .get(ip, port, host, &s.config.hostname, timeout, s.config.smtp.relay_concurrency)
+        .map_err(Sent::Deferred)?;
+    let _slot = dest.slots.acquire().await.map_err(|e| Sent::Deferred(e.to_string()))?;
     // lettre's own timeout covers only the connection: bound the whole send.
-    match tokio::time::timeout(timeout * 4, transport.send_raw(envelope, octets)).await {
+    match tokio::time::timeout(timeout * 4, dest.transport.send_raw(envelope, octets)).await {
         Err(_) => Err(Sent::Deferred(format!("{host}:{port} timed out"))),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) if e.is_permanent() => Err(Sent::Refused(reply_text(&e))),

@@ -9,4 +9,5 @@
 pub mod deliver;
 pub mod dsn;
 pub mod hosts;
+pub mod pool;
 pub mod render;
