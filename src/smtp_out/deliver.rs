@@ -253,6 +253,11 @@ async fn send_to(
         Err(_) => Err(Sent::Deferred(format!("{host}:{port} timed out"))),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) if e.is_permanent() => Err(Sent::Refused(reply_text(&e))),
+        // lettre refuses to send 8-bit content or UTF-8 addresses to a host
+        // that lacks 8BITMIME or SMTPUTF8: that will not change by retrying.
+        Ok(Err(e)) if e.is_client() && e.to_string().contains("does not support") => {
+            Err(Sent::Refused(format!("{host}:{port} cannot take this message: {}", reply_text(&e))))
+        }
         Ok(Err(e)) => Err(Sent::Deferred(format!("{host}:{port}: {}", reply_text(&e)))),
     }
 }

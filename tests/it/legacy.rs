@@ -264,3 +264,51 @@ async fn smarthost_users_reach_smtp_domains_by_mx_and_get_one_dsn_on_failure() {
         .await;
     assert_eq!(inbox(&one, "alice@one.test").await.len(), 1, "one DSN, not more");
 }
+
+/// A minimal SMTP server of the 1990s: EHLO answers no extensions at all.
+async fn seven_bit_host() -> std::net::SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 old.two.test SMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = match line.to_ascii_uppercase().split(' ').next().unwrap_or("") {
+                        "EHLO" | "HELO" => b"250 old.two.test\r\n",
+                        "QUIT" => b"221 bye\r\n",
+                        "NOOP" | "RSET" => b"250 ok\r\n",
+                        _ => b"502 not here\r\n",
+                    };
+                    if w.write_all(reply).await.is_err() || line.eq_ignore_ascii_case("QUIT") {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_8bitmime_is_a_clear_permanent_failure_for_8bit_mail() {
+    let w = World::new().await;
+    w.route_legacy("two.test", seven_bit_host().await);
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &[]).await;
+    let eight_bit = "From: alice@one.test\r\nSubject: caf\u{e9}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nd\u{e9}j\u{e0} vu\r\n";
+    let sent = submit(&one, "alice@one.test", &["carol@two.test"], eight_bit).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("the refusal", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        (status(&t) == "refused").then_some(t)
+    })
+    .await;
+    let reason = t["recipients"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("8BITMIME"), "{reason}");
+    let store = two.node.context().store.clone();
+    eventually("no retry left queued", || async { store.queued_deliveries().unwrap().is_empty().then_some(()) }).await;
+}
