@@ -54,7 +54,11 @@ pub struct Retrieved {
     pub content: Vec<u8>,
     pub sender: Option<String>,
     pub digest: Option<String>,
+    /// The store answered 206: `content` starts at the offset asked for.
     pub partial: bool,
+    /// The body arrived whole; `false` when the connection broke mid-way
+    /// (what did arrive is in `content`, to resume from).
+    pub complete: bool,
 }
 
 #[derive(Clone)]
@@ -163,8 +167,24 @@ impl PeerClient {
         let h = resp.headers();
         let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (sender, digest) = (text(api::SENDER_HEADER), text("repr-digest"));
-        let content = resp.bytes().await.map_err(|e| PeerError::Unreachable(error_chain(&e)))?.to_vec();
-        Ok(Retrieved { content, sender, digest, partial })
+        let expected = resp.content_length();
+        let mut resp = resp;
+        let mut content = Vec::with_capacity(expected.unwrap_or(0).min(64 << 20) as usize);
+        let mut complete = true;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => content.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(_) => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if expected.is_some_and(|n| content.len() as u64 != n) {
+            complete = false;
+        }
+        Ok(Retrieved { content, sender, digest, partial, complete })
     }
 
     /// Silence, un-pin or refuse (`action`) at `store`.

@@ -160,12 +160,30 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
             Ok(None) | Err(Unavailable::Gone) | Err(Unavailable::Unknown) => Err(Failure::Gone),
         };
     }
-    match s.peers.retrieve(&n.store, &n.id, 0).await {
-        Ok(r) => Ok(r.content),
-        Err(PeerError::Status { status: 404 | 410, .. }) => Err(Failure::Gone),
-        Err(e) => Err(Failure::Temporary(format!("retrieving from {}: {e}", n.store))),
+    // An interrupted pull resumes where it broke off, with Range.
+    let mut content: Vec<u8> = Vec::new();
+    for _ in 0..PULL_RESUMES {
+        match s.peers.retrieve(&n.store, &n.id, content.len() as u64).await {
+            Ok(r) => {
+                if !r.partial {
+                    // The store sent it all from the start (it may ignore Range).
+                    content.clear();
+                }
+                content.extend_from_slice(&r.content);
+                if r.complete {
+                    return Ok(content);
+                }
+                tracing::info!(store = %n.store, have = content.len(), of = n.size, "pull interrupted; resuming");
+            }
+            Err(PeerError::Status { status: 404 | 410, .. }) => return Err(Failure::Gone),
+            Err(e) => return Err(Failure::Temporary(format!("retrieving from {}: {e}", n.store))),
+        }
     }
+    Err(Failure::Temporary(format!("retrieving from {} broke off {PULL_RESUMES} times", n.store)))
 }
+
+/// Resumptions of one interrupted pull before the attempt is given up.
+const PULL_RESUMES: usize = 5;
 
 async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Failure> {
     let content = pull(s, n).await?;

@@ -312,3 +312,104 @@ async fn a_host_without_8bitmime_is_a_clear_permanent_failure_for_8bit_mail() {
     let store = two.node.context().store.clone();
     eventually("no retry left queued", || async { store.queued_deliveries().unwrap().is_empty().then_some(()) }).await;
 }
+
+/// A store of our own making that breaks off its first answer half-way, then
+/// honours `Range`. Returns its address and the log of what it was asked.
+async fn flaky_store(content: &'static str, sender: &'static str) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Default::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        let mut gets = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).to_string();
+            let line = req.lines().next().unwrap_or("").to_string();
+            let range = req
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("range: bytes=").map(|r| r.trim_end_matches('-').to_string())
+                })
+                .and_then(|r| r.parse::<usize>().ok());
+            seen.lock().unwrap().push(format!("{line} range={range:?}"));
+            let digest = imgate::proto::digest::sha256_field(content.as_bytes());
+            let head = |status: &str, len: usize, extra: &str| {
+                format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: message/rfc822\r\ncontent-length: {len}\r\n\
+                     im2000-sender: {sender}\r\nrepr-digest: {digest}\r\nconnection: close\r\n{extra}\r\n"
+                )
+            };
+            let reply = if line.starts_with("HEAD ") {
+                head("200 OK", content.len(), "").into_bytes()
+            } else if line.starts_with("GET ") {
+                gets += 1;
+                match range {
+                    Some(from) => {
+                        let rest = &content[from..];
+                        let cr = format!("content-range: bytes {from}-{}/{}\r\n", content.len() - 1, content.len());
+                        [head("206 Partial Content", rest.len(), &cr).into_bytes(), rest.as_bytes().to_vec()].concat()
+                    }
+                    None if gets == 1 => {
+                        // Half the body, then the connection drops.
+                        [
+                            head("200 OK", content.len(), "").into_bytes(),
+                            content.as_bytes()[..content.len() / 2].to_vec(),
+                        ]
+                        .concat()
+                    }
+                    None => [head("200 OK", content.len(), "").into_bytes(), content.as_bytes().to_vec()].concat(),
+                }
+            } else {
+                let body = r#"{"notification":"silenced","read":"all","pinned":false}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            };
+            let _ = stream.write_all(&reply).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    (addr, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_pull_resumes_with_range() {
+    let w = World::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.route_legacy("two.test", listener.local_addr().unwrap());
+    let mailbox = legacy_host(listener);
+    let two = w.start("two.test", &[]).await;
+    let (store, log) = flaky_store(MESSAGE, "zed@fake.test").await;
+    w.dns.a("store.fake.test", store.ip()).await;
+    w.dns.srv("_im2000-store._tcp.fake.test", 10, 1, store.port(), "store.fake.test").await;
+
+    let id = "5a".repeat(16);
+    let n = serde_json::json!([{"store": "fake.test", "id": id, "sender": "zed@fake.test", "recipient": "carol@two.test",
+        "size": MESSAGE.len(), "digest": imgate::proto::digest::sha256_field(MESSAGE.as_bytes())}]);
+    let answer: serde_json::Value =
+        http().post(format!("{}/notifications", two.public_url())).json(&n).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["results"][0]["result"], "accepted", "{answer}");
+
+    eventually("delivery and its report", || async {
+        let l = log.lock().unwrap().clone();
+        l.iter().any(|r| r.contains("/unpin")).then_some(())
+    })
+    .await;
+    let got = mailbox.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0].2).ends_with(MESSAGE), "whole and unchanged");
+    let l = log.lock().unwrap().clone();
+    let resumed = format!("range=Some({})", MESSAGE.len() / 2);
+    assert!(l.iter().any(|r| r.starts_with("GET ") && r.ends_with(&resumed)), "{l:?}");
+}
