@@ -148,6 +148,9 @@ pub struct DomainRoute {
     /// HOST:PORT of the SMTP host legacy-routed mail is delivered to
     /// (else the domain's MX hosts).
     pub legacy_host: Option<String>,
+    /// Ask the legacy host (RCPT) whether a user exists before accepting a
+    /// notification for them.
+    pub verify_users: bool,
 }
 
 #[derive(Clone)]
@@ -256,6 +259,11 @@ impl Config {
             Route::Auto => Route::Legacy,
             other => other,
         }
+    }
+
+    /// Whether `domain`'s legacy users are checked at the legacy host first.
+    pub fn verify_legacy_users(&self, domain: &str) -> bool {
+        self.routes.get(domain).is_some_and(|r| r.verify_users)
     }
 
     /// The SMTP host for `domain`'s legacy-routed users.
@@ -451,7 +459,10 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         {
             c.problem(format!("domain[{i}].legacy_host"), format!("{h:?} is not HOST:PORT"));
         }
-        routes.insert(name, DomainRoute { route, legacy_host: d.legacy_host });
+        routes.insert(
+            name,
+            DomainRoute { route, legacy_host: d.legacy_host, verify_users: d.verify_users.unwrap_or(false) },
+        );
     }
 
     let mut users: Vec<UserConfig> = Vec::new();

@@ -77,6 +77,7 @@ pub struct RawDomain {
     pub name: Option<String>,
     pub route: Option<String>,
     pub legacy_host: Option<String>,
+    pub verify_users: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

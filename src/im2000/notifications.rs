@@ -17,6 +17,7 @@ use crate::config::Route;
 use crate::proto::address::valid_domain;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResponse, NotifyResult};
 use crate::proto::{Address, RecipientId};
+use crate::smtp_out::probe::Verdict;
 use crate::store::{InboxAccept, Unavailable};
 
 /// Most notifications accepted in one request.
@@ -81,6 +82,13 @@ pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
     let (st, seen_key, n2) = (s.store.clone(), key.clone(), n.clone());
     if let Ok(Ok(true)) = s.blocking(move || st.inbox_seen(&seen_key, &n2)).await {
         return outcome(NotifyResult::Duplicate, "");
+    }
+    if legacy && s.config.verify_legacy_users(recipient.domain()) {
+        match crate::smtp_out::probe::recipient(s, &recipient).await {
+            Verdict::Exists => {}
+            Verdict::NoUser(reply) => return outcome(NotifyResult::Nouser, format!("the legacy host says: {reply}")),
+            Verdict::Unknown(why) => return outcome(NotifyResult::Retry, format!("cannot check the user now: {why}")),
+        }
     }
     match probe(s, &store, &n.id).await {
         Ok(p) => {

@@ -10,4 +10,5 @@ pub mod deliver;
 pub mod dsn;
 pub mod hosts;
 pub mod pool;
+pub mod probe;
 pub mod render;

@@ -131,6 +131,12 @@ impl World {
         t
     }
 
+    /// Like [`World::route_legacy`], asking the legacy host about users first.
+    pub fn route_legacy_verified(&self, domain: &str, legacy_host: SocketAddr) {
+        let keys = format!("route = \"legacy\"\nlegacy_host = \"{legacy_host}\"\nverify_users = true");
+        self.domain_keys.lock().unwrap().insert(domain.to_string(), keys);
+    }
+
     /// Routes `domain`'s mail by SMTP to `legacy_host` (for nodes started after).
     pub fn route_legacy(&self, domain: &str, legacy_host: SocketAddr) {
         let keys = format!("route = \"legacy\"\nlegacy_host = \"{legacy_host}\"");

@@ -413,3 +413,26 @@ async fn an_interrupted_pull_resumes_with_range() {
     let resumed = format!("range=Some({})", MESSAGE.len() / 2);
     assert!(l.iter().any(|r| r.starts_with("GET ") && r.ends_with(&resumed)), "{l:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_users_can_be_verified_before_notifications_are_accepted() {
+    let w = World::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.route_legacy_verified("two.test", listener.local_addr().unwrap());
+    let mailbox = legacy_host(listener);
+    let one = w.start("one.test", &["alice"]).await;
+    let _two = w.start("two.test", &[]).await;
+
+    let sent = submit(&one, "alice@one.test", &["nobody@two.test", "carol@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    let t = eventually("both answers", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        let r = t["recipients"].as_array().unwrap();
+        (r[0]["notification"] == "nouser" && r[1]["notification"] == "silenced").then_some(t)
+    })
+    .await;
+    assert!(t["recipients"][0]["reason"].as_str().unwrap().contains("550"), "{t}");
+    let got = mailbox.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "only carol's copy was delivered");
+    assert_eq!(got[0].1, vec!["carol@two.test".to_string()]);
+}
