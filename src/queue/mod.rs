@@ -14,6 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Shared;
 
+/// How long a taken job stays invisible to the worker. It outlives the
+/// slowest attempt (every attempt is bounded by four timeouts), so a job is
+/// only retried after a crash, never while an attempt is still running.
+pub fn lease(cfg: &crate::config::NotifyConfig) -> Duration {
+    cfg.timeout * 4 + Duration::from_secs(60)
+}
+
 /// Most jobs (a batch to one agent, or one SMTP delivery) running at once.
 const DOMAINS_AT_ONCE: usize = 64;
 
@@ -29,9 +36,7 @@ pub async fn run(s: Shared, shutdown: CancellationToken) {
 }
 
 async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<()>, slots: &Arc<Semaphore>) {
-    // A lease outlives the slowest attempt, so a job is only retried after a
-    // crash, never while its first attempt is still running.
-    let lease = s.config.notify.timeout * 4 + Duration::from_secs(60);
+    let lease = lease(&s.config.notify);
     loop {
         if shutdown.is_cancelled() {
             return;

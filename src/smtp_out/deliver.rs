@@ -2,8 +2,6 @@
 //! sender's store. The host's answer is recorded (synced) before it is
 //! reported, so a message the legacy host accepted is never sent twice.
 
-use std::time::Duration;
-
 use lettre::AsyncTransport;
 use lettre::address::Envelope;
 
@@ -53,10 +51,15 @@ enum Failure {
 pub async fn run(s: &Shared, leased: LeasedDelivery) {
     let mut d = leased.delivery.clone();
     let n = d.notification.clone();
-    let lease = Duration::from_secs(120) + s.config.notify.timeout * 4;
+    let lease = crate::queue::lease(&s.config.notify);
     let mut current = leased;
     if d.report.is_none() {
-        let outcome = attempt(s, &n, &current.id).await;
+        // The whole attempt (DNS, every host) ends well inside the job's
+        // lease, so a lease never expires under a running attempt.
+        let budget = s.config.notify.timeout * 4;
+        let outcome = tokio::time::timeout(budget, attempt(s, &n, &current.id))
+            .await
+            .unwrap_or_else(|_| Err(Failure::Temporary(format!("no host answered within {}s", budget.as_secs()))));
         tracing::info!(recipient = %n.recipient, id = %&n.id[..8.min(n.id.len())], attempt = d.attempts,
             outcome = ?outcome, "legacy delivery attempt");
         match outcome {
