@@ -282,6 +282,20 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check:
     }
 }
 
+/// The body of a message retrieved from `node`'s store with `id`.
+pub async fn retrieve(node: &TestNode, id: &str) -> String {
+    http().get(format!("{}/messages/{id}", node.public_url())).send().await.unwrap().text().await.unwrap()
+}
+
+/// Waits until the first recipient of `msg` has notification status `want`.
+pub async fn await_status(node: &TestNode, user: &str, msg: &str, want: &str) -> serde_json::Value {
+    eventually(&format!("status {want}"), || async {
+        let t = track(node, user, msg).await;
+        (status(&t) == want).then_some(t)
+    })
+    .await
+}
+
 /// The first recipient's status in a track answer.
 pub fn status(t: &serde_json::Value) -> &str {
     t["recipients"][0]["notification"].as_str().unwrap()

@@ -54,22 +54,30 @@ fn legacy_host(listener: std::net::TcpListener) -> Mailbox {
     mailbox
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn im2000_mail_reaches_a_legacy_user_and_the_sender_sees_it_delivered() {
+/// one.test (alice, IM2000) and two.test, whose users are on a legacy
+/// host (mailin-embedded) — asked about users first when `verify`.
+async fn legacy_world(verify: bool) -> (World, Mailbox, TestNode, TestNode) {
     let w = World::new().await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    w.route_legacy("two.test", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    if verify {
+        w.route_legacy_verified("two.test", addr);
+    } else {
+        w.route_legacy("two.test", addr);
+    }
     let mailbox = legacy_host(listener);
     let one = w.start("one.test", &["alice"]).await;
-    let _two = w.start("two.test", &[]).await;
+    let two = w.start("two.test", &[]).await;
+    (w, mailbox, one, two)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn im2000_mail_reaches_a_legacy_user_and_the_sender_sees_it_delivered() {
+    let (_w, mailbox, one, _two) = legacy_world(false).await;
 
     let sent = submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
-    let t = eventually("delivery reported to the store", || async {
-        let t = track(&one, "alice@one.test", &msg).await;
-        (status(&t) == "silenced").then_some(t)
-    })
-    .await;
+    let t = await_status(&one, "alice@one.test", &msg, "silenced").await;
     assert_eq!(t["recipients"][0]["read"], "all");
     assert_eq!(t["recipients"][0]["pinned"], false);
     assert_eq!(t["state"], "released");
@@ -85,20 +93,11 @@ async fn im2000_mail_reaches_a_legacy_user_and_the_sender_sees_it_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_550_becomes_refused_at_the_store_and_no_mail_goes_back() {
-    let w = World::new().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    w.route_legacy("two.test", listener.local_addr().unwrap());
-    let mailbox = legacy_host(listener);
-    let one = w.start("one.test", &["alice"]).await;
-    let _two = w.start("two.test", &[]).await;
+    let (_w, mailbox, one, _two) = legacy_world(false).await;
 
     let sent = submit(&one, "alice@one.test", &["nobody@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
-    let t = eventually("the refusal", || async {
-        let t = track(&one, "alice@one.test", &msg).await;
-        (status(&t) == "refused").then_some(t)
-    })
-    .await;
+    let t = await_status(&one, "alice@one.test", &msg, "refused").await;
     let reason = t["recipients"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("550"), "{reason}");
     assert!(mailbox.lock().unwrap().is_empty());
@@ -137,30 +136,18 @@ async fn legacy_host_down_means_retries_then_delivery() {
     // The host comes up; the next retry delivers.
     let mailbox = legacy_host(std::net::TcpListener::bind(addr).unwrap());
     w.clock.advance(Duration::from_secs(120));
-    eventually("delivery after the host came back", || async {
-        let t = track(&one, "alice@one.test", &msg).await;
-        (status(&t) == "silenced").then_some(())
-    })
-    .await;
+    await_status(&one, "alice@one.test", &msg, "silenced").await;
     assert_eq!(mailbox.lock().unwrap().len(), 1);
     assert!(store.queued_deliveries().unwrap().is_empty(), "nothing left queued");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_bounce_becomes_refused_at_the_store() {
-    let w = World::new().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    w.route_legacy("two.test", listener.local_addr().unwrap());
-    let mailbox = legacy_host(listener);
-    let one = w.start("one.test", &["alice"]).await;
-    let two = w.start("two.test", &[]).await;
+    let (_w, mailbox, one, two) = legacy_world(false).await;
 
     let sent = submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
-    eventually("delivery", || async {
-        (status(&track(&one, "alice@one.test", &msg).await) == "silenced").then_some(())
-    })
-    .await;
+    await_status(&one, "alice@one.test", &msg, "silenced").await;
     // The legacy host took it, and later finds it cannot deliver: it sends a
     // DSN to the envelope sender it was given.
     let got = mailbox.lock().unwrap().clone();
@@ -184,11 +171,7 @@ async fn a_late_bounce_becomes_refused_at_the_store() {
     let resp = mx.send_raw(&env, dsn.trim_end().as_bytes()).await.unwrap();
     assert!(resp.message().any(|l| l.contains("delivery report processed")), "{resp:?}");
 
-    let t = eventually("the late refusal", || async {
-        let t = track(&one, "alice@one.test", &msg).await;
-        (status(&t) == "refused").then_some(t)
-    })
-    .await;
+    let t = await_status(&one, "alice@one.test", &msg, "refused").await;
     let reason = t["recipients"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("552 5.2.2 carol's mailbox is full"), "{reason}");
     assert!(inbox(&one, "alice@one.test").await.is_empty(), "no bounce message to the sender");
@@ -246,14 +229,7 @@ async fn smarthost_users_reach_smtp_domains_by_mx_and_get_one_dsn_on_failure() {
     // alice is a legacy (SMTP) user here: she gets exactly one DSN.
     let dsn = eventually("the DSN in alice's inbox", || async { inbox(&one, "alice@one.test").await.pop() }).await;
     assert_eq!(dsn["notification"]["sender"], "MAILER-DAEMON@one.test");
-    let body = http()
-        .get(format!("{}/messages/{}", one.public_url(), dsn["notification"]["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = retrieve(&one, dsn["notification"]["id"].as_str().unwrap()).await;
     assert!(body.contains("Content-Type: message/delivery-status"), "{body}");
     assert!(body.contains("Final-Recipient: rfc822; nobody@legacy.test"), "{body}");
     assert!(body.contains("Action: failed"), "{body}");
@@ -302,11 +278,7 @@ async fn a_host_without_8bitmime_is_a_clear_permanent_failure_for_8bit_mail() {
     let eight_bit = "From: alice@one.test\r\nSubject: caf\u{e9}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nd\u{e9}j\u{e0} vu\r\n";
     let sent = submit(&one, "alice@one.test", &["carol@two.test"], eight_bit).await;
     let msg = sent["message"].as_str().unwrap().to_string();
-    let t = eventually("the refusal", || async {
-        let t = track(&one, "alice@one.test", &msg).await;
-        (status(&t) == "refused").then_some(t)
-    })
-    .await;
+    let t = await_status(&one, "alice@one.test", &msg, "refused").await;
     let reason = t["recipients"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("8BITMIME"), "{reason}");
     let store = two.node.context().store.clone();
@@ -416,12 +388,7 @@ async fn an_interrupted_pull_resumes_with_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_users_can_be_verified_before_notifications_are_accepted() {
-    let w = World::new().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    w.route_legacy_verified("two.test", listener.local_addr().unwrap());
-    let mailbox = legacy_host(listener);
-    let one = w.start("one.test", &["alice"]).await;
-    let _two = w.start("two.test", &[]).await;
+    let (_w, mailbox, one, _two) = legacy_world(true).await;
 
     let sent = submit(&one, "alice@one.test", &["nobody@two.test", "carol@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();

@@ -137,14 +137,7 @@ async fn submission_with_starttls_and_auth_reaches_another_domain() {
     .await;
     assert_eq!(t["sender"], "alice@one.test");
     let entry = inbox(&two, "bob@two.test").await.pop().unwrap();
-    let body = http()
-        .get(format!("{}/messages/{}", one.public_url(), entry["notification"]["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = retrieve(&one, entry["notification"]["id"].as_str().unwrap()).await;
     assert!(body.contains("with ESMTPSA id"), "{body}");
     assert!(body.ends_with(MESSAGE));
 }
