@@ -64,6 +64,13 @@ impl Node {
         let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
             .await
             .map_err(|e| StartError::Setup(e.to_string()))??;
+        let clock: Arc<dyn Clock> = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        // Jobs this node had taken when it last stopped (or crashed) are due
+        // again now: none of those attempts can still be running.
+        let released = store.release_leases(clock.now())?;
+        if released > 0 {
+            tracing::info!(jobs = released, "released jobs left in progress by the previous run");
+        }
         let dns: Arc<dyn Dns> = match parts.dns {
             Some(d) => d,
             None => Arc::new(HickoryDns::new(&config.dns).map_err(StartError::Setup)?),
@@ -100,7 +107,7 @@ impl Node {
         let ctx: Shared = Arc::new(Context {
             config,
             store,
-            clock: parts.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
             peers,
             users,
             authenticator,

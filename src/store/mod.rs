@@ -226,6 +226,40 @@ impl Store {
         self.inner.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Deletes a job key whether or not it is marked leased.
+    fn delete_job(&self, batch: &mut WriteBatch, due: Millis, job: [u8; 8], kind: u8) {
+        batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, job, kind));
+        batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, job, kind | LEASED));
+    }
+
+    /// Makes every job leased by an earlier process due now: no attempt of
+    /// theirs can still be running. Returns how many were released.
+    pub fn release_leases(&self, now: Millis) -> Result<usize, StoreError> {
+        let _g = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some((_, job, kind)) = parse_queue_key(&k) else { continue };
+            if kind & LEASED == 0 {
+                continue;
+            }
+            batch.delete_cf(self.cf(CF_QUEUE), &k);
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, job, kind & !LEASED), &v);
+            if kind & !LEASED == JOB_NOTIFY
+                && let Some(mut r) = self.recipient_by_selector(&job)?
+            {
+                r.next_attempt_at = Some(now);
+                batch.put_cf(self.cf(CF_RECIPIENTS), job, to_json(&r));
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.commit(batch)?;
+        }
+        Ok(n)
+    }
+
     /// Writes a batch durably: it is on disk when this returns.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
@@ -442,7 +476,7 @@ impl Store {
             if let Some(mut r) = record
                 && let Some(due) = r.next_attempt_at.take()
             {
-                batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY));
+                self.delete_job(batch, due, sel, JOB_NOTIFY);
                 batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
             }
         }
@@ -508,7 +542,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let stop_notifying = |r: &mut RecipientRecord, batch: &mut WriteBatch| {
             if let Some(due) = r.next_attempt_at.take() {
-                batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY));
+                self.delete_job(batch, due, sel, JOB_NOTIFY);
             }
         };
         match action {
@@ -633,7 +667,7 @@ impl Store {
                 }
                 batch.put_cf(
                     self.cf(CF_QUEUE),
-                    queue_key(lease_until, sel, JOB_DELIVER),
+                    queue_key(lease_until, sel, JOB_DELIVER | LEASED),
                     to_json(&Job::Deliver(d.clone())),
                 );
                 deliver.push(LeasedDelivery { id: sel, due: lease_until, delivery: *d });
@@ -648,7 +682,7 @@ impl Store {
                 batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
                 continue;
             }
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(lease_until, sel, kind), &v);
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(lease_until, sel, (kind & !LEASED) | LEASED), &v);
             record.next_attempt_at = Some(lease_until);
             if record.notification == NotificationStatus::Unprocessed {
                 record.notification = NotificationStatus::Notifying;
@@ -697,7 +731,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
         batch.put_cf(self.cf(CF_RETURNS), leased.id, to_json(&ret));
-        batch.delete_cf(self.cf(CF_QUEUE), queue_key(leased.due, leased.id, JOB_DELIVER));
+        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
         batch.put_cf(
             self.cf(CF_QUEUE),
             queue_key(next.0, leased.id, JOB_DELIVER),
@@ -736,7 +770,8 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
             let (k, v) = item?;
-            if let Some((due, _, JOB_DELIVER)) = parse_queue_key(&k)
+            if let Some((due, _, kind)) = parse_queue_key(&k)
+                && kind & !LEASED == JOB_DELIVER
                 && let Job::Deliver(d) = from_json(CF_QUEUE, &v)?
             {
                 out.push((due, *d));
@@ -748,7 +783,7 @@ impl Store {
     /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
     pub fn finish_delivery(&self, leased: &LeasedDelivery, next: Option<(Millis, Delivery)>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_QUEUE), queue_key(leased.due, leased.id, JOB_DELIVER));
+        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
         if let Some((due, d)) = next {
             batch.put_cf(
                 self.cf(CF_QUEUE),
@@ -765,7 +800,7 @@ impl Store {
         let Some(mut r) = self.recipient_by_selector(&sel)? else { return Ok(()) };
         let mut batch = WriteBatch::default();
         if let Some(due) = r.next_attempt_at.take() {
-            batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY));
+            self.delete_job(&mut batch, due, sel, JOB_NOTIFY);
         }
         // A silence or refusal that arrived while the attempt was in flight wins.
         if !r.notification.is_final() {

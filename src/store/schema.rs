@@ -8,7 +8,7 @@
 //! | `messages`   | message id (16)                         | [`MessageRecord`] JSON |
 //! | `bodies`     | message id (16)                         | the RFC 5322 octets, once per message |
 //! | `recipients` | recipient selector (8)                  | [`RecipientRecord`] JSON (holds the verifier) |
-//! | `queue`      | due ms (8) · job key (8: a recipient selector, or a random delivery id) · kind (1) | [`Job`] JSON |
+//! | `queue`      | due ms (8) · job key (8: a recipient selector, or a random delivery id) · kind (1, high bit: leased) | [`Job`] JSON |
 //! | `expiry`     | expires ms (8) · message id (16)        | empty |
 //! | `lists`      | list name · 0x00 · submitted ms (8) · message id (16) | [`ListRecord`] JSON |
 //! | `accounts`   | account (sender address key)            | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
@@ -63,6 +63,9 @@ pub const META_INBOX_SEQ: &[u8] = b"inbox_seq";
 /// Job kinds, the last byte of a queue key.
 pub const JOB_NOTIFY: u8 = 1;
 pub const JOB_DELIVER: u8 = 2;
+/// Set on the kind of a job taken by a running worker. Leases belong to the
+/// process that took them: a restarted node releases them all at once.
+pub const LEASED: u8 = 0x80;
 
 pub fn queue_key(due: Millis, job: [u8; 8], kind: u8) -> [u8; 17] {
     let mut k = [0u8; 17];

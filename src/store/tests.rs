@@ -179,3 +179,20 @@ fn reopen_keeps_everything() {
     assert_eq!(s.body(&sub.message).unwrap().unwrap(), b"kept");
     assert_eq!(s.next_due().unwrap(), Some(1));
 }
+
+#[test]
+fn a_restart_releases_leases_at_once() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
+    assert_eq!(s.lease_due(100, 1_000_000, 10).unwrap().notify.len(), 1);
+    assert!(s.lease_due(200, 1_000_000, 10).unwrap().is_empty(), "leased");
+    // The process dies; the next one releases what it had taken.
+    assert_eq!(s.release_leases(300).unwrap(), 1);
+    assert_eq!(s.next_due().unwrap(), Some(300));
+    let again = s.lease_due(300, 2_000, 10).unwrap().notify;
+    assert_eq!(again.len(), 1);
+    s.finish_notify(again[0].selector, NotifyAttempt::Accepted { resend_at: 9_000 }, 301).unwrap();
+    assert_eq!(s.next_due().unwrap(), Some(9_000), "the leased key is gone, only the resend is queued");
+    let (_, rs) = s.track(&sub.message).unwrap().unwrap();
+    assert_eq!(rs[0].next_attempt_at, Some(9_000));
+}

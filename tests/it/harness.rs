@@ -271,8 +271,17 @@ pub async fn inbox(node: &TestNode, user: &str) -> Vec<serde_json::Value> {
 }
 
 /// Polls `check` until it returns `Some`, for at most 20 seconds.
-pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, check: impl FnMut() -> F) -> T {
+    eventually_within(Duration::from_secs(20), what, check).await
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`.
+pub async fn eventually_within<T, F: Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;

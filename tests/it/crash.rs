@@ -1,0 +1,162 @@
+//! Crash safety: the real binary under SMTP load is killed with SIGKILL at
+//! arbitrary moments and restarted on the same data directory, again and
+//! again. Afterwards every message that got `250` is stored and was filed in
+//! its recipient's inbox exactly once.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::harness::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_imgate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_listening(port: u16) {
+    eventually("the node to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+    })
+    .await;
+}
+
+/// Sends messages one after another on fresh sessions until the server goes
+/// away; returns the ids it acknowledged with 250.
+async fn sender(port: u16, n: usize) -> Vec<String> {
+    let mut acked = Vec::new();
+    for i in 0.. {
+        let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { break };
+        let (r, mut w) = stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+        let script = format!(
+            "EHLO load.example\r\nMAIL FROM:<load{n}@example.org>\r\nRCPT TO:<bob@crash.test>\r\nDATA\r\n\
+             Subject: load {n}-{i}\r\n\r\n{}.\r\nQUIT\r\n",
+            ("y".repeat(98) + "\r\n").repeat(20)
+        );
+        if w.write_all(script.as_bytes()).await.is_err() {
+            break;
+        }
+        let mut gone = true;
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+            if let Some(id) = line.strip_prefix("250 2.0.0 Ok: queued as ") {
+                acked.push(id.trim().to_string());
+            }
+            if line.starts_with("221") {
+                gone = false;
+                break;
+            }
+        }
+        if gone {
+            break;
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, private, mx) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("crash.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:{public}\"]\nprivate = [\"127.0.0.1:{private}\"]\n\
+             [smtp]\nmx = [\"127.0.0.1:{mx}\"]\nverify_sender = false\n[log]\nlevel = \"warn\"\n\
+             [[domain]]\nname = \"crash.test\"\n[[user]]\naddress = \"bob@crash.test\"\npassword = \"{PASSWORD}\"\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("imgate.log");
+    let acked: Arc<Mutex<Vec<String>>> = Default::default();
+    let kills = 8;
+    for _ in 0..kills {
+        let mut child = spawn(&config, &log);
+        wait_listening(mx).await;
+        let senders: Vec<_> = (0..4)
+            .map(|n| {
+                let acked = acked.clone();
+                tokio::spawn(async move {
+                    let ids = sender(mx, n).await;
+                    acked.lock().unwrap().extend(ids);
+                })
+            })
+            .collect();
+        let pause = rand::rng().random_range(100..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await; // a random moment, not a synchronisation
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for s in senders {
+            s.await.unwrap();
+        }
+    }
+
+    // Restart once more, let the queue catch up, and account for everything.
+    let mut child = spawn(&config, &log);
+    wait_listening(private).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > kills, "the load got through between kills ({} acknowledged)", acked.len());
+    // Messages stored just before a kill may be filed without their 250
+    // having reached the client: the inbox can hold more than `acked`. Wait
+    // until every acknowledged id is filed, reading each new entry once (its
+    // message names its id in the Received header).
+    let c = http();
+    let url = format!("http://127.0.0.1:{private}/im2000/v1/inbox?limit=1000");
+    let filed: Mutex<HashMap<String, usize>> = Default::default();
+    let cursor = Mutex::new(String::new());
+    eventually_within(Duration::from_secs(120), "every acknowledged message in the inbox", || async {
+        loop {
+            let after = cursor.lock().unwrap().clone();
+            let page: serde_json::Value = c
+                .get(format!("{url}&after={after}"))
+                .header("authorization", basic("bob@crash.test", PASSWORD))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let entries = page["notifications"].as_array()?.clone();
+            if entries.is_empty() {
+                break;
+            }
+            for e in &entries {
+                let id = e["notification"]["id"].as_str().unwrap();
+                let body = c.get(format!("http://127.0.0.1:{public}/im2000/v1/messages/{id}")).send().await.ok()?;
+                assert_eq!(body.status(), 200, "a filed notification whose message is gone");
+                let text = body.text().await.ok()?;
+                let msg = text.split(" id ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+                *filed.lock().unwrap().entry(msg).or_default() += 1;
+            }
+            *cursor.lock().unwrap() = page["next"].as_str()?.to_string();
+        }
+        let filed = filed.lock().unwrap();
+        acked.iter().all(|id| filed.contains_key(id)).then_some(())
+    })
+    .await;
+    let filed = filed.into_inner().unwrap();
+    for id in &acked {
+        assert_eq!(filed.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", filed.get(id));
+    }
+    assert!(filed.values().all(|n| *n == 1), "a message filed twice");
+    eprintln!("{kills} kills: {} messages acknowledged, each filed exactly once", acked.len());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}
