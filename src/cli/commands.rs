@@ -20,6 +20,13 @@ fn load(conn: &Conn) -> anyhow::Result<Option<Config>> {
     conn.config.as_deref().map(|p| Config::load(p).map_err(|e| anyhow!("{e}"))).transpose()
 }
 
+fn load_or_embedded(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| anyhow!("{e}")),
+        None => Ok(Config::embedded()),
+    }
+}
+
 /// The user for track/cancel: `--user`, else the configuration's only user.
 fn default_user(config: Option<&Config>, user: Option<String>) -> anyhow::Result<String> {
     if let Some(u) = user {
@@ -133,6 +140,23 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
             let t: TrackResponse = api.json(api.request(Method::DELETE, &format!("/submissions/{msg}"))).await?;
             if conn.json { print_json(&t) } else { output::track(&t) }
+        }
+        Command::DnsRecords { config, domain } => {
+            let config = load_or_embedded(config.as_deref())?;
+            let domains = match domain {
+                Some(d) => vec![d.to_lowercase()],
+                None => config.domains.clone(),
+            };
+            print!("{}", super::dns::zone_text(&config, &domains));
+            Ok(())
+        }
+        Command::DnsCheck { config, domain } => {
+            let config = load_or_embedded(config.as_deref())?;
+            if super::dns::run_check(&config, &domain.to_lowercase()).await? {
+                Ok(())
+            } else {
+                bail!("{domain} does not publish everything this node needs")
+            }
         }
         Command::Serve { .. } | Command::CheckConfig { .. } | Command::HashPassword => {
             unreachable!("handled by main")

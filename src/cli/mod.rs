@@ -4,6 +4,7 @@
 
 mod api;
 mod commands;
+pub mod dns;
 mod output;
 
 use std::path::PathBuf;
@@ -38,6 +39,19 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// Hash a password (read from standard input) for a `password_hash` key.
     HashPassword,
+    /// Print the DNS records (zone-file syntax) the node's domains should publish.
+    DnsRecords {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// One domain (default: every configured domain).
+        domain: Option<String>,
+    },
+    /// Resolve what DOMAIN publishes and say what is missing or points elsewhere.
+    DnsCheck {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        domain: String,
+    },
     /// Submit a message (RFC 5322 file, or - for standard input).
     Send {
         #[command(flatten)]

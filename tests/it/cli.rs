@@ -151,3 +151,37 @@ fn check_config_reports_every_problem_with_its_key() {
     let defaults = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/imgate.toml");
     assert!(ok(&["check-config", defaults.to_str().unwrap()]).contains("ok"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_records_are_printed_and_checked_against_real_dns() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    let c1 = one.config_path.display().to_string();
+    let zone = run(vec!["dns-records".into(), "--config".into(), c1.clone()]).await;
+    for want in [
+        format!("_im2000-store._tcp.one.test. 3600 IN SRV 10 1 {} node.one.test.", one.public.port()),
+        format!("_im2000-notify._tcp.one.test. 3600 IN SRV 10 1 {} node.one.test.", one.public.port()),
+        "one.test. 3600 IN MX 10 node.one.test.".to_string(),
+        "node.one.test. 3600 IN A 127.0.0.1".to_string(),
+    ] {
+        assert!(zone.contains(&want), "missing {want:?} in:\n{zone}");
+    }
+    assert!(zone.contains("; note: the MX listener is on port"), "{zone}");
+
+    // The harness published SRV and A records, but no MX yet.
+    let check = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || imgate(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let args = vec!["dns-check".to_string(), "--config".into(), c1.clone(), "one.test".into()];
+    let out = check(args.clone()).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("ok       _im2000-store._tcp.one.test SRV"), "{text}");
+    assert!(text.contains("missing  one.test MX → node.one.test"), "{text}");
+
+    w.dns.mx("one.test", 10, "node.one.test").await;
+    let out = check(args).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("missing") && !text.contains("elsewhere"), "{text}");
+}
