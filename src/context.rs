@@ -22,6 +22,7 @@ pub struct Context {
     pub authenticator: Option<mail_auth::MessageAuthenticator>,
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
     pub transports: crate::smtp_out::pool::Transports,
+    pub metrics: crate::metrics::Metrics,
     /// Rung when new work is queued, so the worker need not wait its timer.
     pub wake: Notify,
 }

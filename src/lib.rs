@@ -13,6 +13,7 @@
 //! - [`queue`] — the durable job worker: notifications, retries, expiry.
 //! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
 //! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
+//! - [`metrics`] — Prometheus counters and gauges (`GET /metrics`).
 //! - [`listen`] — binding and accepting, shared by HTTP and SMTP.
 //! - [`proto`] — wire vocabulary and codecs, no IO.
 //! - [`clock`] — injectable time.
@@ -26,6 +27,7 @@ pub mod discovery;
 pub mod dns;
 pub mod im2000;
 pub mod listen;
+pub mod metrics;
 pub mod node;
 pub mod proto;
 pub mod queue;

@@ -112,6 +112,7 @@ impl Node {
             users,
             authenticator,
             transports: Default::default(),
+            metrics: Default::default(),
             wake: Notify::new(),
         });
         let shutdown = CancellationToken::new();

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod notifications;
 pub mod originator;
 pub mod recipient_access;
+pub mod scrape;
 pub mod server;
 
 use axum::Router;
@@ -44,6 +45,7 @@ pub fn private_router(s: Shared) -> Router {
         .route("/im2000/v1/submissions/{msg}", get(originator::track).delete(originator::cancel))
         .route("/im2000/v1/inbox", get(inbox::list))
         .route("/im2000/v1/inbox/clear", post(inbox::clear))
+        .route("/metrics", get(scrape::metrics))
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -50,6 +50,19 @@ pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, Ap
 /// Decides one notification for a recipient here and files it if accepted.
 /// The queue calls this directly for recipients of this node's own domains.
 pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
+    let o = decide(s, n).await;
+    let label = match o.result {
+        NotifyResult::Accepted => "accepted",
+        NotifyResult::Duplicate => "duplicate",
+        NotifyResult::Nouser => "nouser",
+        NotifyResult::Refused => "refused",
+        NotifyResult::Retry => "retry",
+    };
+    s.metrics.inc("imgate_notifications_received_total", "result", label);
+    o
+}
+
+async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
     let recipient: Address = match n.recipient.parse() {
         Ok(a) => a,
         Err(e) => return outcome(NotifyResult::Refused, format!("bad recipient address: {e}")),

@@ -117,6 +117,7 @@ pub async fn submit(
     let (store, now) = (s.store.clone(), s.clock.now());
     let sub = s.blocking(move || store.submit(new, now, quota)).await??;
     s.wake.notify_one();
+    s.metrics.inc("imgate_messages_stored_total", "origin", "im2000");
     tracing::info!(message = %sub.message.short(), sender = %sender, recipients = sub.recipients.len(),
         size = sub.size, "message submitted");
     answers.extend(sub.recipients.iter().map(|(a, _)| SubmitRecipient {

@@ -70,6 +70,12 @@ pub async fn retrieve(
         RangeAnswer::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
         RangeAnswer::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(len)),
     };
+    let part = match (&method, headers_only) {
+        (&Method::HEAD, _) => "head",
+        (_, true) => "headers",
+        _ => "all",
+    };
+    s.metrics.inc("imgate_retrievals_total", "part", part);
     if method == Method::GET {
         let level = if headers_only || end < len { ReadStatus::Headers } else { ReadStatus::All };
         let (store, now) = (s.store.clone(), s.clock.now());

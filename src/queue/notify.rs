@@ -65,6 +65,12 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
             Ok(outcomes) => from_outcome(s, l, &outcomes[i], now),
             Err(e) => from_error(s, l, e, now),
         };
+        let label = match &attempt {
+            NotifyAttempt::Accepted { .. } => "accepted",
+            NotifyAttempt::Retry { .. } => "retry",
+            NotifyAttempt::Final { status, .. } => status.as_str(),
+        };
+        s.metrics.inc("imgate_notifications_sent_total", "outcome", label);
         tracing::info!(recipient = %l.record.recipient, id = %hex_short(&l.selector), attempt = l.record.attempts,
             outcome = ?attempt, "notification attempt");
         let st = s.store.clone();

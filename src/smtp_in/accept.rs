@@ -154,6 +154,7 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
     match s.blocking(move || store.submit_with_id(id, new, now, quota)).await {
         Ok(Ok(sub)) => {
             s.wake.notify_one();
+            s.metrics.inc("imgate_messages_stored_total", "origin", "smtp");
             tracing::info!(message = %sub.message.short(), client = %ip, recipients = sub.recipients.len(),
                 size = sub.size, "SMTP message stored");
             Reply::new(250, "2.0.0", format!("Ok: queued as {}", sub.message))

@@ -44,6 +44,11 @@ pub async fn serve_connection(
         auth_without_tls: smtp.submission_plaintext,
     };
     let deadline = Instant::now() + smtp.session_timeout;
+    let listener = match kind {
+        ListenerKind::Mx => "mx",
+        ListenerKind::Submission => "submission",
+    };
+    s.metrics.inc("imgate_smtp_sessions_total", "listener", listener);
     let (mut session, greeting) = Session::new(cfg);
     let mut tcp = tcp;
     if tcp.write_all(&greeting.to_wire()).await.is_err() {
@@ -96,6 +101,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             other => other,
         };
+        if let Step::Reply(r) | Step::StartTls(r) | Step::Close(r) = &step {
+            s.metrics.inc("imgate_smtp_replies_total", "code", &r.code.to_string());
+        }
         match step {
             Step::Reply(reply) => out.extend_from_slice(&reply.to_wire()),
             Step::StartTls(reply) => {

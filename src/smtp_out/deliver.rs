@@ -62,6 +62,13 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
             .unwrap_or_else(|_| Err(Failure::Temporary(format!("no host answered within {}s", budget.as_secs()))));
         tracing::info!(recipient = %n.recipient, id = %&n.id[..8.min(n.id.len())], attempt = d.attempts,
             outcome = ?outcome, "legacy delivery attempt");
+        let label = match &outcome {
+            Ok(()) => "delivered",
+            Err(Failure::Permanent(_)) => "refused",
+            Err(Failure::Temporary(_)) => "deferred",
+            Err(Failure::Gone) => "gone",
+        };
+        s.metrics.inc("imgate_smtp_deliveries_total", "outcome", label);
         match outcome {
             Ok(()) => d.report = Some(Report::Delivered),
             Err(Failure::Permanent(reply)) => d.report = Some(Report::Refused(reply)),

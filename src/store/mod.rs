@@ -13,6 +13,7 @@
 pub mod records;
 pub mod schema;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -763,6 +764,38 @@ impl Store {
         batch.put_cf(self.cf(CF_QUEUE), queue_key(now, token, JOB_DELIVER), to_json(&job));
         self.commit(batch)?;
         Ok(true)
+    }
+
+    /// Queued jobs counted by (kind, state): state is `due`, `scheduled`
+    /// (due later) or `leased` (an attempt is running).
+    pub fn queue_stats(&self, now: Millis) -> Result<BTreeMap<(&'static str, &'static str), u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, _) = item?;
+            let Some((due, _, kind)) = parse_queue_key(&k) else { continue };
+            let name = if kind & !LEASED == JOB_DELIVER { "deliver" } else { "notify" };
+            let state = if kind & LEASED != 0 {
+                "leased"
+            } else if due <= now {
+                "due"
+            } else {
+                "scheduled"
+            };
+            *out.entry((name, state)).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    /// Stored bytes and messages of every quota account.
+    pub fn accounts(&self) -> Result<Vec<(String, AccountRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let (bytes, messages) = parse_account_value(&v);
+            let rec = AccountRecord { bytes: bytes.max(0) as u64, messages: messages.max(0) as u64 };
+            out.push((String::from_utf8_lossy(&k).into_owned(), rec));
+        }
+        Ok(out)
     }
 
     /// Every queued delivery with its due time, soonest first.

@@ -244,3 +244,47 @@ async fn session_cap_idle_timeout_and_shutdown_say_421() {
     assert!(read_reply(&mut third).await.starts_with("421 4.3.2"));
     shutdown.await.unwrap();
 }
+
+/// `GET /metrics` parsed into "name{labels}" → value.
+async fn scrape(node: &TestNode) -> std::collections::HashMap<String, u64> {
+    let text = http().get(format!("http://{}/metrics", node.private)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_workload() {
+    let w = World::new().await;
+    let two = w.start("two.test", &["bob"]).await;
+    let mx = plain_client(two.mx);
+    send(&mx, &envelope("someone@legacy.example", &["bob@two.test"]), LEGACY).await;
+    assert!(mx.send_raw(&envelope("someone@legacy.example", &["nobody@two.test"]), b"x").await.is_err());
+    submit(&two, "bob@two.test", &["bob@two.test"], MESSAGE).await;
+    let entries = eventually("two notifications", || async {
+        let e = inbox(&two, "bob@two.test").await;
+        (e.len() == 2).then_some(e)
+    })
+    .await;
+    retrieve(&two, entries[0]["notification"]["id"].as_str().unwrap()).await;
+
+    let m = eventually("the outcomes recorded", || async {
+        let m = scrape(&two).await;
+        (m.get("imgate_notifications_sent_total{outcome=\"accepted\"}") == Some(&2)).then_some(m)
+    })
+    .await;
+    let get = |k: &str| m.get(k).copied().unwrap_or(0);
+    assert_eq!(get("imgate_messages_stored_total{origin=\"smtp\"}"), 1, "{m:?}");
+    assert_eq!(get("imgate_messages_stored_total{origin=\"im2000\"}"), 1);
+    assert_eq!(get("imgate_smtp_replies_total{code=\"550\"}"), 1);
+    assert!(get("imgate_smtp_sessions_total{listener=\"mx\"}") >= 1, "lettre may reuse its connection");
+    assert_eq!(get("imgate_notifications_received_total{result=\"accepted\"}"), 2);
+    assert_eq!(get("imgate_retrievals_total{part=\"all\"}"), 1);
+    assert_eq!(get("imgate_stored_messages{class=\"smtp\"}"), 1);
+    assert_eq!(get("imgate_stored_messages{class=\"im2000\"}"), 1);
+    assert_eq!(get("imgate_queue_jobs{kind=\"notify\",state=\"scheduled\"}"), 2, "the daily re-sends");
+}

@@ -1,0 +1,83 @@
+//! Counters and gauges in the Prometheus text format. Counters are keyed by
+//! (name, labels), created on first use, behind one mutex (an increment is
+//! a map lookup); gauges are computed from the store when scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// Help text of every counter, which also fixes the set of names.
+const COUNTERS: &[(&str, &str)] = &[
+    ("imgate_smtp_sessions_total", "SMTP sessions accepted, by listener."),
+    ("imgate_smtp_replies_total", "SMTP replies sent, by code."),
+    ("imgate_messages_stored_total", "Messages stored, by how they arrived."),
+    ("imgate_notifications_sent_total", "Notification attempts by this store, by outcome."),
+    ("imgate_notifications_received_total", "Notifications answered by this agent, by result."),
+    ("imgate_retrievals_total", "Messages served to recipients, by part."),
+    ("imgate_smtp_deliveries_total", "SMTP deliveries to legacy hosts, by outcome."),
+];
+
+/// A gauge computed at scrape time: name, help, and (labels, value) pairs.
+pub struct Gauge<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub values: Vec<(String, u64)>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+}
+
+impl Metrics {
+    /// Adds one to `name{label="value"}`.
+    pub fn inc(&self, name: &'static str, label: &str, value: &str) {
+        debug_assert!(COUNTERS.iter().any(|(n, _)| *n == name), "unknown metric {name}");
+        let labels = format!("{label}=\"{}\"", value.replace(['"', '\\', '\n'], "_"));
+        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((name, labels)).or_default() += 1;
+    }
+
+    /// The exposition text: every counter, then the given gauges
+    /// (name, help, [(labels, value)]).
+    pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
+        let map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        for (name, help) in COUNTERS {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((n, labels), v) in map.iter() {
+                if n == name {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        }
+        for Gauge { name, help, values } in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (labels, v) in values {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_gauges() {
+        let m = Metrics::default();
+        m.inc("imgate_smtp_replies_total", "code", "250");
+        m.inc("imgate_smtp_replies_total", "code", "250");
+        m.inc("imgate_smtp_replies_total", "code", "550");
+        let text = m.render(&[Gauge {
+            name: "imgate_queue_jobs",
+            help: "Jobs.",
+            values: vec![("kind=\"notify\"".into(), 3)],
+        }]);
+        assert!(text.contains("imgate_smtp_replies_total{code=\"250\"} 2\n"), "{text}");
+        assert!(text.contains("imgate_smtp_replies_total{code=\"550\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE imgate_queue_jobs gauge\nimgate_queue_jobs{kind=\"notify\"} 3\n"), "{text}");
+    }
+}
