@@ -8,7 +8,7 @@ use reqwest::Method;
 
 use super::api::Api;
 use super::output;
-use super::{Command, Conn};
+use super::{Command, Conn, QueueAction};
 use crate::config::Config;
 use crate::discovery::Locator;
 use crate::dns::HickoryDns;
@@ -140,6 +140,21 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
             let t: TrackResponse = api.json(api.request(Method::DELETE, &format!("/submissions/{msg}"))).await?;
             if conn.json { print_json(&t) } else { output::track(&t) }
+        }
+        Command::Queue { conn, user, action } => {
+            let config = load(&conn)?;
+            let user = default_user(config.as_ref(), user)?;
+            let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
+            let v: serde_json::Value = match action {
+                QueueAction::List => api.json(api.request(Method::GET, "/admin/queue")).await?,
+                QueueAction::Retry { id } => {
+                    api.json(api.request(Method::POST, &format!("/admin/queue/{id}/retry"))).await?
+                }
+                QueueAction::Drop { id } => {
+                    api.json(api.request(Method::DELETE, &format!("/admin/queue/{id}"))).await?
+                }
+            };
+            if conn.json { print_json(&v) } else { output::queue(&v) }
         }
         Command::DnsRecords { config, domain } => {
             let config = load_or_embedded(config.as_deref())?;

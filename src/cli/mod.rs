@@ -103,6 +103,15 @@ pub enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Look at and act on the job queue (admin users).
+    Queue {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        user: Option<String>,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Recall a message you sent: later retrievals are refused.
     Cancel {
         #[command(flatten)]
@@ -111,6 +120,16 @@ pub enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Every queued job: notifications and SMTP deliveries.
+    List,
+    /// Make a waiting job due now.
+    Retry { id: String },
+    /// Remove a waiting job for good.
+    Drop { id: String },
 }
 
 /// How a client subcommand reaches its node.

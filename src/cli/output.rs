@@ -32,6 +32,34 @@ pub fn inbox(entries: &[InboxEntry]) {
     }
 }
 
+pub fn queue(v: &serde_json::Value) -> anyhow::Result<()> {
+    let Some(jobs) = v["jobs"].as_array() else {
+        println!("{v}");
+        return Ok(());
+    };
+    if jobs.is_empty() {
+        println!("the queue is empty");
+        return Ok(());
+    }
+    println!(
+        "{:<17} {:<8} {:<10} {:<25} {:>8}  {:<30} LAST ERROR",
+        "ID", "KIND", "STATE", "DUE", "ATTEMPTS", "RECIPIENT"
+    );
+    for j in jobs {
+        println!(
+            "{:<17} {:<8} {:<10} {:<25} {:>8}  {:<30} {}",
+            j["id"].as_str().unwrap_or(""),
+            j["kind"].as_str().unwrap_or(""),
+            j["state"].as_str().unwrap_or(""),
+            j["due"].as_str().unwrap_or(""),
+            j["attempts"],
+            j["recipient"].as_str().unwrap_or(""),
+            j["last_error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 pub fn track(t: &TrackResponse) -> anyhow::Result<()> {
     println!("message {}  from {}  {} octets  {}", t.message, t.sender, t.size, t.state);
     println!("submitted {}  expires {}", t.submitted_at, t.expires_at);

@@ -119,6 +119,8 @@ pub struct UserConfig {
     pub secret: Option<Secret>,
     pub quota: Option<u64>,
     pub route: Option<Route>,
+    /// May use the admin API (queue control).
+    pub admin: bool,
 }
 
 /// Where a recipient's mail goes: an IM2000 mailbox here, or by SMTP to the
@@ -519,7 +521,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         if let Some(address) = address
             && (secret.is_some() || !needs_secret)
         {
-            users.push(UserConfig { address, secret, quota, route });
+            users.push(UserConfig { address, secret, quota, route, admin: u.admin.unwrap_or(false) });
         }
     }
 

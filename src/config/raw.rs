@@ -87,6 +87,7 @@ pub struct RawUser {
     pub password_hash: Option<String>,
     pub quota: Option<String>,
     pub route: Option<String>,
+    pub admin: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,7 @@ struct Entry {
     address: Address,
     hash: String,
     quota: Option<u64>,
+    admin: bool,
 }
 
 /// The node's users, keyed by lower-cased address.
@@ -47,7 +48,7 @@ impl Users {
                     Secret::Plain(p) => hash_password(p),
                     Secret::Hash(h) => h.clone(),
                 };
-                Some((u.address.key(), Entry { address: u.address.clone(), hash, quota: u.quota }))
+                Some((u.address.key(), Entry { address: u.address.clone(), hash, quota: u.quota, admin: u.admin }))
             })
             .collect();
         Users { by_key: Arc::new(by_key), decoy: Arc::new(hash_password("\u{0}decoy")) }
@@ -56,6 +57,11 @@ impl Users {
     /// Whether `address` has a mailbox here.
     pub fn contains(&self, address: &Address) -> bool {
         self.by_key.contains_key(&address.key())
+    }
+
+    /// Whether `address` may use the admin API.
+    pub fn is_admin(&self, address: &Address) -> bool {
+        self.by_key.get(&address.key()).is_some_and(|e| e.admin)
     }
 
     /// The user's own quota, if it has one.

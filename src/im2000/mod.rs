@@ -3,6 +3,7 @@
 //! serves originator access and notification query. [`client`] is the other
 //! side of the same binding.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod error;
@@ -46,6 +47,9 @@ pub fn private_router(s: Shared) -> Router {
         .route("/im2000/v1/inbox", get(inbox::list))
         .route("/im2000/v1/inbox/clear", post(inbox::clear))
         .route("/metrics", get(scrape::metrics))
+        .route("/im2000/v1/admin/queue", get(admin::queue))
+        .route("/im2000/v1/admin/queue/{id}/retry", post(admin::retry))
+        .route("/im2000/v1/admin/queue/{id}", axum::routing::delete(admin::drop_job))
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

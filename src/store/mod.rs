@@ -129,6 +129,20 @@ impl LeasedJobs {
     }
 }
 
+/// A queued job as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    /// 16 hex digits naming the job for retry and drop.
+    pub id: String,
+    pub kind: &'static str,
+    pub due: Millis,
+    /// An attempt is running.
+    pub leased: bool,
+    pub recipient: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
 /// Result of accepting a notification into an inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxAccept {
@@ -796,6 +810,92 @@ impl Store {
             out.push((String::from_utf8_lossy(&k).into_owned(), rec));
         }
         Ok(out)
+    }
+
+    /// Every queued job, soonest first, for the admin API.
+    pub fn jobs(&self) -> Result<Vec<JobView>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some((due, job, kind)) = parse_queue_key(&k) else { continue };
+            let leased = kind & LEASED != 0;
+            let view = match from_json::<Job>(CF_QUEUE, &v)? {
+                Job::Notify { .. } => {
+                    let r = self.recipient_by_selector(&job)?;
+                    JobView {
+                        id: hex(&job),
+                        kind: "notify",
+                        due,
+                        leased,
+                        recipient: r.as_ref().map(|r| r.recipient.clone()).unwrap_or_default(),
+                        attempts: r.as_ref().map_or(0, |r| r.attempts),
+                        last_error: r.and_then(|r| r.reason),
+                    }
+                }
+                Job::Deliver(d) => JobView {
+                    id: hex(&job),
+                    kind: "deliver",
+                    due,
+                    leased,
+                    recipient: d.notification.recipient.clone(),
+                    attempts: d.attempts,
+                    last_error: d.last_error.clone(),
+                },
+            };
+            out.push(view);
+        }
+        Ok(out)
+    }
+
+    fn find_job(&self, id: &[u8; 8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            if parse_queue_key(&k).is_some_and(|(_, job, _)| &job == id) {
+                return Ok(Some((k.to_vec(), v.to_vec())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes a queued job due now. `false`: no such job (or it is running).
+    pub fn retry_job(&self, id: [u8; 8], now: Millis) -> Result<bool, StoreError> {
+        let _g = self.lock();
+        let Some((k, v)) = self.find_job(&id)? else { return Ok(false) };
+        let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
+        if kind & LEASED != 0 {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_QUEUE), &k);
+        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, kind), &v);
+        if kind == JOB_NOTIFY
+            && let Some(mut r) = self.recipient_by_selector(&id)?
+        {
+            r.next_attempt_at = Some(now);
+            batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
+        }
+        self.commit(batch)?;
+        Ok(true)
+    }
+
+    /// Removes a queued job for good. `false`: no such job (or it is running).
+    pub fn drop_job(&self, id: [u8; 8]) -> Result<bool, StoreError> {
+        let _g = self.lock();
+        let Some((k, _)) = self.find_job(&id)? else { return Ok(false) };
+        let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
+        if kind & LEASED != 0 {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_QUEUE), &k);
+        if kind == JOB_NOTIFY
+            && let Some(mut r) = self.recipient_by_selector(&id)?
+        {
+            r.next_attempt_at = None;
+            batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
+        }
+        self.commit(batch)?;
+        Ok(true)
     }
 
     /// Every queued delivery with its due time, soonest first.

@@ -403,3 +403,76 @@ async fn legacy_users_can_be_verified_before_notifications_are_accepted() {
     assert_eq!(got.len(), 1, "only carol's copy was delivered");
     assert_eq!(got[0].1, vec!["carol@two.test".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_list_retry_and_drop_queued_deliveries() {
+    let w = World::new().await;
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    w.route_legacy("two.test", addr);
+    let one = w.start("one.test", &["alice"]).await;
+    let ops = format!("[[user]]\naddress = \"ops@two.test\"\npassword = \"{PASSWORD}\"\nadmin = true\n");
+    let two = w.start_with("two.test", &["bob"], "127.0.0.1:0", "127.0.0.1:0", &ops).await;
+
+    let carol =
+        submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await["message"].as_str().unwrap().to_string();
+    let dave =
+        submit(&one, "alice@one.test", &["dave@two.test"], MESSAGE).await["message"].as_str().unwrap().to_string();
+    let url = format!("{}/admin/queue", two.private_url());
+    let jobs = eventually("two failed deliveries in the queue", || async {
+        let v: serde_json::Value = http()
+            .get(&url)
+            .header("authorization", basic("ops@two.test", PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jobs = v["jobs"].as_array().unwrap().clone();
+        (jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "scheduled" && j["last_error"].is_string()))
+            .then_some(jobs)
+    })
+    .await;
+    let id_of = |rcpt: &str| jobs.iter().find(|j| j["recipient"] == rcpt).unwrap()["id"].as_str().unwrap().to_string();
+    let (carol_job, dave_job) = (id_of("carol@two.test"), id_of("dave@two.test"));
+    assert_eq!(jobs[0]["kind"], "deliver");
+
+    // Only admins.
+    let denied = http().get(&url).header("authorization", basic("bob@two.test", PASSWORD)).send().await.unwrap();
+    assert_eq!(denied.status(), 403);
+
+    // dave's delivery is dropped; the host comes back; carol's is retried now,
+    // without waiting for its backoff.
+    let dropped = http()
+        .delete(format!("{url}/{dave_job}"))
+        .header("authorization", basic("ops@two.test", PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dropped.status(), 200);
+    let mailbox = legacy_host(std::net::TcpListener::bind(addr).unwrap());
+    let retried = http()
+        .post(format!("{url}/{carol_job}/retry"))
+        .header("authorization", basic("ops@two.test", PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    await_status(&one, "alice@one.test", &carol, "silenced").await;
+    assert_eq!(status(&track(&one, "alice@one.test", &dave).await), "notifying", "accepted by the agent, then dropped");
+    assert_eq!(mailbox.lock().unwrap().len(), 1);
+
+    // The CLI shows the (now empty) queue.
+    let c2 = two.config_path.display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imgate"))
+            .args(["queue", "--config", &c2, "--user", "ops@two.test", "list"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the queue is empty"), "{out:?}");
+}
