@@ -129,6 +129,9 @@ impl LeasedJobs {
     }
 }
 
+/// A raw queue entry: key and value.
+type QueueEntry = (Vec<u8>, Vec<u8>);
+
 /// A queued job as the admin API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobView {
@@ -847,7 +850,8 @@ impl Store {
         Ok(out)
     }
 
-    fn find_job(&self, id: &[u8; 8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    /// The queue entry (key, value) of job `id`.
+    fn find_job(&self, id: &[u8; 8]) -> Result<Option<QueueEntry>, StoreError> {
         for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
             let (k, v) = item?;
             if parse_queue_key(&k).is_some_and(|(_, job, _)| &job == id) {
