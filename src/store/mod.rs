@@ -863,6 +863,17 @@ impl Store {
 
     /// Makes a queued job due now. `false`: no such job (or it is running).
     pub fn retry_job(&self, id: [u8; 8], now: Millis) -> Result<bool, StoreError> {
+        self.reschedule_job(id, Some(now))
+    }
+
+    /// Removes a queued job for good. `false`: no such job (or it is running).
+    pub fn drop_job(&self, id: [u8; 8]) -> Result<bool, StoreError> {
+        self.reschedule_job(id, None)
+    }
+
+    /// Moves a waiting job to `due`, or removes it (`None`), keeping a
+    /// notification's recipient record in step.
+    fn reschedule_job(&self, id: [u8; 8], due: Option<Millis>) -> Result<bool, StoreError> {
         let _g = self.lock();
         let Some((k, v)) = self.find_job(&id)? else { return Ok(false) };
         let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
@@ -871,31 +882,13 @@ impl Store {
         }
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_QUEUE), &k);
-        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, kind), &v);
+        if let Some(due) = due {
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(due, id, kind), &v);
+        }
         if kind == JOB_NOTIFY
             && let Some(mut r) = self.recipient_by_selector(&id)?
         {
-            r.next_attempt_at = Some(now);
-            batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
-        }
-        self.commit(batch)?;
-        Ok(true)
-    }
-
-    /// Removes a queued job for good. `false`: no such job (or it is running).
-    pub fn drop_job(&self, id: [u8; 8]) -> Result<bool, StoreError> {
-        let _g = self.lock();
-        let Some((k, _)) = self.find_job(&id)? else { return Ok(false) };
-        let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
-        if kind & LEASED != 0 {
-            return Ok(false);
-        }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_QUEUE), &k);
-        if kind == JOB_NOTIFY
-            && let Some(mut r) = self.recipient_by_selector(&id)?
-        {
-            r.next_attempt_at = None;
+            r.next_attempt_at = due;
             batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
         }
         self.commit(batch)?;

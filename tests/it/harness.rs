@@ -186,9 +186,7 @@ impl World {
     /// Publishes `domain` in DNS at a port where nothing listens: its agent
     /// is "down", so notifications to it stay pending. Returns that address.
     pub async fn publish_down(&self, domain: &str) -> SocketAddr {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
+        let addr = unused_addr();
         self.dns.publish_node(domain, addr).await;
         addr
     }
@@ -214,6 +212,11 @@ impl TestNode {
     pub fn private_url(&self) -> String {
         format!("{}://{}/im2000/v1", self.scheme, self.private)
     }
+}
+
+/// A loopback address where nothing listens (yet).
+pub fn unused_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// The test CA's certificate file.

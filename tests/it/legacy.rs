@@ -107,9 +107,7 @@ async fn a_legacy_550_becomes_refused_at_the_store_and_no_mail_goes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_host_down_means_retries_then_delivery() {
     let w = World::new().await;
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap();
-    drop(probe);
+    let addr = unused_addr();
     w.route_legacy("two.test", addr);
     let one = w.start("one.test", &["alice"]).await;
     let two = w.start("two.test", &[]).await;
@@ -407,9 +405,7 @@ async fn legacy_users_can_be_verified_before_notifications_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_list_retry_and_drop_queued_deliveries() {
     let w = World::new().await;
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap();
-    drop(probe);
+    let addr = unused_addr();
     w.route_legacy("two.test", addr);
     let one = w.start("one.test", &["alice"]).await;
     let ops = format!("[[user]]\naddress = \"ops@two.test\"\npassword = \"{PASSWORD}\"\nadmin = true\n");
