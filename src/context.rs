@@ -23,6 +23,10 @@ pub struct Context {
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
     pub transports: crate::smtp_out::pool::Transports,
     pub metrics: crate::metrics::Metrics,
+    /// Failed authentications, keyed `ip:…` and `user:…`.
+    pub auth_failures: crate::limits::Limiter,
+    /// Lookups of unknown message identifiers, keyed `ip:…`.
+    pub misses: crate::limits::Limiter,
     /// Rung when new work is queued, so the worker need not wait its timer.
     pub wake: Notify,
 }

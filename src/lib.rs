@@ -14,6 +14,7 @@
 //! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
 //! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
 //! - [`metrics`] — Prometheus counters and gauges (`GET /metrics`).
+//! - [`limits`] — rate limits on failed authentications and unknown identifiers.
 //! - [`listen`] — binding and accepting, shared by HTTP and SMTP.
 //! - [`proto`] — wire vocabulary and codecs, no IO.
 //! - [`clock`] — injectable time.
@@ -26,6 +27,7 @@ pub mod context;
 pub mod discovery;
 pub mod dns;
 pub mod im2000;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod node;

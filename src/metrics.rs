@@ -15,6 +15,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("imgate_notifications_received_total", "Notifications answered by this agent, by result."),
     ("imgate_retrievals_total", "Messages served to recipients, by part."),
     ("imgate_smtp_deliveries_total", "SMTP deliveries to legacy hosts, by outcome."),
+    ("imgate_rate_limited_total", "Requests refused by a rate limit, by what was limited."),
 ];
 
 /// A gauge computed at scrape time: name, help, and (labels, value) pairs.

@@ -113,6 +113,8 @@ impl Node {
             authenticator,
             transports: Default::default(),
             metrics: Default::default(),
+            auth_failures: crate::limits::Limiter::new(10, 10 * 60_000),
+            misses: crate::limits::Limiter::new(100, 60_000),
             wake: Notify::new(),
         });
         let shutdown = CancellationToken::new();

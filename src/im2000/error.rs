@@ -32,6 +32,8 @@ pub enum ApiError {
     RangeNotSatisfiable(u64),
     #[error("{0}")]
     OverQuota(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("the store is temporarily unavailable")]
     Storage(#[source] StoreError),
 }
@@ -50,6 +52,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             Self::OverQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "over_quota"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         }
     }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod guard;
 pub mod inbox;
 pub mod notifications;
 pub mod originator;
@@ -35,6 +36,7 @@ pub fn public_router(s: Shared) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_NOTIFY_BODY))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::guard))
         .with_state(s)
 }
 
@@ -53,6 +55,7 @@ pub fn private_router(s: Shared) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::guard))
         .with_state(s)
 }
 

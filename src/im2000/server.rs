@@ -85,7 +85,9 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                router.clone().oneshot(req.map(Body::new))
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(super::guard::ClientAddr(peer));
+                router.clone().oneshot(req)
             });
             let mut builder = http1::Builder::new();
             builder.header_read_timeout(Duration::from_secs(30));

@@ -89,8 +89,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 session.recipient_checked(addr, verdict, dest.is_relay())
             }
             Step::Authenticate { user, password } => {
+                let now = s.clock.now();
+                let keys = [format!("ip:{}", peer.ip()), format!("user:{}", user.to_lowercase())];
+                if keys.iter().any(|k| s.auth_failures.exceeded(k, now)) {
+                    s.metrics.inc("imgate_rate_limited_total", "what", "auth");
+                    let bye = Reply::new(421, "4.7.0", "Too many failed authentications; try again later");
+                    out.extend_from_slice(&bye.to_wire());
+                    let _ = stream.write_all(&out).await;
+                    return End::Closed;
+                }
                 let who = s.users.verify(&user, &password).await;
                 if who.is_none() {
+                    keys.iter().for_each(|k| s.auth_failures.record(k, now));
                     tracing::info!(%peer, user = %user.chars().take(64).collect::<String>(), "SMTP AUTH failed");
                 }
                 session.authenticated(who)

@@ -140,3 +140,47 @@ async fn every_bad_request_gets_a_json_error() {
     assert_eq!(t["state"], "stored");
     assert_eq!(t["size"], MESSAGE.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_passwords_or_identifiers_is_rate_limited() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    let c = http();
+    let inbox_url = format!("{}/inbox", one.private_url());
+    for _ in 0..10 {
+        let r = c.get(&inbox_url).header("authorization", basic("alice@one.test", "guess")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // Now even the right password waits.
+    let r = c.get(&inbox_url).header("authorization", basic("alice@one.test", PASSWORD)).send().await.unwrap();
+    assert_eq!(error_of(r).await, (429, "rate_limited".to_string()));
+
+    for i in 0..100 {
+        let r = c.get(format!("{}/messages/{:032x}", one.public_url(), i)).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = c.get(format!("{}/messages/{:032x}", one.public_url(), 1000)).send().await.unwrap();
+    assert_eq!(error_of(r).await, (429, "rate_limited".to_string()));
+
+    // SMTP AUTH shares the count: this address is already over it.
+    let t = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(one.submission.port())
+        .tls(lettre::transport::smtp::client::Tls::None)
+        .credentials(lettre::transport::smtp::authentication::Credentials::new(
+            "alice@one.test".into(),
+            PASSWORD.into(),
+        ))
+        .build();
+    let env = lettre::address::Envelope::new(
+        Some("alice@one.test".parse().unwrap()),
+        vec!["alice@one.test".parse().unwrap()],
+    )
+    .unwrap();
+    use lettre::AsyncTransport;
+    let err = t.send_raw(&env, MESSAGE.trim_end().as_bytes()).await.unwrap_err();
+    assert!(err.to_string().contains("421"), "{err}");
+
+    let metrics = c.get(format!("http://{}/metrics", one.private)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("imgate_rate_limited_total{what=\"auth\"} 2"), "{metrics}");
+    assert!(metrics.contains("imgate_rate_limited_total{what=\"lookup\"} 1"), "{metrics}");
+}
