@@ -97,8 +97,7 @@ impl Node {
             Some(mail_auth::MessageAuthenticator::new(rc, opts).map_err(|e| StartError::Setup(e.to_string()))?)
         };
         let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
-        let mx_listeners = crate::listen::bind(&config.smtp.mx).await.map_err(StartError::Setup)?;
-        let submission_listeners = crate::listen::bind(&config.smtp.submission).await.map_err(StartError::Setup)?;
+        let (mx_listeners, submission_listeners) = smtp_listeners(&config).await?;
         let private_listeners = crate::listen::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
@@ -179,6 +178,40 @@ impl Node {
         }
         tracing::info!("imgate node stopped");
     }
+}
+
+/// The SMTP listeners: sockets passed by systemd (socket activation), so the
+/// daemon needs no privilege for port 25 — one per configured SMTP listener,
+/// MX ones first, in order — or else bound here.
+async fn smtp_listeners(
+    config: &Config,
+) -> Result<(Vec<tokio::net::TcpListener>, Vec<tokio::net::TcpListener>), StartError> {
+    let smtp = &config.smtp;
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        let mx = crate::listen::bind(&smtp.mx).await.map_err(StartError::Setup)?;
+        let submission = crate::listen::bind(&smtp.submission).await.map_err(StartError::Setup)?;
+        return Ok((mx, submission));
+    }
+    let wanted = smtp.mx.len() + smtp.submission.len();
+    if fds.len() != wanted {
+        return Err(StartError::Setup(format!(
+            "socket activation passed {} sockets, but the configuration has {wanted} SMTP listeners (MX first, then submission)",
+            fds.len()
+        )));
+    }
+    let mut all = Vec::with_capacity(wanted);
+    for i in 0..wanted {
+        let std = fds
+            .take_tcp_listener(i)
+            .map_err(|e| StartError::Setup(format!("passed socket {i}: {e}")))?
+            .ok_or_else(|| StartError::Setup(format!("passed socket {i} is not a TCP listener")))?;
+        std.set_nonblocking(true).map_err(|e| StartError::Setup(e.to_string()))?;
+        all.push(tokio::net::TcpListener::from_std(std).map_err(|e| StartError::Setup(e.to_string()))?);
+    }
+    tracing::info!(sockets = wanted, "SMTP listeners from socket activation");
+    let submission = all.split_off(smtp.mx.len());
+    Ok((all, submission))
 }
 
 /// `imgate serve`: runs a node until SIGINT or SIGTERM.

@@ -288,3 +288,47 @@ async fn metrics_count_a_known_workload() {
     assert_eq!(get("imgate_stored_messages{class=\"im2000\"}"), 1);
     assert_eq!(get("imgate_queue_jobs{kind=\"notify\",state=\"scheduled\"}"), 2, "the daily re-sends");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_listeners_can_come_from_socket_activation() {
+    // Like systemd: the socket is bound by someone else (port 25 needs no
+    // privilege in the daemon) and passed as fd 3 with LISTEN_FDS/LISTEN_PID.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("activated.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhostname = \"activated.test\"\n[im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\n\
+             [smtp]\nmx = [\"127.0.0.1:25\"]\nverify_sender = false\n[[domain]]\nname = \"solo.test\"\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let fd: std::os::fd::OwnedFd = listener.into();
+    // The shell moves the socket from stdin to fd 3, then becomes imgate, so
+    // that LISTEN_PID ($$) is imgate's own pid.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "exec 3<&0 0</dev/null; LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" serve --config \"$1\"",
+            env!("CARGO_BIN_EXE_imgate"),
+            config.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::from(fd))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let greeting = eventually("the activated MX to answer", || async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut buf = [0u8; 128];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.ok()?.ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(greeting.starts_with("220 activated.test ESMTP"), "{greeting}");
+}
