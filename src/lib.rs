@@ -4,6 +4,7 @@
 //! Codemap, in the order data flows (see docs/ARCHITECTURE.md):
 //!
 //! - [`config`] — TOML → validated [`config::Config`], every problem at once.
+//! - [`privileges`] — dropping root after binding (`run_as`).
 //! - [`node`] — starts a node: store, listeners, queue worker; stops it.
 //! - [`im2000`] — the HTTP services (recipient access, notification
 //!   submission, originator access, notification query) and [`im2000::client`],
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod node;
+pub mod privileges;
 pub mod proto;
 pub mod queue;
 pub mod smtp_in;

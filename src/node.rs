@@ -40,6 +40,9 @@ pub enum StartError {
 pub struct NodeParts {
     pub clock: Option<Arc<dyn Clock>>,
     pub dns: Option<Arc<dyn Dns>>,
+    /// Become this user once the listeners are bound (`imgate serve` passes
+    /// the configuration's `run_as`; an in-process node never drops root).
+    pub run_as: Option<String>,
 }
 
 pub struct Node {
@@ -58,19 +61,6 @@ impl Node {
     }
 
     pub async fn start_with(mut config: Config, parts: NodeParts) -> Result<Node, StartError> {
-        let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-        let store_dir = dir.join("store");
-        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
-            .await
-            .map_err(|e| StartError::Setup(e.to_string()))??;
-        let clock: Arc<dyn Clock> = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        // Jobs this node had taken when it last stopped (or crashed) are due
-        // again now: none of those attempts can still be running.
-        let released = store.release_leases(clock.now())?;
-        if released > 0 {
-            tracing::info!(jobs = released, "released jobs left in progress by the previous run");
-        }
         let dns: Arc<dyn Dns> = match parts.dns {
             Some(d) => d,
             None => Arc::new(HickoryDns::new(&config.dns).map_err(StartError::Setup)?),
@@ -99,6 +89,22 @@ impl Node {
         let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
         let (mx_listeners, submission_listeners) = smtp_listeners(&config).await?;
         let private_listeners = crate::listen::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
+        if let Some(user) = &parts.run_as {
+            crate::privileges::drop_to(user, &config.data_dir).map_err(StartError::Setup)?;
+        }
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+        let store_dir = dir.join("store");
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+            .await
+            .map_err(|e| StartError::Setup(e.to_string()))??;
+        let clock: Arc<dyn Clock> = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        // Jobs this node had taken when it last stopped (or crashed) are due
+        // again now: none of those attempts can still be running.
+        let released = store.release_leases(clock.now())?;
+        if released > 0 {
+            tracing::info!(jobs = released, "released jobs left in progress by the previous run");
+        }
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
@@ -216,7 +222,8 @@ async fn smtp_listeners(
 
 /// `imgate serve`: runs a node until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let node = Node::start(config).await?;
+    let parts = NodeParts { run_as: config.run_as.clone(), ..NodeParts::default() };
+    let node = Node::start_with(config, parts).await?;
     for a in node.public_addrs() {
         println!("imgate: public IM2000 services on {a}");
     }

@@ -27,6 +27,8 @@ pub struct Config {
     pub source: String,
     pub hostname: String,
     pub data_dir: PathBuf,
+    /// Started as root: become this user once the listeners are bound.
+    pub run_as: Option<String>,
     pub im2000: Im2000Config,
     pub smtp: SmtpConfig,
     pub store: StoreConfig,
@@ -570,6 +572,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         source: name.to_string(),
         hostname: hostname.to_lowercase(),
         data_dir,
+        run_as: raw.run_as,
         im2000,
         smtp,
         store,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub hostname: Option<String>,
     pub data_dir: Option<String>,
+    pub run_as: Option<String>,
     #[serde(default)]
     pub im2000: RawIm2000,
     #[serde(default)]

@@ -201,7 +201,7 @@ impl World {
     }
 
     fn parts(&self) -> NodeParts {
-        NodeParts { clock: Some(Arc::new(self.clock.clone()) as Arc<dyn Clock>), dns: None }
+        NodeParts { clock: Some(Arc::new(self.clock.clone()) as Arc<dyn Clock>), dns: None, run_as: None }
     }
 }
 

@@ -332,3 +332,52 @@ async fn smtp_listeners_can_come_from_socket_activation() {
     child.wait().unwrap();
     assert!(greeting.starts_with("220 activated.test ESMTP"), "{greeting}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_as_root_it_binds_then_becomes_run_as() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: nothing to drop, skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mx = unused_addr();
+    let data = dir.path().join("data");
+    let config = dir.path().join("root.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\nrun_as = \"nobody\"\nhostname = \"dropped.test\"\n\
+             [im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\n\
+             [smtp]\nmx = [\"{mx}\"]\nverify_sender = false\n[[domain]]\nname = \"solo.test\"\n\
+             [[user]]\naddress = \"bob@solo.test\"\npassword = \"x\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imgate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It serves SMTP, and stores a message, as nobody.
+    let replies = eventually("the MX to take a message", || async {
+        let mut s = tokio::net::TcpStream::connect(mx).await.ok()?;
+        s.write_all(b"HELO x.example\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<bob@solo.test>\r\nDATA\r\nSubject: s\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.ok()?.ok()?;
+        Some(String::from_utf8_lossy(&out).into_owned())
+    })
+    .await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(replies.contains("queued as"), "{replies}");
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw();
+    assert!(uid.split_whitespace().skip(1).all(|u| u == nobody.to_string()), "{uid}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&data).unwrap().uid(), nobody);
+}
