@@ -48,14 +48,14 @@ fn main() -> ExitCode {
             password.map(|p| println!("{}", imgate::im2000::auth::hash_password(&p)))
         }
         Command::Serve { config, log_format } => {
-            let config = match config {
-                Some(path) => Config::load(&path),
+            let loaded = match &config {
+                Some(path) => Config::load(path),
                 None => Ok(Config::embedded()),
             };
-            match config {
+            match loaded {
                 Ok(c) => {
                     init_logging(&c.log_level, log_format);
-                    runtime.block_on(imgate::node::run(c))
+                    runtime.block_on(imgate::node::run(c, config))
                 }
                 Err(e) => {
                     eprint!("{e}");

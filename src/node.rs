@@ -60,7 +60,7 @@ impl Node {
         Self::start_with(config, NodeParts::default()).await
     }
 
-    pub async fn start_with(mut config: Config, parts: NodeParts) -> Result<Node, StartError> {
+    pub async fn start_with(config: Config, parts: NodeParts) -> Result<Node, StartError> {
         let dns: Arc<dyn Dns> = match parts.dns {
             Some(d) => d,
             None => Arc::new(HickoryDns::new(&config.dns).map_err(StartError::Setup)?),
@@ -69,13 +69,9 @@ impl Node {
             tls_client_config(config.tls.as_ref().and_then(|t| t.ca.as_deref())).map_err(StartError::Setup)?;
         let peers = PeerClient::new(Locator::new(&config, dns), config.notify.timeout, tls_client)
             .map_err(StartError::Setup)?;
-        let users = Users::from_config(&config);
         // Plain passwords are hashed now; the node keeps nothing else of them.
-        for u in &mut config.users {
-            if u.secret.is_some() {
-                u.secret = Some(crate::config::Secret::Hash(String::new()));
-            }
-        }
+        let users = Users::from_config(&config);
+        let config = crate::context::without_plain_passwords(config);
         let acceptor = match &config.tls {
             Some(t) => Some(server::tls_acceptor(t).map_err(StartError::Setup)?),
             None => None,
@@ -109,12 +105,13 @@ impl Node {
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
 
+        let directory = std::sync::RwLock::new(Arc::new(crate::context::Directory { config: config.clone(), users }));
         let ctx: Shared = Arc::new(Context {
             config,
+            directory,
             store,
             clock,
             peers,
-            users,
             authenticator,
             transports: Default::default(),
             metrics: Default::default(),
@@ -171,6 +168,16 @@ impl Node {
         &self.ctx
     }
 
+    /// Takes new domains, routes and users (as SIGHUP does); sessions and
+    /// queued work go on. Listener settings keep their start-time values.
+    pub async fn reload(&self, config: Config) {
+        let ctx = self.ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || ctx.reload(config)).await;
+        let dir = self.ctx.dir();
+        tracing::info!(domains = dir.config.domains.len(), users = dir.config.users.len(), "configuration reloaded");
+        self.wake();
+    }
+
     /// Makes the queue worker look at the queue now.
     pub fn wake(&self) {
         self.ctx.wake.notify_one();
@@ -220,8 +227,9 @@ async fn smtp_listeners(
     Ok((all, submission))
 }
 
-/// `imgate serve`: runs a node until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `imgate serve`: runs a node until SIGINT or SIGTERM; SIGHUP reloads
+/// domains, routes and users from `path`.
+pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let parts = NodeParts { run_as: config.run_as.clone(), ..NodeParts::default() };
     let node = Node::start_with(config, parts).await?;
     for a in node.public_addrs() {
@@ -236,10 +244,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for a in node.submission_addrs() {
         println!("imgate: SMTP submission on {a}");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => match &path {
+                None => tracing::warn!("SIGHUP: running on the embedded defaults, nothing to reload"),
+                Some(p) => match Config::load(p) {
+                    Ok(new) => node.reload(new).await,
+                    Err(e) => tracing::error!(problems = %e, "SIGHUP: the configuration has problems; keeping the old one"),
+                },
+            },
+        }
     }
     tracing::info!("signal received; shutting down");
     node.shutdown().await;

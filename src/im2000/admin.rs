@@ -11,8 +11,8 @@ use super::error::ApiError;
 use crate::clock::rfc3339;
 
 async fn admin(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    let user = s.users.authenticate(headers).await?;
-    if s.users.is_admin(&user) { Ok(()) } else { Err(ApiError::Forbidden(format!("{user} is not an admin"))) }
+    let user = s.dir().users.authenticate(headers).await?;
+    if s.dir().users.is_admin(&user) { Ok(()) } else { Err(ApiError::Forbidden(format!("{user} is not an admin"))) }
 }
 
 fn job_id(id: &str) -> Result<[u8; 8], ApiError> {

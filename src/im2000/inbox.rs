@@ -28,7 +28,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let user = s.users.authenticate(&headers).await?;
+    let user = s.dir().users.authenticate(&headers).await?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(c) => cursor(c, "after")?,
@@ -51,7 +51,7 @@ pub async fn list(
 
 /// `POST /inbox/clear` with `{"through": CURSOR}`.
 pub async fn clear(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let user = s.users.authenticate(&headers).await?;
+    let user = s.dir().users.authenticate(&headers).await?;
     let req: ClearRequest = parse_json(&body)?;
     let through = cursor(&req.through, "through")?;
     let store = s.store.clone();

@@ -78,12 +78,12 @@ async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
     if !valid_domain(&store) {
         return outcome(NotifyResult::Refused, "bad store domain");
     }
-    if !s.config.is_local_domain(recipient.domain()) {
+    if !s.dir().config.is_local_domain(recipient.domain()) {
         return outcome(NotifyResult::Refused, format!("{} is not a domain served here", recipient.domain()));
     }
     // A recipient still on SMTP: this node is their agent, and delivers.
-    let legacy = s.config.route(&recipient) == Route::Legacy;
-    if !legacy && !s.users.contains(&recipient) {
+    let legacy = s.dir().config.route(&recipient) == Route::Legacy;
+    if !legacy && !s.dir().users.contains(&recipient) {
         return outcome(NotifyResult::Nouser, format!("no user {recipient} here"));
     }
     let via_gateway = n.origin.as_ref().is_some_and(|o| o.protocol == "smtp");
@@ -96,7 +96,7 @@ async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
     if let Ok(Ok(true)) = s.blocking(move || st.inbox_seen(&seen_key, &n2)).await {
         return outcome(NotifyResult::Duplicate, "");
     }
-    if legacy && s.config.verify_legacy_users(recipient.domain()) {
+    if legacy && s.dir().config.verify_legacy_users(recipient.domain()) {
         match crate::smtp_out::probe::recipient(s, &recipient).await {
             Verdict::Exists => {}
             Verdict::NoUser(reply) => return outcome(NotifyResult::Nouser, format!("the legacy host says: {reply}")),
@@ -148,7 +148,7 @@ async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
 /// `HEAD` of the message at `store`: this node's own store answers directly,
 /// any other is located and asked over HTTP.
 async fn probe(s: &Shared, store: &str, id: &str) -> Result<Probe, PeerError> {
-    if !s.config.is_local_domain(store) {
+    if !s.dir().config.is_local_domain(store) {
         return s.peers.probe(store, id).await;
     }
     let missing = |status| PeerError::Status { status, code: "local".into(), message: "not in this store".into() };

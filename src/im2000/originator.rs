@@ -48,7 +48,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let sender = s.users.authenticate(&headers).await?;
+    let sender = s.dir().users.authenticate(&headers).await?;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ctype.trim().to_ascii_lowercase().starts_with("message/rfc822") {
         return Err(ApiError::UnsupportedMediaType("send the message as Content-Type: message/rfc822".into()));
@@ -102,7 +102,7 @@ pub async fn submit(
             format!("no acceptable recipient: {}", answers[0].reason.clone().unwrap_or_default())
         }));
     }
-    let quota = s.users.quota(&sender).unwrap_or(s.config.store.quota);
+    let quota = s.dir().users.quota(&sender).unwrap_or(s.config.store.quota);
     let new = NewMessage {
         store: sender.domain().to_string(),
         account: sender.key(),
@@ -173,7 +173,7 @@ pub fn track_view(id: &MessageId, m: &MessageRecord, rs: &[RecipientRecord]) -> 
 }
 
 async fn owned(s: &Shared, headers: &HeaderMap, id: &str) -> Result<(MessageId, Address), ApiError> {
-    let user = s.users.authenticate(headers).await?;
+    let user = s.dir().users.authenticate(headers).await?;
     let id: MessageId = id.parse().map_err(|_| ApiError::NotFound("no such message".into()))?;
     Ok((id, user))
 }

@@ -49,7 +49,7 @@ fn notification(l: &Leased) -> Notification {
 /// Notifies one agent of a batch and records each recipient's outcome.
 pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
     let batch: Vec<Notification> = jobs.iter().map(notification).collect();
-    let answer = if s.config.is_local_domain(&domain) {
+    let answer = if s.dir().config.is_local_domain(&domain) {
         // Our own agent: no need to go out and back over HTTP.
         let mut outcomes = Vec::with_capacity(batch.len());
         for n in &batch {

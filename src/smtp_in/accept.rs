@@ -128,9 +128,12 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
     let (store_domain, sender, account, quota) = match &env.authenticated {
         // A local user: their own message, in their own domain's store,
         // trackable with their own account.
-        Some(user) => {
-            (user.domain().to_string(), user.clone(), user.key(), s.users.quota(user).unwrap_or(s.config.store.quota))
-        }
+        Some(user) => (
+            user.domain().to_string(),
+            user.clone(),
+            user.key(),
+            s.dir().users.quota(user).unwrap_or(s.config.store.quota),
+        ),
         None => {
             let sender = env
                 .sender

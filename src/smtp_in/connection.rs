@@ -98,7 +98,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let _ = stream.write_all(&out).await;
                     return End::Closed;
                 }
-                let who = s.users.verify(&user, &password).await;
+                let who = s.dir().users.verify(&user, &password).await;
                 if who.is_none() {
                     keys.iter().for_each(|k| s.auth_failures.record(k, now));
                     tracing::info!(%peer, user = %user.chars().take(64).collect::<String>(), "SMTP AUTH failed");
@@ -170,9 +170,9 @@ async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Destinat
         let st = s.store.clone();
         let known = s.blocking(move || st.has_return(token)).await;
         Destination::Local { user_exists: matches!(known, Ok(Ok(true))) }
-    } else if s.config.is_local_domain(rcpt.domain()) {
-        let on_smtp = s.config.route(rcpt) == crate::config::Route::Legacy;
-        Destination::Local { user_exists: on_smtp || s.users.contains(rcpt) }
+    } else if s.dir().config.is_local_domain(rcpt.domain()) {
+        let on_smtp = s.dir().config.route(rcpt) == crate::config::Route::Legacy;
+        Destination::Local { user_exists: on_smtp || s.dir().users.contains(rcpt) }
     } else if kind == ListenerKind::Mx {
         Destination::Remote(None)
     } else {

@@ -152,7 +152,7 @@ async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>
 
 /// The message from the sender's store: this node's own, or a peer's.
 async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
-    if s.config.is_local_domain(&n.store) {
+    if s.dir().config.is_local_domain(&n.store) {
         let id: RecipientId = n.id.parse().map_err(|_| Failure::Gone)?;
         let st = s.store.clone();
         let found = s
@@ -301,7 +301,7 @@ async fn report_to_store(s: &Shared, n: &Notification, report: &Report) -> Resul
         Report::Refused(why) => vec![(RecipientAction::Refuse(why.clone()), "refuse", Some(why.clone()))],
     };
     for (action, name, reason) in actions {
-        if s.config.is_local_domain(&n.store) {
+        if s.dir().config.is_local_domain(&n.store) {
             let id: RecipientId = n.id.parse().map_err(|_| "bad identifier".to_string())?;
             let (st, now) = (s.store.clone(), s.clock.now());
             s.blocking(move || st.recipient_action(&id, action, now))

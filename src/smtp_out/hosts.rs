@@ -27,7 +27,7 @@ pub fn order_mx(mut records: Vec<(u16, String)>, rng: &mut impl rand::Rng) -> Ve
 
 /// The hosts to try for `domain`, best first, with their ports.
 pub async fn smtp_hosts(s: &Shared, domain: &str) -> Result<Vec<(String, u16)>, NoHost> {
-    if let Some(h) = s.config.legacy_host(domain) {
+    if let Some(h) = s.dir().config.legacy_host(domain) {
         let hp = split_host_port(h).ok_or_else(|| NoHost::Permanent(format!("bad legacy host {h}")))?;
         return Ok(vec![hp]);
     }

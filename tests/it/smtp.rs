@@ -381,3 +381,64 @@ async fn started_as_root_it_binds_then_becomes_run_as() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&data).unwrap().uid(), nobody);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_users_and_routes_without_dropping_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mx, private) = (unused_addr(), unused_addr());
+    let config = dir.path().join("hup.toml");
+    let text = |users: &str| {
+        format!(
+            "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"{private}\"]\n\
+             [smtp]\nmx = [\"{mx}\"]\nverify_sender = false\n[[domain]]\nname = \"solo.test\"\n{users}",
+            dir.path().join("data")
+        )
+    };
+    let alice = format!("[[user]]\naddress = \"alice@solo.test\"\npassword = \"{PASSWORD}\"\n");
+    std::fs::write(&config, text(&alice)).unwrap();
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_imgate"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let inbox_status = |user: &'static str| {
+        let url = format!("http://{private}/im2000/v1/inbox");
+        async move { http().get(url).header("authorization", basic(user, PASSWORD)).send().await.ok().map(|r| r.status()) }
+    };
+    eventually("alice", || async { (inbox_status("alice@solo.test").await? == 200).then_some(()) }).await;
+    assert_eq!(inbox_status("carol@solo.test").await.unwrap(), 401);
+
+    // A session open across the reload.
+    let mut session = tokio::net::TcpStream::connect(mx).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = session.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"220 "));
+
+    // carol joins; a broken file is refused and changes nothing.
+    std::fs::write(&config, "this is not toml [").unwrap();
+    std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    eventually("the broken file refused", || async {
+        std::fs::read_to_string(&log).ok()?.contains("keeping the old one").then_some(())
+    })
+    .await;
+    assert_eq!(inbox_status("alice@solo.test").await.unwrap(), 200, "the old configuration stays");
+    let carol = format!("{alice}[[user]]\naddress = \"carol@solo.test\"\npassword = \"{PASSWORD}\"\n");
+    std::fs::write(&config, text(&carol)).unwrap();
+    std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    eventually("carol after the reload", || async { (inbox_status("carol@solo.test").await? == 200).then_some(()) })
+        .await;
+    assert_eq!(inbox_status("alice@solo.test").await.unwrap(), 200);
+
+    session.write_all(b"HELO still.here\r\nRCPT TO:<carol@solo.test>\r\n").await.unwrap();
+    let mut got = String::new();
+    while !got.contains("503") {
+        let n = tokio::time::timeout(Duration::from_secs(10), session.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "the session was dropped: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.starts_with("250 "), "{got}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
