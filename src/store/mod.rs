@@ -1,7 +1,9 @@
 //! The durable state of a node, in RocksDB: the message store (bodies once,
 //! per-recipient capability records), the job queue, list indexes, quota
 //! accounts and the notification agent's inboxes. Layout lives in
-//! [`schema`]; this module is the only code that touches RocksDB.
+//! [`schema`]; this module is the only code that touches RocksDB. Here: the
+//! message store itself; `queue.rs`: jobs and expiry; `deliveries.rs`: SMTP
+//! delivery jobs and return paths; `inbox.rs`: the agent's inboxes.
 //!
 //! Every operation that acknowledges something to a peer or a user writes one
 //! atomic batch with `sync = true` before returning. Read-modify-write
@@ -10,6 +12,9 @@
 //! hot path, takes no lock: it only creates records, and quota accounts are
 //! summed by a merge operator, so concurrent submissions share fsyncs.
 
+mod deliveries;
+mod inbox;
+mod queue;
 pub mod records;
 pub mod schema;
 
@@ -250,34 +255,6 @@ impl Store {
         batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, job, kind | LEASED));
     }
 
-    /// Makes every job leased by an earlier process due now: no attempt of
-    /// theirs can still be running. Returns how many were released.
-    pub fn release_leases(&self, now: Millis) -> Result<usize, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
-        let mut n = 0;
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
-            let (k, v) = item?;
-            let Some((_, job, kind)) = parse_queue_key(&k) else { continue };
-            if kind & LEASED == 0 {
-                continue;
-            }
-            batch.delete_cf(self.cf(CF_QUEUE), &k);
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, job, kind & !LEASED), &v);
-            if kind & !LEASED == JOB_NOTIFY
-                && let Some(mut r) = self.recipient_by_selector(&job)?
-            {
-                r.next_attempt_at = Some(now);
-                batch.put_cf(self.cf(CF_RECIPIENTS), job, to_json(&r));
-            }
-            n += 1;
-        }
-        if n > 0 {
-            self.commit(batch)?;
-        }
-        Ok(n)
-    }
-
     /// Writes a batch durably: it is on disk when this returns.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
@@ -320,8 +297,6 @@ impl Store {
     pub fn account_usage(&self, account: &str) -> Result<AccountRecord, StoreError> {
         self.account(account)
     }
-
-    // ---- originator access -------------------------------------------------
 
     /// Stores a message once, with a capability record and a queued
     /// notification for each recipient and an identifier for each list.
@@ -504,8 +479,6 @@ impl Store {
         Ok(())
     }
 
-    // ---- recipient access --------------------------------------------------
-
     /// Finds a capability's record; the verifier is checked in constant time.
     pub fn find(&self, id: &RecipientId) -> Result<Result<Found, Unavailable>, StoreError> {
         let Some(rec) = self.recipient_by_selector(&id.selector())? else {
@@ -649,160 +622,6 @@ impl Store {
         Ok((out, last))
     }
 
-    // ---- the queue ----------------------------------------------------------
-
-    /// Due time of the earliest queued job.
-    pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        let mut it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
-        match it.next() {
-            Some(item) => Ok(parse_queue_key(&item?.0).map(|(due, _, _)| due)),
-            None => Ok(None),
-        }
-    }
-
-    /// Takes up to `limit` jobs due at `now`, moving each to `lease_until` so
-    /// that a crash mid-attempt retries it then rather than losing it.
-    pub fn lease_due(&self, now: Millis, lease_until: Millis, limit: usize) -> Result<LeasedJobs, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
-        let mut out = Vec::new();
-        let mut deliver = Vec::new();
-        let it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
-        for item in it {
-            let (k, v) = item?;
-            let Some((due, sel, kind)) = parse_queue_key(&k) else {
-                return Err(StoreError::Corrupt("queue key".into()));
-            };
-            if due > now || out.len() + deliver.len() >= limit {
-                break;
-            }
-            batch.delete_cf(self.cf(CF_QUEUE), &k);
-            let job: Job = from_json(CF_QUEUE, &v)?;
-            if let Job::Deliver(mut d) = job {
-                if d.report.is_none() {
-                    d.attempts += 1;
-                    d.first_attempt_at.get_or_insert(now);
-                }
-                batch.put_cf(
-                    self.cf(CF_QUEUE),
-                    queue_key(lease_until, sel, JOB_DELIVER | LEASED),
-                    to_json(&Job::Deliver(d.clone())),
-                );
-                deliver.push(LeasedDelivery { id: sel, due: lease_until, delivery: *d });
-                continue;
-            }
-            let Some(mut record) = self.recipient_by_selector(&sel)? else { continue };
-            let id: MessageId =
-                record.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
-            let Some(message) = self.message(&id)? else { continue };
-            if record.notification.is_final() || message.state != MessageState::Stored {
-                record.next_attempt_at = None;
-                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
-                continue;
-            }
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(lease_until, sel, (kind & !LEASED) | LEASED), &v);
-            record.next_attempt_at = Some(lease_until);
-            if record.notification == NotificationStatus::Unprocessed {
-                record.notification = NotificationStatus::Notifying;
-            }
-            record.attempts += 1;
-            record.first_attempt_at.get_or_insert(now);
-            record.last_attempt_at = Some(now);
-            batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
-            out.push(Leased { job, selector: sel, record, message });
-        }
-        if !batch.is_empty() {
-            self.commit(batch)?;
-        }
-        Ok(LeasedJobs { notify: out, deliver })
-    }
-
-    /// Files a verified notification for a legacy-routed recipient as a
-    /// delivery job, once per (store, id, recipient).
-    pub fn queue_delivery(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
-        let seen = inbox_seen_key(&n.store, &n.id, user_key);
-        let _g = self.lock();
-        if self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)?.is_some() {
-            return Ok(InboxAccept::Duplicate(0));
-        }
-        let mut id = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
-        let job = Job::Deliver(Box::new(Delivery {
-            notification: n.clone(),
-            attempts: 0,
-            first_attempt_at: None,
-            last_error: None,
-            report: None,
-            dsn_to: None,
-        }));
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
-        batch.put_cf(self.cf(CF_INBOX_SEEN), seen, inbox_key(user_key, 0));
-        self.commit(batch)?;
-        Ok(InboxAccept::Accepted(0))
-    }
-
-    /// Records that the legacy host accepted a leased delivery: the job moves
-    /// to its report phase (due `next.0`), and the return path is remembered
-    /// for late bounces — in one synced batch.
-    pub fn delivered(&self, leased: &LeasedDelivery, next: (Millis, Delivery), now: Millis) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
-        batch.put_cf(self.cf(CF_RETURNS), leased.id, to_json(&ret));
-        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
-        batch.put_cf(
-            self.cf(CF_QUEUE),
-            queue_key(next.0, leased.id, JOB_DELIVER),
-            to_json(&Job::Deliver(Box::new(next.1))),
-        );
-        self.commit(batch)
-    }
-
-    /// Whether `token` names a delivery whose bounces are still awaited.
-    pub fn has_return(&self, token: [u8; 8]) -> Result<bool, StoreError> {
-        Ok(self.db().get_pinned_cf(self.cf(CF_RETURNS), token)?.is_some())
-    }
-
-    /// A bounce came back for delivery `token`: queue the refusal report to
-    /// the sender's store. `false` when the token is unknown (or used).
-    pub fn bounce_received(&self, token: [u8; 8], reason: &str, now: Millis) -> Result<bool, StoreError> {
-        let _g = self.lock();
-        let Some(ret) = self.get_json::<ReturnRecord>(CF_RETURNS, &token)? else { return Ok(false) };
-        let job = Job::Deliver(Box::new(Delivery {
-            notification: ret.notification,
-            attempts: 0,
-            first_attempt_at: Some(now),
-            last_error: None,
-            report: Some(Report::Refused(reason.to_string())),
-            dsn_to: None,
-        }));
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_RETURNS), token);
-        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, token, JOB_DELIVER), to_json(&job));
-        self.commit(batch)?;
-        Ok(true)
-    }
-
-    /// Queued jobs counted by (kind, state): state is `due`, `scheduled`
-    /// (due later) or `leased` (an attempt is running).
-    pub fn queue_stats(&self, now: Millis) -> Result<BTreeMap<(&'static str, &'static str), u64>, StoreError> {
-        let mut out = BTreeMap::new();
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
-            let (k, _) = item?;
-            let Some((due, _, kind)) = parse_queue_key(&k) else { continue };
-            let name = if kind & !LEASED == JOB_DELIVER { "deliver" } else { "notify" };
-            let state = if kind & LEASED != 0 {
-                "leased"
-            } else if due <= now {
-                "due"
-            } else {
-                "scheduled"
-            };
-            *out.entry((name, state)).or_default() += 1;
-        }
-        Ok(out)
-    }
-
     /// Stored bytes and messages of every quota account.
     pub fn accounts(&self) -> Result<Vec<(String, AccountRecord)>, StoreError> {
         let mut out = Vec::new();
@@ -813,254 +632,6 @@ impl Store {
             out.push((String::from_utf8_lossy(&k).into_owned(), rec));
         }
         Ok(out)
-    }
-
-    /// Every queued job, soonest first, for the admin API.
-    pub fn jobs(&self) -> Result<Vec<JobView>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
-            let (k, v) = item?;
-            let Some((due, job, kind)) = parse_queue_key(&k) else { continue };
-            let leased = kind & LEASED != 0;
-            let view = match from_json::<Job>(CF_QUEUE, &v)? {
-                Job::Notify { .. } => {
-                    let r = self.recipient_by_selector(&job)?;
-                    JobView {
-                        id: hex(&job),
-                        kind: "notify",
-                        due,
-                        leased,
-                        recipient: r.as_ref().map(|r| r.recipient.clone()).unwrap_or_default(),
-                        attempts: r.as_ref().map_or(0, |r| r.attempts),
-                        last_error: r.and_then(|r| r.reason),
-                    }
-                }
-                Job::Deliver(d) => JobView {
-                    id: hex(&job),
-                    kind: "deliver",
-                    due,
-                    leased,
-                    recipient: d.notification.recipient.clone(),
-                    attempts: d.attempts,
-                    last_error: d.last_error.clone(),
-                },
-            };
-            out.push(view);
-        }
-        Ok(out)
-    }
-
-    /// The queue entry (key, value) of job `id`.
-    fn find_job(&self, id: &[u8; 8]) -> Result<Option<QueueEntry>, StoreError> {
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
-            let (k, v) = item?;
-            if parse_queue_key(&k).is_some_and(|(_, job, _)| &job == id) {
-                return Ok(Some((k.to_vec(), v.to_vec())));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Makes a queued job due now. `false`: no such job (or it is running).
-    pub fn retry_job(&self, id: [u8; 8], now: Millis) -> Result<bool, StoreError> {
-        self.reschedule_job(id, Some(now))
-    }
-
-    /// Removes a queued job for good. `false`: no such job (or it is running).
-    pub fn drop_job(&self, id: [u8; 8]) -> Result<bool, StoreError> {
-        self.reschedule_job(id, None)
-    }
-
-    /// Moves a waiting job to `due`, or removes it (`None`), keeping a
-    /// notification's recipient record in step.
-    fn reschedule_job(&self, id: [u8; 8], due: Option<Millis>) -> Result<bool, StoreError> {
-        let _g = self.lock();
-        let Some((k, v)) = self.find_job(&id)? else { return Ok(false) };
-        let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
-        if kind & LEASED != 0 {
-            return Ok(false);
-        }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_QUEUE), &k);
-        if let Some(due) = due {
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(due, id, kind), &v);
-        }
-        if kind == JOB_NOTIFY
-            && let Some(mut r) = self.recipient_by_selector(&id)?
-        {
-            r.next_attempt_at = due;
-            batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
-        }
-        self.commit(batch)?;
-        Ok(true)
-    }
-
-    /// Every queued delivery with its due time, soonest first.
-    pub fn queued_deliveries(&self) -> Result<Vec<(Millis, Delivery)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
-            let (k, v) = item?;
-            if let Some((due, _, kind)) = parse_queue_key(&k)
-                && kind & !LEASED == JOB_DELIVER
-                && let Job::Deliver(d) = from_json(CF_QUEUE, &v)?
-            {
-                out.push((due, *d));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
-    pub fn finish_delivery(&self, leased: &LeasedDelivery, next: Option<(Millis, Delivery)>) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
-        if let Some((due, d)) = next {
-            batch.put_cf(
-                self.cf(CF_QUEUE),
-                queue_key(due, leased.id, JOB_DELIVER),
-                to_json(&Job::Deliver(Box::new(d))),
-            );
-        }
-        self.commit(batch)
-    }
-
-    /// Records how a leased notification attempt ended.
-    pub fn finish_notify(&self, sel: [u8; 8], attempt: NotifyAttempt, now: Millis) -> Result<(), StoreError> {
-        let _g = self.lock();
-        let Some(mut r) = self.recipient_by_selector(&sel)? else { return Ok(()) };
-        let mut batch = WriteBatch::default();
-        if let Some(due) = r.next_attempt_at.take() {
-            self.delete_job(&mut batch, due, sel, JOB_NOTIFY);
-        }
-        // A silence or refusal that arrived while the attempt was in flight wins.
-        if !r.notification.is_final() {
-            let job = to_json(&Job::Notify { recipient: hex(&sel) });
-            match attempt {
-                NotifyAttempt::Accepted { resend_at } => {
-                    r.accepted_at.get_or_insert(now);
-                    r.reason = None;
-                    r.next_attempt_at = Some(resend_at);
-                    batch.put_cf(self.cf(CF_QUEUE), queue_key(resend_at, sel, JOB_NOTIFY), &job);
-                }
-                NotifyAttempt::Retry { retry_at, reason } => {
-                    r.reason = Some(reason);
-                    r.next_attempt_at = Some(retry_at);
-                    batch.put_cf(self.cf(CF_QUEUE), queue_key(retry_at, sel, JOB_NOTIFY), &job);
-                }
-                NotifyAttempt::Final { status, reason } => {
-                    r.notification = status;
-                    r.reason = Some(reason);
-                    r.pinned = false;
-                }
-            }
-        }
-        batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
-        self.release_if_done(&mut batch, &r, &sel)?;
-        self.commit(batch)
-    }
-
-    /// Frees every message whose lifetime ended by `now`; returns how many.
-    pub fn expire_due(&self, now: Millis) -> Result<usize, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
-        let mut n = 0;
-        let it = self.db().iterator_cf(self.cf(CF_EXPIRY), IteratorMode::Start);
-        for item in it {
-            let (k, _) = item?;
-            let Some((at, id)) = parse_expiry_key(&k) else {
-                return Err(StoreError::Corrupt("expiry key".into()));
-            };
-            if at > now || n >= 1000 {
-                break;
-            }
-            batch.delete_cf(self.cf(CF_EXPIRY), &k);
-            if let Some(mut m) = self.message(&id)?
-                && m.state == MessageState::Stored
-            {
-                self.free_body(&mut batch, &id, &mut m, MessageState::Expired, None)?;
-            }
-            n += 1;
-        }
-        if n > 0 {
-            self.commit(batch)?;
-        }
-        Ok(n)
-    }
-
-    /// Earliest pending expiry.
-    pub fn next_expiry(&self) -> Result<Option<Millis>, StoreError> {
-        let mut it = self.db().iterator_cf(self.cf(CF_EXPIRY), IteratorMode::Start);
-        match it.next() {
-            Some(item) => Ok(parse_expiry_key(&item?.0).map(|(at, _)| at)),
-            None => Ok(None),
-        }
-    }
-
-    // ---- notification agent -------------------------------------------------
-
-    /// Whether a notification was already filed for `user_key`.
-    pub fn inbox_seen(&self, user_key: &str, n: &Notification) -> Result<bool, StoreError> {
-        let seen = inbox_seen_key(&n.store, &n.id, user_key);
-        Ok(self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)?.is_some())
-    }
-
-    /// Files a verified notification in `user`'s inbox, once.
-    pub fn inbox_accept(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
-        let seen = inbox_seen_key(&n.store, &n.id, user_key);
-        let _g = self.lock();
-        if let Some(v) = self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)? {
-            return Ok(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
-        }
-        let seq = match self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("inbox_seq".into()))?),
-            None => 0,
-        } + 1;
-        let key = inbox_key(user_key, seq);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), META_INBOX_SEQ, seq.to_be_bytes());
-        batch.put_cf(self.cf(CF_INBOX), &key, to_json(&InboxRecord { received_at: now, notification: n.clone() }));
-        batch.put_cf(self.cf(CF_INBOX_SEEN), seen, &key);
-        self.commit(batch)?;
-        Ok(InboxAccept::Accepted(seq))
-    }
-
-    /// Up to `limit` inbox entries after sequence `after`.
-    pub fn inbox_list(&self, user_key: &str, after: u64, limit: usize) -> Result<Vec<(u64, InboxRecord)>, StoreError> {
-        let prefix = inbox_prefix(user_key);
-        let start = inbox_key(user_key, after.saturating_add(1));
-        let mut out = Vec::new();
-        let it = self.db().iterator_cf(self.cf(CF_INBOX), IteratorMode::From(&start, Direction::Forward));
-        for item in it {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let seq = inbox_key_seq(&k).ok_or_else(|| StoreError::Corrupt("inbox key".into()))?;
-            out.push((seq, from_json(CF_INBOX, &v)?));
-        }
-        Ok(out)
-    }
-
-    /// Removes inbox entries up to and including `through`; returns how many.
-    /// The idempotency marks stay, so a re-sent notification is not refiled.
-    pub fn inbox_clear(&self, user_key: &str, through: u64) -> Result<u64, StoreError> {
-        let _g = self.lock();
-        let prefix = inbox_prefix(user_key);
-        let mut batch = WriteBatch::default();
-        let mut n = 0;
-        let it = self.db().iterator_cf(self.cf(CF_INBOX), IteratorMode::From(&prefix, Direction::Forward));
-        for item in it {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) || inbox_key_seq(&k).is_none_or(|s| s > through) {
-                break;
-            }
-            batch.delete_cf(self.cf(CF_INBOX), &k);
-            n += 1;
-        }
-        if n > 0 {
-            self.commit(batch)?;
-        }
-        Ok(n)
     }
 }
 

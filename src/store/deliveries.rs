@@ -1,0 +1,105 @@
+//! SMTP deliveries for legacy recipients: their jobs, the record of what a
+//! legacy host accepted, and the return paths that late bounces come back to.
+
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::records::*;
+use super::schema::*;
+use super::*;
+
+impl Store {
+    /// Files a verified notification for a legacy-routed recipient as a
+    /// delivery job, once per (store, id, recipient).
+    pub fn queue_delivery(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
+        let seen = inbox_seen_key(&n.store, &n.id, user_key);
+        let _g = self.lock();
+        if self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)?.is_some() {
+            return Ok(InboxAccept::Duplicate(0));
+        }
+        let mut id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+        let job = Job::Deliver(Box::new(Delivery {
+            notification: n.clone(),
+            attempts: 0,
+            first_attempt_at: None,
+            last_error: None,
+            report: None,
+            dsn_to: None,
+        }));
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
+        batch.put_cf(self.cf(CF_INBOX_SEEN), seen, inbox_key(user_key, 0));
+        self.commit(batch)?;
+        Ok(InboxAccept::Accepted(0))
+    }
+
+    /// Records that the legacy host accepted a leased delivery: the job moves
+    /// to its report phase (due `next.0`), and the return path is remembered
+    /// for late bounces — in one synced batch.
+    pub fn delivered(&self, leased: &LeasedDelivery, next: (Millis, Delivery), now: Millis) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
+        batch.put_cf(self.cf(CF_RETURNS), leased.id, to_json(&ret));
+        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
+        batch.put_cf(
+            self.cf(CF_QUEUE),
+            queue_key(next.0, leased.id, JOB_DELIVER),
+            to_json(&Job::Deliver(Box::new(next.1))),
+        );
+        self.commit(batch)
+    }
+
+    /// Whether `token` names a delivery whose bounces are still awaited.
+    pub fn has_return(&self, token: [u8; 8]) -> Result<bool, StoreError> {
+        Ok(self.db().get_pinned_cf(self.cf(CF_RETURNS), token)?.is_some())
+    }
+
+    /// A bounce came back for delivery `token`: queue the refusal report to
+    /// the sender's store. `false` when the token is unknown (or used).
+    pub fn bounce_received(&self, token: [u8; 8], reason: &str, now: Millis) -> Result<bool, StoreError> {
+        let _g = self.lock();
+        let Some(ret) = self.get_json::<ReturnRecord>(CF_RETURNS, &token)? else { return Ok(false) };
+        let job = Job::Deliver(Box::new(Delivery {
+            notification: ret.notification,
+            attempts: 0,
+            first_attempt_at: Some(now),
+            last_error: None,
+            report: Some(Report::Refused(reason.to_string())),
+            dsn_to: None,
+        }));
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_RETURNS), token);
+        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, token, JOB_DELIVER), to_json(&job));
+        self.commit(batch)?;
+        Ok(true)
+    }
+
+    /// Every queued delivery with its due time, soonest first.
+    pub fn queued_deliveries(&self) -> Result<Vec<(Millis, Delivery)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            if let Some((due, _, kind)) = parse_queue_key(&k)
+                && kind & !LEASED == JOB_DELIVER
+                && let Job::Deliver(d) = from_json(CF_QUEUE, &v)?
+            {
+                out.push((due, *d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
+    pub fn finish_delivery(&self, leased: &LeasedDelivery, next: Option<(Millis, Delivery)>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
+        if let Some((due, d)) = next {
+            batch.put_cf(
+                self.cf(CF_QUEUE),
+                queue_key(due, leased.id, JOB_DELIVER),
+                to_json(&Job::Deliver(Box::new(d))),
+            );
+        }
+        self.commit(batch)
+    }
+}

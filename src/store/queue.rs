@@ -1,0 +1,276 @@
+//! The durable job queue: leasing due jobs, recording outcomes, lifetime
+//! expiry, releasing a dead process's leases, and the admin view.
+
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::records::*;
+use super::schema::*;
+use super::*;
+
+impl Store {
+    /// Makes every job leased by an earlier process due now: no attempt of
+    /// theirs can still be running. Returns how many were released.
+    pub fn release_leases(&self, now: Millis) -> Result<usize, StoreError> {
+        let _g = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some((_, job, kind)) = parse_queue_key(&k) else { continue };
+            if kind & LEASED == 0 {
+                continue;
+            }
+            batch.delete_cf(self.cf(CF_QUEUE), &k);
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, job, kind & !LEASED), &v);
+            if kind & !LEASED == JOB_NOTIFY
+                && let Some(mut r) = self.recipient_by_selector(&job)?
+            {
+                r.next_attempt_at = Some(now);
+                batch.put_cf(self.cf(CF_RECIPIENTS), job, to_json(&r));
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.commit(batch)?;
+        }
+        Ok(n)
+    }
+
+    /// Due time of the earliest queued job.
+    pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        let mut it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
+        match it.next() {
+            Some(item) => Ok(parse_queue_key(&item?.0).map(|(due, _, _)| due)),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes up to `limit` jobs due at `now`, moving each to `lease_until` so
+    /// that a crash mid-attempt retries it then rather than losing it.
+    pub fn lease_due(&self, now: Millis, lease_until: Millis, limit: usize) -> Result<LeasedJobs, StoreError> {
+        let _g = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut out = Vec::new();
+        let mut deliver = Vec::new();
+        let it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
+        for item in it {
+            let (k, v) = item?;
+            let Some((due, sel, kind)) = parse_queue_key(&k) else {
+                return Err(StoreError::Corrupt("queue key".into()));
+            };
+            if due > now || out.len() + deliver.len() >= limit {
+                break;
+            }
+            batch.delete_cf(self.cf(CF_QUEUE), &k);
+            let job: Job = from_json(CF_QUEUE, &v)?;
+            if let Job::Deliver(mut d) = job {
+                if d.report.is_none() {
+                    d.attempts += 1;
+                    d.first_attempt_at.get_or_insert(now);
+                }
+                batch.put_cf(
+                    self.cf(CF_QUEUE),
+                    queue_key(lease_until, sel, JOB_DELIVER | LEASED),
+                    to_json(&Job::Deliver(d.clone())),
+                );
+                deliver.push(LeasedDelivery { id: sel, due: lease_until, delivery: *d });
+                continue;
+            }
+            let Some(mut record) = self.recipient_by_selector(&sel)? else { continue };
+            let id: MessageId =
+                record.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
+            let Some(message) = self.message(&id)? else { continue };
+            if record.notification.is_final() || message.state != MessageState::Stored {
+                record.next_attempt_at = None;
+                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
+                continue;
+            }
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(lease_until, sel, (kind & !LEASED) | LEASED), &v);
+            record.next_attempt_at = Some(lease_until);
+            if record.notification == NotificationStatus::Unprocessed {
+                record.notification = NotificationStatus::Notifying;
+            }
+            record.attempts += 1;
+            record.first_attempt_at.get_or_insert(now);
+            record.last_attempt_at = Some(now);
+            batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
+            out.push(Leased { job, selector: sel, record, message });
+        }
+        if !batch.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(LeasedJobs { notify: out, deliver })
+    }
+
+    /// Queued jobs counted by (kind, state): state is `due`, `scheduled`
+    /// (due later) or `leased` (an attempt is running).
+    pub fn queue_stats(&self, now: Millis) -> Result<BTreeMap<(&'static str, &'static str), u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, _) = item?;
+            let Some((due, _, kind)) = parse_queue_key(&k) else { continue };
+            let name = if kind & !LEASED == JOB_DELIVER { "deliver" } else { "notify" };
+            let state = if kind & LEASED != 0 {
+                "leased"
+            } else if due <= now {
+                "due"
+            } else {
+                "scheduled"
+            };
+            *out.entry((name, state)).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    /// Every queued job, soonest first, for the admin API.
+    pub fn jobs(&self) -> Result<Vec<JobView>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            let Some((due, job, kind)) = parse_queue_key(&k) else { continue };
+            let leased = kind & LEASED != 0;
+            let view = match from_json::<Job>(CF_QUEUE, &v)? {
+                Job::Notify { .. } => {
+                    let r = self.recipient_by_selector(&job)?;
+                    JobView {
+                        id: hex(&job),
+                        kind: "notify",
+                        due,
+                        leased,
+                        recipient: r.as_ref().map(|r| r.recipient.clone()).unwrap_or_default(),
+                        attempts: r.as_ref().map_or(0, |r| r.attempts),
+                        last_error: r.and_then(|r| r.reason),
+                    }
+                }
+                Job::Deliver(d) => JobView {
+                    id: hex(&job),
+                    kind: "deliver",
+                    due,
+                    leased,
+                    recipient: d.notification.recipient.clone(),
+                    attempts: d.attempts,
+                    last_error: d.last_error.clone(),
+                },
+            };
+            out.push(view);
+        }
+        Ok(out)
+    }
+
+    /// The queue entry (key, value) of job `id`.
+    fn find_job(&self, id: &[u8; 8]) -> Result<Option<QueueEntry>, StoreError> {
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            let (k, v) = item?;
+            if parse_queue_key(&k).is_some_and(|(_, job, _)| &job == id) {
+                return Ok(Some((k.to_vec(), v.to_vec())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes a queued job due now. `false`: no such job (or it is running).
+    pub fn retry_job(&self, id: [u8; 8], now: Millis) -> Result<bool, StoreError> {
+        self.reschedule_job(id, Some(now))
+    }
+
+    /// Removes a queued job for good. `false`: no such job (or it is running).
+    pub fn drop_job(&self, id: [u8; 8]) -> Result<bool, StoreError> {
+        self.reschedule_job(id, None)
+    }
+
+    /// Moves a waiting job to `due`, or removes it (`None`), keeping a
+    /// notification's recipient record in step.
+    fn reschedule_job(&self, id: [u8; 8], due: Option<Millis>) -> Result<bool, StoreError> {
+        let _g = self.lock();
+        let Some((k, v)) = self.find_job(&id)? else { return Ok(false) };
+        let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
+        if kind & LEASED != 0 {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_QUEUE), &k);
+        if let Some(due) = due {
+            batch.put_cf(self.cf(CF_QUEUE), queue_key(due, id, kind), &v);
+        }
+        if kind == JOB_NOTIFY
+            && let Some(mut r) = self.recipient_by_selector(&id)?
+        {
+            r.next_attempt_at = due;
+            batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
+        }
+        self.commit(batch)?;
+        Ok(true)
+    }
+
+    /// Records how a leased notification attempt ended.
+    pub fn finish_notify(&self, sel: [u8; 8], attempt: NotifyAttempt, now: Millis) -> Result<(), StoreError> {
+        let _g = self.lock();
+        let Some(mut r) = self.recipient_by_selector(&sel)? else { return Ok(()) };
+        let mut batch = WriteBatch::default();
+        if let Some(due) = r.next_attempt_at.take() {
+            self.delete_job(&mut batch, due, sel, JOB_NOTIFY);
+        }
+        // A silence or refusal that arrived while the attempt was in flight wins.
+        if !r.notification.is_final() {
+            let job = to_json(&Job::Notify { recipient: hex(&sel) });
+            match attempt {
+                NotifyAttempt::Accepted { resend_at } => {
+                    r.accepted_at.get_or_insert(now);
+                    r.reason = None;
+                    r.next_attempt_at = Some(resend_at);
+                    batch.put_cf(self.cf(CF_QUEUE), queue_key(resend_at, sel, JOB_NOTIFY), &job);
+                }
+                NotifyAttempt::Retry { retry_at, reason } => {
+                    r.reason = Some(reason);
+                    r.next_attempt_at = Some(retry_at);
+                    batch.put_cf(self.cf(CF_QUEUE), queue_key(retry_at, sel, JOB_NOTIFY), &job);
+                }
+                NotifyAttempt::Final { status, reason } => {
+                    r.notification = status;
+                    r.reason = Some(reason);
+                    r.pinned = false;
+                }
+            }
+        }
+        batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
+        self.release_if_done(&mut batch, &r, &sel)?;
+        self.commit(batch)
+    }
+
+    /// Frees every message whose lifetime ended by `now`; returns how many.
+    pub fn expire_due(&self, now: Millis) -> Result<usize, StoreError> {
+        let _g = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        let it = self.db().iterator_cf(self.cf(CF_EXPIRY), IteratorMode::Start);
+        for item in it {
+            let (k, _) = item?;
+            let Some((at, id)) = parse_expiry_key(&k) else {
+                return Err(StoreError::Corrupt("expiry key".into()));
+            };
+            if at > now || n >= 1000 {
+                break;
+            }
+            batch.delete_cf(self.cf(CF_EXPIRY), &k);
+            if let Some(mut m) = self.message(&id)?
+                && m.state == MessageState::Stored
+            {
+                self.free_body(&mut batch, &id, &mut m, MessageState::Expired, None)?;
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.commit(batch)?;
+        }
+        Ok(n)
+    }
+
+    /// Earliest pending expiry.
+    pub fn next_expiry(&self) -> Result<Option<Millis>, StoreError> {
+        let mut it = self.db().iterator_cf(self.cf(CF_EXPIRY), IteratorMode::Start);
+        match it.next() {
+            Some(item) => Ok(parse_expiry_key(&item?.0).map(|(at, _)| at)),
+            None => Ok(None),
+        }
+    }
+}
