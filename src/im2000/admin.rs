@@ -16,15 +16,7 @@ async fn admin(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn job_id(id: &str) -> Result<[u8; 8], ApiError> {
-    let bad = || ApiError::NotFound("no such job".into());
-    if id.len() != 16 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 8];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(id.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    crate::proto::hex::decode_array(id).ok_or_else(|| ApiError::NotFound("no such job".into()))
 }
 
 #[derive(Serialize)]

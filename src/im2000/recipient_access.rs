@@ -146,13 +146,6 @@ pub struct ScanQuery {
     limit: Option<usize>,
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
-
 /// `GET /lists/{list}?since=CURSOR`.
 pub async fn scan_list(
     State(s): State<Shared>,
@@ -162,7 +155,7 @@ pub async fn scan_list(
     let after =
         match q.since.as_deref() {
             None | Some("") => None,
-            Some(c) => Some(unhex(c).filter(|b| b.len() == 24).ok_or_else(|| {
+            Some(c) => Some(crate::proto::hex::decode(c).filter(|b| b.len() == 24).ok_or_else(|| {
                 ApiError::BadRequest("since must be a cursor from an earlier answer's \"next\"".into())
             })?),
         };
@@ -174,6 +167,6 @@ pub async fn scan_list(
         .into_iter()
         .map(|r| ListMessage { id: r.id, sender: r.sender, size: r.size, submitted_at: rfc3339(r.submitted_at) })
         .collect();
-    let next = next.iter().map(|b| format!("{b:02x}")).collect();
+    let next = crate::proto::hex::encode(&next);
     Ok(axum::Json(ListScan { list, messages, next }).into_response())
 }

@@ -18,24 +18,11 @@ use subtle::ConstantTimeEq;
 pub struct BadId;
 
 fn parse_hex16(s: &str) -> Result<[u8; 16], BadId> {
-    let s = s.as_bytes();
-    if s.len() != 32 {
-        return Err(BadId);
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16).ok_or(BadId)?;
-        let lo = (pair[1] as char).to_digit(16).ok_or(BadId)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Ok(out)
+    super::hex::decode_array(s).ok_or(BadId)
 }
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
-    }
-    Ok(())
+    f.write_str(&super::hex::encode(bytes))
 }
 
 /// Names one stored message (a submission) for its sender.

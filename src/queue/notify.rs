@@ -71,7 +71,7 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
             NotifyAttempt::Final { status, .. } => status.as_str(),
         };
         s.metrics.inc("imgate_notifications_sent_total", "outcome", label);
-        tracing::info!(recipient = %l.record.recipient, id = %hex_short(&l.selector), attempt = l.record.attempts,
+        tracing::info!(recipient = %l.record.recipient, id = %crate::proto::hex::encode(&l.selector[..4]), attempt = l.record.attempts,
             outcome = ?attempt, "notification attempt");
         let st = s.store.clone();
         let sel = l.selector;
@@ -81,10 +81,6 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
             Err(e) => tracing::error!(error = %e, "recording a notification outcome failed"),
         }
     }
-}
-
-fn hex_short(sel: &[u8; 8]) -> String {
-    sel[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn retry(s: &Shared, l: &Leased, now: u64, reason: String, give_up_as: NotificationStatus) -> NotifyAttempt {

@@ -19,21 +19,9 @@ use crate::store::{LeasedDelivery, RecipientAction, Unavailable};
 /// Local part prefix of the per-delivery return paths (`bounce+ID@domain`).
 pub const RETURN_PREFIX: &str = "bounce+";
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The delivery token of a return-path address, if it is one.
 pub fn return_token(rcpt: &Address) -> Option<[u8; 8]> {
-    let t = rcpt.local().strip_prefix(RETURN_PREFIX)?;
-    if t.len() != 16 {
-        return None;
-    }
-    let mut out = [0u8; 8];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    crate::proto::hex::decode_array(rcpt.local().strip_prefix(RETURN_PREFIX)?)
 }
 
 /// How an attempt at the legacy host ended, short of success.
@@ -211,7 +199,7 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Fail
 
     // A per-delivery return path on the gateway, so that late bounces come
     // back here rather than to anyone else.
-    let return_path = format!("{RETURN_PREFIX}{}@{}", hex(job), s.config.smtp.store_domain);
+    let return_path = format!("{RETURN_PREFIX}{}@{}", crate::proto::hex::encode(job), s.config.smtp.store_domain);
     let envelope = Envelope::new(
         Some(return_path.parse().map_err(|e| Failure::Permanent(format!("return path: {e}")))?),
         vec![n.recipient.parse().map_err(|e| Failure::Permanent(format!("recipient: {e}")))?],

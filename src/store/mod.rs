@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use crate::clock::Millis;
 use crate::proto::api::{Notification, Origin};
 use crate::proto::digest::{header_section_len, sha256_field};
+use crate::proto::hex::encode as hex;
 use crate::proto::{Address, MessageId, NotificationStatus, ReadStatus, RecipientId};
 use records::*;
 use schema::*;
@@ -177,20 +178,8 @@ fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreEr
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex8(s: &str) -> Result<[u8; 8], StoreError> {
-    let bad = || StoreError::Corrupt(format!("bad selector {s:?}"));
-    if s.len() != 16 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 8];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    crate::proto::hex::decode_array(s).ok_or_else(|| StoreError::Corrupt(format!("bad selector {s:?}")))
 }
 
 impl Store {

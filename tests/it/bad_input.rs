@@ -163,14 +163,7 @@ async fn guessing_passwords_or_identifiers_is_rate_limited() {
     assert_eq!(error_of(r).await, (429, "rate_limited".to_string()));
 
     // SMTP AUTH shares the count: this address is already over it.
-    let t = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(one.submission.port())
-        .tls(lettre::transport::smtp::client::Tls::None)
-        .credentials(lettre::transport::smtp::authentication::Credentials::new(
-            "alice@one.test".into(),
-            PASSWORD.into(),
-        ))
-        .build();
+    let t = submission_client(&one, "alice@one.test", PASSWORD);
     let env = lettre::address::Envelope::new(
         Some("alice@one.test".parse().unwrap()),
         vec!["alice@one.test".parse().unwrap()],

@@ -219,6 +219,20 @@ pub fn unused_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// An SMTP client for `node`'s submission listener, authenticating in the
+/// clear (the plain-HTTP worlds allow it).
+pub fn submission_client(
+    node: &TestNode,
+    user: &str,
+    password: &str,
+) -> lettre::AsyncSmtpTransport<lettre::Tokio1Executor> {
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(node.submission.port())
+        .tls(lettre::transport::smtp::client::Tls::None)
+        .credentials(lettre::transport::smtp::authentication::Credentials::new(user.into(), password.into()))
+        .build()
+}
+
 /// The test CA's certificate file.
 pub fn ca_pem() -> &'static std::path::Path {
     &test_ca().pem_path

@@ -190,14 +190,7 @@ async fn smarthost_users_reach_smtp_domains_by_mx_and_get_one_dsn_on_failure() {
     w.dns.a("mx.legacy.test", "127.0.0.1".parse().unwrap()).await;
     let one = w.start("one.test", &["alice"]).await;
 
-    let t = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(one.submission.port())
-        .tls(lettre::transport::smtp::client::Tls::None)
-        .credentials(lettre::transport::smtp::authentication::Credentials::new(
-            "alice@one.test".into(),
-            PASSWORD.into(),
-        ))
-        .build();
+    let t = submission_client(&one, "alice@one.test", PASSWORD);
     let env = lettre::address::Envelope::new(
         Some("alice@one.test".parse().unwrap()),
         vec!["bob@legacy.test".parse().unwrap(), "nobody@legacy.test".parse().unwrap()],
