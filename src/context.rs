@@ -20,6 +20,15 @@ pub struct Directory {
     pub users: Users,
 }
 
+impl Directory {
+    /// Hashes the users' plain passwords; the directory keeps nothing else
+    /// of them.
+    pub fn new(config: Config) -> Directory {
+        let users = Users::from_config(&config);
+        Directory { config: without_plain_passwords(config), users }
+    }
+}
+
 pub struct Context {
     /// The configuration the node started with (listeners, limits, …).
     pub config: Config,
@@ -49,10 +58,9 @@ impl Context {
         self.directory.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces domains, routes and users (users' passwords are hashed here).
+    /// Replaces domains, routes and users.
     pub fn reload(&self, config: Config) {
-        let users = Users::from_config(&config);
-        let dir = Arc::new(Directory { config: without_plain_passwords(config), users });
+        let dir = Arc::new(Directory::new(config));
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = dir;
     }
 

@@ -15,7 +15,6 @@ use crate::config::Config;
 use crate::context::{Context, Shared};
 use crate::discovery::Locator;
 use crate::dns::{Dns, HickoryDns};
-use crate::im2000::auth::Users;
 use crate::im2000::client::{PeerClient, tls_client_config};
 use crate::im2000::{self, server};
 use crate::smtp_in::{self, session::ListenerKind};
@@ -69,8 +68,7 @@ impl Node {
             tls_client_config(config.tls.as_ref().and_then(|t| t.ca.as_deref())).map_err(StartError::Setup)?;
         let peers = PeerClient::new(Locator::new(&config, dns), config.notify.timeout, tls_client)
             .map_err(StartError::Setup)?;
-        // Plain passwords are hashed now; the node keeps nothing else of them.
-        let users = Users::from_config(&config);
+        let directory = std::sync::RwLock::new(Arc::new(crate::context::Directory::new(config.clone())));
         let config = crate::context::without_plain_passwords(config);
         let acceptor = match &config.tls {
             Some(t) => Some(server::tls_acceptor(t).map_err(StartError::Setup)?),
@@ -105,7 +103,6 @@ impl Node {
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
 
-        let directory = std::sync::RwLock::new(Arc::new(crate::context::Directory { config: config.clone(), users }));
         let ctx: Shared = Arc::new(Context {
             config,
             directory,

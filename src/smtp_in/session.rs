@@ -67,7 +67,7 @@ pub enum Step {
     NeedInput,
     /// Send this reply, then call [`Session::step`] again.
     Reply(Reply),
-    /// Decide whether `0` may receive; answer with [`Session::recipient_checked`].
+    /// Decide whether this recipient may receive; answer with [`Session::recipient_checked`].
     CheckRecipient(Address),
     /// Verify credentials; answer with [`Session::authenticated`].
     Authenticate { user: String, password: String },

@@ -130,8 +130,7 @@ async fn lists_are_scanned_and_retrieved() {
         http().get(format!("{}/lists/news@one.test", one.public_url())).send().await.unwrap().json().await.unwrap();
     let id = scan["messages"][0]["id"].as_str().unwrap();
     assert_eq!(scan["messages"][0]["sender"], "alice@one.test");
-    let body = http().get(format!("{}/messages/{id}", one.public_url())).send().await.unwrap().text().await.unwrap();
-    assert_eq!(body, MESSAGE);
+    assert_eq!(retrieve(&one, id).await, MESSAGE);
     let next = scan["next"].as_str().unwrap();
     let later: serde_json::Value = http()
         .get(format!("{}/lists/news@one.test?since={next}", one.public_url()))
