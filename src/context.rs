@@ -8,9 +8,13 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::config::Route;
 use crate::im2000::auth::Users;
 use crate::im2000::client::PeerClient;
 use crate::im2000::error::ApiError;
+use crate::proto::Address;
+use crate::routing::{Decision, Routes};
+use crate::store::records::QueuePause;
 use crate::store::{Store, StoreError};
 
 /// What a reload (SIGHUP) may change while the node runs: its domains,
@@ -32,8 +36,14 @@ impl Directory {
 pub struct Context {
     /// The configuration the node started with (listeners, limits, …).
     pub config: Config,
-    /// Domains, routes and users, replaced whole by a reload.
+    /// Domains, users and configured routes, replaced whole by a reload.
     pub directory: RwLock<Arc<Directory>>,
+    /// The routing table, a copy of the store's, replaced on every change.
+    pub routes: RwLock<Arc<Routes>>,
+    /// What the queue worker holds back, a copy of the store's.
+    pub pause: RwLock<QueuePause>,
+    /// The server certificate, replaced by a reload.
+    pub certs: Option<Arc<crate::im2000::server::Certs>>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub peers: PeerClient,
@@ -58,10 +68,55 @@ impl Context {
         self.directory.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces domains, routes and users.
-    pub fn reload(&self, config: Config) {
+    /// The current routing table.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether mail for `address` (of a local domain) goes to an IM2000
+    /// mailbox here or by SMTP to the domain's legacy host.
+    pub fn route(&self, address: &Address) -> Route {
+        self.routes().route(&self.dir(), address)
+    }
+
+    /// The route of `address` and the rule that decided it.
+    pub fn explain_route(&self, address: &Address) -> Decision {
+        self.routes().decide(&self.dir(), address)
+    }
+
+    /// Re-reads the routing table from the store (blocking).
+    pub fn load_routes(&self) -> Result<(), StoreError> {
+        let rules = self.store.routes()?;
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Routes { rules });
+        Ok(())
+    }
+
+    /// Replaces domains, routes, users and the TLS certificate (blocking).
+    /// Routes the file wrote are brought into the table; those an admin
+    /// set stay. A certificate that does not load leaves the old one.
+    pub fn reload(&self, config: Config) -> Result<(), String> {
+        if let (Some(certs), Some(tls)) = (&self.certs, &config.tls) {
+            certs.reload(tls)?;
+        }
+        self.store.seed_routes(&config.route_seeds(), self.clock.now()).map_err(|e| e.to_string())?;
         let dir = Arc::new(Directory::new(config));
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = dir;
+        self.load_routes().map_err(|e| e.to_string())
+    }
+
+    /// Whether the worker holds back a job for `recipient` (an address),
+    /// whose SMTP deliveries go to the domain's legacy host when it has one.
+    pub fn is_held(&self, recipient: &str, deliver: bool) -> bool {
+        let pause = self.pause.read().unwrap_or_else(|p| p.into_inner());
+        if pause.all {
+            return true;
+        }
+        if pause.hosts.is_empty() {
+            return false;
+        }
+        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
+        let legacy_host = if deliver { self.dir().config.legacy_host(&domain).map(str::to_lowercase) } else { None };
+        pause.hosts.iter().any(|h| *h == domain || Some(h) == legacy_host.as_ref())
     }
 
     /// Runs store work (RocksDB calls, fsync) off the async threads.

@@ -10,6 +10,8 @@
 //!   submission, originator access, notification query) and [`im2000::client`],
 //!   the same binding's client side.
 //! - [`smtp_in`] — SMTP MX and submission listeners: mail in, stored once.
+//! - [`routing`] — which users and domains are on IM2000 and which still on
+//!   SMTP: the live routing table and migration figures.
 //! - [`smtp_out`] — delivery to legacy SMTP hosts for recipients still on SMTP.
 //! - [`queue`] — the durable job worker: notifications, retries, expiry.
 //! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
@@ -35,6 +37,7 @@ pub mod node;
 pub mod privileges;
 pub mod proto;
 pub mod queue;
+pub mod routing;
 pub mod smtp_in;
 pub mod smtp_out;
 pub mod store;

@@ -70,9 +70,12 @@ impl Node {
             .map_err(StartError::Setup)?;
         let directory = std::sync::RwLock::new(Arc::new(crate::context::Directory::new(config.clone())));
         let config = crate::context::without_plain_passwords(config);
-        let acceptor = match &config.tls {
-            Some(t) => Some(server::tls_acceptor(t).map_err(StartError::Setup)?),
-            None => None,
+        let (acceptor, certs) = match &config.tls {
+            Some(t) => {
+                let (acceptor, certs) = server::tls_acceptor(t).map_err(StartError::Setup)?;
+                (Some(acceptor), Some(certs))
+            }
+            None => (None, None),
         };
         let authenticator = if config.smtp.mx.is_empty() || !config.smtp.verify_sender {
             None
@@ -99,6 +102,9 @@ impl Node {
         if released > 0 {
             tracing::info!(jobs = released, "released jobs left in progress by the previous run");
         }
+        store.seed_routes(&config.route_seeds(), clock.now())?;
+        let routes = std::sync::RwLock::new(Arc::new(crate::routing::Routes { rules: store.routes()? }));
+        let pause = std::sync::RwLock::new(store.queue_pause()?);
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
@@ -106,6 +112,9 @@ impl Node {
         let ctx: Shared = Arc::new(Context {
             config,
             directory,
+            routes,
+            pause,
+            certs,
             store,
             clock,
             peers,
@@ -169,9 +178,18 @@ impl Node {
     /// queued work go on. Listener settings keep their start-time values.
     pub async fn reload(&self, config: Config) {
         let ctx = self.ctx.clone();
-        let _ = tokio::task::spawn_blocking(move || ctx.reload(config)).await;
-        let dir = self.ctx.dir();
-        tracing::info!(domains = dir.config.domains.len(), users = dir.config.users.len(), "configuration reloaded");
+        match tokio::task::spawn_blocking(move || ctx.reload(config)).await {
+            Ok(Ok(())) => {
+                let dir = self.ctx.dir();
+                tracing::info!(
+                    domains = dir.config.domains.len(),
+                    users = dir.config.users.len(),
+                    "configuration reloaded"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "reload failed; the running configuration stays"),
+            Err(e) => tracing::error!(error = %e, "reload failed; the running configuration stays"),
+        }
         self.wake();
     }
 

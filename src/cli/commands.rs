@@ -8,7 +8,7 @@ use reqwest::Method;
 
 use super::api::Api;
 use super::output;
-use super::{Command, Conn, QueueAction};
+use super::{Command, Conn, MigrationAction, QueueAction, RouteAction};
 use crate::config::Config;
 use crate::discovery::Locator;
 use crate::dns::HickoryDns;
@@ -36,6 +36,46 @@ fn default_user(config: Option<&Config>, user: Option<String>) -> anyhow::Result
         Some([only]) => Ok(only.address.to_string()),
         _ => bail!("say which user: --user ADDRESS"),
     }
+}
+
+/// The admin for queue and route commands: `--user`, else the
+/// configuration's only admin.
+fn default_admin(config: Option<&Config>, user: Option<String>) -> anyhow::Result<String> {
+    if let Some(u) = user {
+        return Ok(u);
+    }
+    let admins: Vec<_> = config.map(|c| c.users.iter().filter(|u| u.admin).collect()).unwrap_or_default();
+    match admins.as_slice() {
+        [only] => Ok(only.address.to_string()),
+        _ => bail!("say which admin: --user ADDRESS"),
+    }
+}
+
+/// An API client for an admin command.
+fn admin_api(conn: &Conn, user: Option<String>) -> anyhow::Result<Api> {
+    let config = load(conn)?;
+    let user = default_admin(config.as_ref(), user)?;
+    Api::new(config.as_ref(), conn.server.as_deref(), &user)
+}
+
+/// A path segment, percent-encoded (RFC 3986 unreserved characters and
+/// `@` pass as they are).
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Prints an admin answer: as JSON, or through `show`.
+fn emit(json: bool, v: &serde_json::Value, show: fn(&serde_json::Value)) -> anyhow::Result<()> {
+    if json {
+        return print_json(v);
+    }
+    show(v);
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
@@ -142,19 +182,63 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
             if conn.json { print_json(&t) } else { output::track(&t) }
         }
         Command::Queue { conn, user, action } => {
-            let config = load(&conn)?;
-            let user = default_user(config.as_ref(), user)?;
-            let api = Api::new(config.as_ref(), conn.server.as_deref(), &user)?;
-            let v: serde_json::Value = match action {
-                QueueAction::List => api.json(api.request(Method::GET, "/admin/queue")).await?,
-                QueueAction::Retry { id } => {
-                    api.json(api.request(Method::POST, &format!("/admin/queue/{id}/retry"))).await?
+            let api = admin_api(&conn, user)?;
+            let host = |h: &Option<String>| h.iter().map(|h| ("host", h.clone())).collect::<Vec<_>>();
+            let (v, show): (serde_json::Value, fn(&serde_json::Value)) = match action {
+                QueueAction::List { state, recipient, host } => {
+                    let q: Vec<(&str, String)> = [("state", state), ("recipient", recipient), ("host", host)]
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v?)))
+                        .collect();
+                    (api.json(api.request(Method::GET, "/admin/queue").query(&q)).await?, output::queue)
+                }
+                QueueAction::Show { id } => {
+                    (api.json(api.request(Method::GET, &format!("/admin/queue/{}", segment(&id)))).await?, output::job)
+                }
+                QueueAction::Retry { id: Some(id), .. } => {
+                    let path = format!("/admin/queue/{}/retry", segment(&id));
+                    (api.json(api.request(Method::POST, &path)).await?, output::done)
+                }
+                QueueAction::Retry { id: None, host: h, .. } => {
+                    let req = api.request(Method::POST, "/admin/queue/retry").query(&host(&h));
+                    (api.json(req).await?, output::done)
                 }
                 QueueAction::Drop { id } => {
-                    api.json(api.request(Method::DELETE, &format!("/admin/queue/{id}"))).await?
+                    let path = format!("/admin/queue/{}", segment(&id));
+                    (api.json(api.request(Method::DELETE, &path)).await?, output::done)
+                }
+                QueueAction::Pause { host: h } => {
+                    let req = api.request(Method::POST, "/admin/queue/pause").query(&host(&h));
+                    (api.json(req).await?, output::paused)
+                }
+                QueueAction::Resume { host: h } => {
+                    let req = api.request(Method::POST, "/admin/queue/resume").query(&host(&h));
+                    (api.json(req).await?, output::paused)
                 }
             };
-            if conn.json { print_json(&v) } else { output::queue(&v) }
+            emit(conn.json, &v, show)
+        }
+        Command::Route { conn, user, action } => {
+            let api = admin_api(&conn, user)?;
+            let (v, show): (serde_json::Value, fn(&serde_json::Value)) = match action {
+                RouteAction::Set { target, route } => {
+                    let req = api
+                        .request(Method::PUT, &format!("/admin/routes/{}", segment(&target)))
+                        .json(&serde_json::json!({ "route": route }));
+                    (api.json(req).await?, output::route_set)
+                }
+                RouteAction::List => (api.json(api.request(Method::GET, "/admin/routes")).await?, output::routes),
+                RouteAction::Explain { address } => {
+                    let path = format!("/admin/routes/{}", segment(&address));
+                    (api.json(api.request(Method::GET, &path)).await?, output::explain)
+                }
+            };
+            emit(conn.json, &v, show)
+        }
+        Command::Migration { conn, user, action: MigrationAction::Status } => {
+            let api = admin_api(&conn, user)?;
+            let v: serde_json::Value = api.json(api.request(Method::GET, "/admin/migration")).await?;
+            emit(conn.json, &v, output::migration)
         }
         Command::DnsRecords { config, domain } => {
             let config = load_or_embedded(config.as_deref())?;

@@ -107,10 +107,31 @@ pub enum Command {
     Queue {
         #[command(flatten)]
         conn: Conn,
+        /// The admin user (default: the configuration's only admin).
         #[arg(long)]
         user: Option<String>,
         #[command(subcommand)]
         action: QueueAction,
+    },
+    /// Which users and domains are on IM2000 and which on SMTP (admin users).
+    Route {
+        #[command(flatten)]
+        conn: Conn,
+        /// The admin user (default: the configuration's only admin).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(subcommand)]
+        action: RouteAction,
+    },
+    /// How far each domain's move to IM2000 has come (admin users).
+    Migration {
+        #[command(flatten)]
+        conn: Conn,
+        /// The admin user (default: the configuration's only admin).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(subcommand)]
+        action: MigrationAction,
     },
     /// Recall a message you sent: later retrievals are refused.
     Cancel {
@@ -124,12 +145,57 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueAction {
-    /// Every queued job: notifications and SMTP deliveries.
-    List,
-    /// Make a waiting job due now.
-    Retry { id: String },
+    /// Queued jobs (notifications and SMTP deliveries), soonest first.
+    List {
+        /// running, held, due or scheduled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        recipient: Option<String>,
+        /// A recipient domain, or a legacy host (HOST:PORT) as configured.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// One job and every attempt at it, with its time and the reply.
+    Show { id: String },
+    /// Make a waiting job (or --all, or every job for --host) due now.
+    Retry {
+        #[arg(required_unless_present_any = ["all", "host"], conflicts_with_all = ["all", "host"])]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, conflicts_with = "all")]
+        host: Option<String>,
+    },
     /// Remove a waiting job for good.
     Drop { id: String },
+    /// Hold back every job, or those for one host, until resumed.
+    Pause {
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Undo a pause; held jobs become due at once.
+    Resume {
+        #[arg(long)]
+        host: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteAction {
+    /// Route a user (ADDRESS) or a whole DOMAIN: im2000, legacy or auto.
+    /// Applies to the next message at once, and to mail still queued.
+    Set { target: String, route: String },
+    /// Every rule of the routing table, with who set it and since when.
+    List,
+    /// Which route ADDRESS takes, and which rule decided it.
+    Explain { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrationAction {
+    /// Per domain: users and the last day's mail on each side.
+    Status,
 }
 
 /// How a client subcommand reaches its node.

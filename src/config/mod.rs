@@ -77,6 +77,15 @@ pub struct SmtpConfig {
     pub relay_concurrency: usize,
 }
 
+impl SmtpConfig {
+    /// Whether `ip:port` reaches one of this node's own SMTP listeners.
+    pub fn is_own_listener(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        self.mx.iter().chain(&self.submission).any(|a| {
+            a.port() == port && (a.ip() == ip || (a.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub default_lifetime: Duration,
@@ -127,7 +136,8 @@ pub struct UserConfig {
 
 /// Where a recipient's mail goes: an IM2000 mailbox here, or by SMTP to the
 /// domain's legacy host (the gateway is then the recipient's agent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Route {
     Im2000,
     Legacy,
@@ -136,13 +146,27 @@ pub enum Route {
 }
 
 impl Route {
-    fn parse(s: &str) -> Option<Route> {
+    pub fn parse(s: &str) -> Option<Route> {
         match s {
             "im2000" => Some(Route::Im2000),
             "legacy" => Some(Route::Legacy),
             "auto" => Some(Route::Auto),
             _ => None,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Im2000 => "im2000",
+            Route::Legacy => "legacy",
+            Route::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -250,19 +274,12 @@ impl Config {
         self.users.iter().find(|u| u.address.key() == key)
     }
 
-    /// Whether mail for `address` (in a local domain) goes to an IM2000
-    /// mailbox here or by SMTP to the legacy host.
-    pub fn route(&self, address: &Address) -> Route {
-        let user = self.user(address);
-        let route = user
-            .and_then(|u| u.route)
-            .or_else(|| self.routes.get(address.domain()).map(|r| r.route))
-            .unwrap_or(Route::Im2000);
-        match route {
-            Route::Auto if user.is_some_and(|u| u.secret.is_some()) => Route::Im2000,
-            Route::Auto => Route::Legacy,
-            other => other,
-        }
+    /// The routes the configuration writes down, which seed the store's
+    /// routing table: every domain's, and each user's that has one.
+    pub fn route_seeds(&self) -> Vec<(String, Route)> {
+        let domains = self.routes.iter().map(|(d, r)| (d.clone(), r.route));
+        let users = self.users.iter().filter_map(|u| Some((u.address.key(), u.route?)));
+        domains.chain(users).collect()
     }
 
     /// Whether `domain`'s legacy users are checked at the legacy host first.
@@ -540,6 +557,16 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
     };
     if (!smtp.mx.is_empty() || !smtp.submission.is_empty()) && domains.is_empty() {
         c.problem("smtp", "SMTP listeners need at least one [[domain]]");
+    }
+    for (i, domain) in domains.iter().enumerate() {
+        if let Some(a) = routes[domain].legacy_host.as_deref().and_then(|h| h.parse::<SocketAddr>().ok())
+            && smtp.is_own_listener(a.ip(), a.port())
+        {
+            c.problem(
+                format!("domain[{i}].legacy_host"),
+                format!("{a} is this gateway's own SMTP listener (a route loop)"),
+            );
+        }
     }
 
     let tls = raw.tls.map(|t| {

@@ -34,6 +34,10 @@ pub enum ApiError {
     OverQuota(String),
     #[error("{0}")]
     RateLimited(String),
+    /// A well-formed request the node will not carry out, with the code
+    /// saying why (`bad_route`, `route_loop`, …).
+    #[error("{1}")]
+    Refused(&'static str, String),
     #[error("the store is temporarily unavailable")]
     Storage(#[source] StoreError),
 }
@@ -53,6 +57,7 @@ impl ApiError {
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             Self::OverQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "over_quota"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Refused(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         }
     }

@@ -82,7 +82,7 @@ async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
         return outcome(NotifyResult::Refused, format!("{} is not a domain served here", recipient.domain()));
     }
     // A recipient still on SMTP: this node is their agent, and delivers.
-    let legacy = s.dir().config.route(&recipient) == Route::Legacy;
+    let legacy = s.route(&recipient) == Route::Legacy;
     if !legacy && !s.dir().users.contains(&recipient) {
         return outcome(NotifyResult::Nouser, format!("no user {recipient} here"));
     }

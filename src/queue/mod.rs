@@ -21,6 +21,10 @@ pub fn lease(cfg: &crate::config::NotifyConfig) -> Duration {
     cfg.timeout * 4 + Duration::from_secs(60)
 }
 
+/// How long a job for a paused host is put back before it is looked at
+/// again (a resume makes them due at once).
+const HOLD: Duration = Duration::from_secs(60);
+
 /// Most jobs (a batch to one agent, or one SMTP delivery) running at once.
 const DOMAINS_AT_ONCE: usize = 64;
 
@@ -49,8 +53,19 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
         {
             tracing::info!(messages = n, "lifetimes ended; bodies freed");
         }
-        let (st, limit) = (s.store.clone(), s.config.notify.batch_size * 10);
-        let leased = match s.blocking(move || st.lease_due(now, now + lease.as_millis() as u64, limit)).await {
+        if s.pause.read().unwrap_or_else(|p| p.into_inner()).all {
+            // Paused: nothing is taken until `imgate queue resume` wakes us.
+            tokio::select! {
+                _ = s.clock.sleep_until(now + 60_000) => {}
+                _ = s.wake.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
+        }
+        let (st, limit, s2) = (s.store.clone(), s.config.notify.batch_size * 10, s.clone());
+        let held = move |recipient: &str, deliver: bool| s2.is_held(recipient, deliver);
+        let (until, held_until) = (now + lease.as_millis() as u64, now + HOLD.as_millis() as u64);
+        let leased = match s.blocking(move || st.lease_due(now, until, limit, &held, held_until)).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the queue failed");

@@ -11,6 +11,7 @@ use crate::im2000::client::PeerError;
 use crate::im2000::notifications;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResult};
 use crate::proto::{NotificationStatus, RecipientId};
+use crate::store::records::Attempt;
 use crate::store::{Leased, NotifyAttempt};
 
 /// Groups leased notifications by recipient domain, in batches of at most
@@ -71,11 +72,19 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
             NotifyAttempt::Final { status, .. } => status.as_str(),
         };
         s.metrics.inc("imgate_notifications_sent_total", "outcome", label);
-        tracing::info!(recipient = %l.record.recipient, id = %crate::proto::hex::encode(&l.selector[..4]), attempt = l.record.attempts,
-            outcome = ?attempt, "notification attempt");
+        let result = match (&answer, &attempt) {
+            (Ok(outcomes), _) => match &outcomes[i].reason {
+                Some(r) => format!("{label}: {r}"),
+                None => label.to_string(),
+            },
+            (Err(e), _) => e.to_string(),
+        };
+        tracing::info!(msg = %l.record.message, recipient = %l.record.recipient, agent = %domain,
+            attempt = l.record.attempts, outcome = label, reply = %result, "notification attempt");
+        let tried = Attempt { at: now, host: domain.clone(), result };
         let st = s.store.clone();
         let sel = l.selector;
-        match s.blocking(move || st.finish_notify(sel, attempt, now)).await {
+        match s.blocking(move || st.finish_notify(sel, attempt, tried, now)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "recording a notification outcome failed"),
             Err(e) => tracing::error!(error = %e, "recording a notification outcome failed"),

@@ -171,7 +171,7 @@ async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Destinat
         let known = s.blocking(move || st.has_return(token)).await;
         Destination::Local { user_exists: matches!(known, Ok(Ok(true))) }
     } else if s.dir().config.is_local_domain(rcpt.domain()) {
-        let on_smtp = s.dir().config.route(rcpt) == crate::config::Route::Legacy;
+        let on_smtp = s.route(rcpt) == crate::config::Route::Legacy;
         Destination::Local { user_exists: on_smtp || s.dir().users.contains(rcpt) }
     } else if kind == ListenerKind::Mx {
         Destination::Remote(None)

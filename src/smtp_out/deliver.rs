@@ -13,7 +13,7 @@ use crate::proto::api::Notification;
 use crate::proto::digest::sha256_field;
 use crate::proto::{Address, RecipientId};
 use crate::queue::backoff::retry_delay;
-use crate::store::records::{Delivery, Report};
+use crate::store::records::{Attempt, Delivery, Report, remember_attempt};
 use crate::store::{LeasedDelivery, RecipientAction, Unavailable};
 
 /// Local part prefix of the per-delivery return paths (`bounce+ID@domain`).
@@ -41,22 +41,32 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
     let n = d.notification.clone();
     let lease = crate::queue::lease(&s.config.notify);
     let mut current = leased;
+    if d.report.is_none() && moved_to_im2000(s, &current).await {
+        return;
+    }
     if d.report.is_none() {
         // The whole attempt (DNS, every host) ends well inside the job's
         // lease, so a lease never expires under a running attempt.
         let budget = s.config.notify.timeout * 4;
-        let outcome = tokio::time::timeout(budget, attempt(s, &n, &current.id))
+        let mut host = String::new();
+        let outcome = tokio::time::timeout(budget, attempt(s, &n, &current.id, &mut host))
             .await
             .unwrap_or_else(|_| Err(Failure::Temporary(format!("no host answered within {}s", budget.as_secs()))));
-        tracing::info!(recipient = %n.recipient, id = %&n.id[..8.min(n.id.len())], attempt = d.attempts,
-            outcome = ?outcome, "legacy delivery attempt");
         let label = match &outcome {
             Ok(()) => "delivered",
             Err(Failure::Permanent(_)) => "refused",
             Err(Failure::Temporary(_)) => "deferred",
             Err(Failure::Gone) => "gone",
         };
+        let result = match &outcome {
+            Ok(()) => "250 accepted".to_string(),
+            Err(Failure::Permanent(r) | Failure::Temporary(r)) => r.clone(),
+            Err(Failure::Gone) => "the message is no longer at its store".to_string(),
+        };
+        tracing::info!(msg = %short_id(&n), store = %n.store, recipient = %n.recipient, host = %host,
+            attempt = d.attempts, outcome = label, reply = %result, "smtp delivery attempt");
         s.metrics.inc("imgate_smtp_deliveries_total", "outcome", label);
+        remember_attempt(&mut d.history, Attempt { at: s.clock.now(), host, result });
         match outcome {
             Ok(()) => d.report = Some(Report::Delivered),
             Err(Failure::Permanent(reply)) => d.report = Some(Report::Refused(reply)),
@@ -138,6 +148,41 @@ async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>
     }
 }
 
+/// How a delivery or its message is named in logs: the store and the first
+/// 8 hex digits of the identifier (the public selector half).
+pub fn short_id(n: &Notification) -> String {
+    format!("{}/{}", n.store, &n.id[..8.min(n.id.len())])
+}
+
+/// A user moved to IM2000 while their SMTP delivery waited: the job ends
+/// and the notification goes to their inbox instead. `true` if so.
+async fn moved_to_im2000(s: &Shared, leased: &LeasedDelivery) -> bool {
+    let n = &leased.delivery.notification;
+    let Ok(rcpt) = n.recipient.parse::<Address>() else { return false };
+    if leased.delivery.dsn_to.is_some()
+        || !s.dir().config.is_local_domain(rcpt.domain())
+        || s.route(&rcpt) != crate::config::Route::Im2000
+    {
+        return false;
+    }
+    let (st, l, key, now) = (s.store.clone(), leased.clone(), rcpt.key(), s.clock.now());
+    match s.blocking(move || st.delivery_to_inbox(&l, &key, now)).await {
+        Ok(Ok(seq)) => {
+            tracing::info!(msg = %short_id(n), recipient = %rcpt, seq, "queued delivery rerouted to the IM2000 inbox");
+            s.metrics.inc("imgate_smtp_deliveries_total", "outcome", "rerouted");
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "rerouting a delivery failed; the lease will retry it");
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rerouting a delivery failed; the lease will retry it");
+            true
+        }
+    }
+}
+
 /// The message from the sender's store: this node's own, or a peer's.
 async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
     if s.dir().config.is_local_domain(&n.store) {
@@ -183,7 +228,8 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
 /// Resumptions of one interrupted pull before the attempt is given up.
 const PULL_RESUMES: usize = 5;
 
-async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Failure> {
+/// One attempt; `tried` names the last host tried.
+async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String) -> Result<(), Failure> {
     let content = pull(s, n).await?;
     if sha256_field(&content) != n.digest {
         return Err(Failure::Temporary(format!("the content from {} does not match its digest", n.store)));
@@ -193,8 +239,16 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Fail
         NoHost::Permanent(m) => Failure::Permanent(m),
         NoHost::Temporary(m) => Failure::Temporary(m),
     })?;
-    let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
-    let received = render::received_header(&n.store, &s.config.hostname, &n.id[..8.min(n.id.len())], &date);
+    // SMTP mail this gateway took in already carries its Received header for
+    // this host: relaying it on is one hop, not two.
+    let from_our_smtp =
+        s.dir().config.is_local_domain(&n.store) && n.origin.as_ref().is_some_and(|o| o.protocol == "smtp");
+    let received = if from_our_smtp {
+        String::new()
+    } else {
+        let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
+        render::received_header(&n.store, &s.config.hostname, &n.id[..8.min(n.id.len())], &date)
+    };
     let octets = render::for_smtp(&received, &content);
 
     // A per-delivery return path on the gateway, so that late bounces come
@@ -221,7 +275,8 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Fail
             }
         };
         for ip in ips {
-            if is_self(s, ip, port) {
+            *tried = format!("{host}:{port}");
+            if s.config.smtp.is_own_listener(ip, port) {
                 return Err(Failure::Permanent(format!("route loop: {host}:{port} is this gateway")));
             }
             match send_to(s, ip, port, &host, &envelope, &octets).await {
@@ -239,14 +294,6 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8]) -> Result<(), Fail
 enum Sent {
     Refused(String),
     Deferred(String),
-}
-
-/// Whether `ip:port` is one of this node's own SMTP listeners.
-fn is_self(s: &Shared, ip: std::net::IpAddr, port: u16) -> bool {
-    let smtp = &s.config.smtp;
-    smtp.mx.iter().chain(&smtp.submission).any(|a| {
-        a.port() == port && (a.ip() == ip || (a.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
-    })
 }
 
 /// One SMTP transaction with one host, by address, TLS named for `host`.

@@ -8,6 +8,7 @@ use rand::seq::SliceRandom;
 use crate::context::Shared;
 use crate::discovery::split_host_port;
 use crate::dns::DnsError;
+use crate::routing::RouteError;
 
 /// Why no host can be tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,26 @@ pub async fn smtp_hosts(s: &Shared, domain: &str) -> Result<Vec<(String, u16)>, 
         Err(DnsError::NxDomain) => Err(NoHost::Permanent(format!("{domain} does not exist"))),
         Err(DnsError::Temporary(e)) => Err(NoHost::Temporary(format!("MX lookup for {domain}: {e}"))),
     }
+}
+
+/// Refuses a legacy route for `domain` whose SMTP hosts include this
+/// gateway itself (mail would come straight back), or that has no SMTP host
+/// at all. DNS failing for now is a refusal too: try again.
+pub async fn check_loop(s: &Shared, domain: &str) -> Result<(), RouteError> {
+    let hosts = smtp_hosts(s, domain).await.map_err(|e| match e {
+        NoHost::Permanent(m) | NoHost::Temporary(m) => RouteError::NoHost(domain.to_string(), m),
+    })?;
+    let dns = s.peers.locator().dns();
+    for (host, port) in hosts {
+        let ips = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => dns.ips(&host).await.unwrap_or_default(),
+        };
+        if ips.iter().any(|ip| s.config.smtp.is_own_listener(*ip, port)) {
+            return Err(RouteError::Loop(format!("{domain}'s SMTP host {host}:{port} is this gateway")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,10 +25,12 @@ impl Store {
             last_error: None,
             report: None,
             dsn_to: None,
+            history: Vec::new(),
         }));
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
         batch.put_cf(self.cf(CF_INBOX_SEEN), seen, inbox_key(user_key, 0));
+        self.count_traffic(&mut batch, domain_of(user_key), SIDE_LEGACY, n.size, now);
         self.commit(batch)?;
         Ok(InboxAccept::Accepted(0))
     }
@@ -66,6 +68,7 @@ impl Store {
             last_error: None,
             report: Some(Report::Refused(reason.to_string())),
             dsn_to: None,
+            history: Vec::new(),
         }));
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_RETURNS), token);

@@ -20,17 +20,49 @@ impl Store {
         if let Some(v) = self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)? {
             return Ok(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
         }
+        let mut batch = WriteBatch::default();
+        let seq = self.file_in_inbox(&mut batch, user_key, n, now)?;
+        self.commit(batch)?;
+        Ok(InboxAccept::Accepted(seq))
+    }
+
+    /// A queued SMTP delivery for a user who has moved to IM2000: the job
+    /// ends and its notification lands in their inbox, in one batch.
+    pub fn delivery_to_inbox(&self, leased: &LeasedDelivery, user_key: &str, now: Millis) -> Result<u64, StoreError> {
+        let _g = self.lock();
+        let n = &leased.delivery.notification;
+        let mut batch = WriteBatch::default();
+        self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
+        let seq = self.file_in_inbox(&mut batch, user_key, n, now)?;
+        // It was counted as legacy traffic when it was queued.
+        batch.merge_cf(
+            self.cf(CF_TRAFFIC),
+            traffic_key(domain_of(user_key), hour_of(now), SIDE_LEGACY),
+            account_value(-(n.size as i64), -1),
+        );
+        self.commit(batch)?;
+        Ok(seq)
+    }
+
+    /// Adds the inbox entry, its idempotency mark and its traffic count to
+    /// `batch` (under the write lock); returns its sequence number.
+    fn file_in_inbox(
+        &self,
+        batch: &mut WriteBatch,
+        user_key: &str,
+        n: &Notification,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
         let seq = match self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("inbox_seq".into()))?),
             None => 0,
         } + 1;
         let key = inbox_key(user_key, seq);
-        let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META), META_INBOX_SEQ, seq.to_be_bytes());
         batch.put_cf(self.cf(CF_INBOX), &key, to_json(&InboxRecord { received_at: now, notification: n.clone() }));
-        batch.put_cf(self.cf(CF_INBOX_SEEN), seen, &key);
-        self.commit(batch)?;
-        Ok(InboxAccept::Accepted(seq))
+        batch.put_cf(self.cf(CF_INBOX_SEEN), inbox_seen_key(&n.store, &n.id, user_key), &key);
+        self.count_traffic(batch, domain_of(user_key), SIDE_IM2000, n.size, now);
+        Ok(seq)
     }
 
     /// Up to `limit` inbox entries after sequence `after`.

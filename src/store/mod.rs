@@ -16,6 +16,7 @@ mod deliveries;
 mod inbox;
 mod queue;
 pub mod records;
+mod routes;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::proto::digest::{header_section_len, sha256_field};
 use crate::proto::hex::encode as hex;
 use crate::proto::{Address, MessageId, NotificationStatus, ReadStatus, RecipientId};
 use records::*;
+pub use routes::Traffic;
 use schema::*;
 
 /// Why a store operation failed.
@@ -150,6 +152,13 @@ pub struct JobView {
     pub recipient: String,
     pub attempts: u32,
     pub last_error: Option<String>,
+    pub sender: String,
+    /// The store the message is at.
+    pub store: String,
+    pub size: u64,
+    pub first_attempt_at: Option<Millis>,
+    /// The attempts remembered (the first and the latest ones).
+    pub history: Vec<Attempt>,
 }
 
 /// Result of accepting a notification into an inbox.
@@ -178,6 +187,11 @@ fn from_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreEr
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// The domain of an address key.
+fn domain_of(key: &str) -> &str {
+    key.rsplit_once('@').map_or(key, |(_, d)| d)
+}
+
 fn unhex8(s: &str) -> Result<[u8; 8], StoreError> {
     crate::proto::hex::decode_array(s).ok_or_else(|| StoreError::Corrupt(format!("bad selector {s:?}")))
 }
@@ -193,6 +207,9 @@ impl Store {
             let mut o = Options::default();
             if *name == CF_ACCOUNTS {
                 o.set_merge_operator_associative("imgate_account_sum", merge_accounts);
+            }
+            if *name == CF_TRAFFIC {
+                o.set_merge_operator_associative("imgate_traffic_sum", merge_accounts);
             }
             if *name == CF_BODIES {
                 // Large values go to blob files, out of the compaction path.
@@ -341,6 +358,7 @@ impl Store {
             accepted_at: None,
             read_at: None,
             silenced_at: None,
+            history: Vec::new(),
             reason: None,
         };
 
@@ -372,6 +390,7 @@ impl Store {
                 last_error: None,
                 report: None,
                 dsn_to: Some(m.sender.to_string()),
+                history: Vec::new(),
             }));
             let mut job_id = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut job_id);

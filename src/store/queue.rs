@@ -46,8 +46,17 @@ impl Store {
     }
 
     /// Takes up to `limit` jobs due at `now`, moving each to `lease_until` so
-    /// that a crash mid-attempt retries it then rather than losing it.
-    pub fn lease_due(&self, now: Millis, lease_until: Millis, limit: usize) -> Result<LeasedJobs, StoreError> {
+    /// that a crash mid-attempt retries it then rather than losing it. A job
+    /// `held(recipient, is_delivery)` names (a paused host's) is put back
+    /// until `held_until`, no attempt counted.
+    pub fn lease_due(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+        held: &dyn Fn(&str, bool) -> bool,
+        held_until: Millis,
+    ) -> Result<LeasedJobs, StoreError> {
         let _g = self.lock();
         let mut batch = WriteBatch::default();
         let mut out = Vec::new();
@@ -63,6 +72,12 @@ impl Store {
             }
             batch.delete_cf(self.cf(CF_QUEUE), &k);
             let job: Job = from_json(CF_QUEUE, &v)?;
+            if let Job::Deliver(d) = &job
+                && held(&d.notification.recipient, true)
+            {
+                batch.put_cf(self.cf(CF_QUEUE), queue_key(held_until, sel, kind), &v);
+                continue;
+            }
             if let Job::Deliver(mut d) = job {
                 if d.report.is_none() {
                     d.attempts += 1;
@@ -82,6 +97,12 @@ impl Store {
             let Some(message) = self.message(&id)? else { continue };
             if record.notification.is_final() || message.state != MessageState::Stored {
                 record.next_attempt_at = None;
+                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
+                continue;
+            }
+            if held(&record.recipient, false) {
+                batch.put_cf(self.cf(CF_QUEUE), queue_key(held_until, sel, kind & !LEASED), &v);
+                record.next_attempt_at = Some(held_until);
                 batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
                 continue;
             }
@@ -127,34 +148,77 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
             let (k, v) = item?;
-            let Some((due, job, kind)) = parse_queue_key(&k) else { continue };
-            let leased = kind & LEASED != 0;
-            let view = match from_json::<Job>(CF_QUEUE, &v)? {
-                Job::Notify { .. } => {
-                    let r = self.recipient_by_selector(&job)?;
-                    JobView {
-                        id: hex(&job),
-                        kind: "notify",
-                        due,
-                        leased,
-                        recipient: r.as_ref().map(|r| r.recipient.clone()).unwrap_or_default(),
-                        attempts: r.as_ref().map_or(0, |r| r.attempts),
-                        last_error: r.and_then(|r| r.reason),
-                    }
-                }
-                Job::Deliver(d) => JobView {
-                    id: hex(&job),
-                    kind: "deliver",
-                    due,
-                    leased,
-                    recipient: d.notification.recipient.clone(),
-                    attempts: d.attempts,
-                    last_error: d.last_error.clone(),
-                },
-            };
-            out.push(view);
+            if let Some(view) = self.job_view(&k, &v)? {
+                out.push(view);
+            }
         }
         Ok(out)
+    }
+
+    /// One queued job, for `imgate queue show`.
+    pub fn job(&self, id: [u8; 8]) -> Result<Option<JobView>, StoreError> {
+        match self.find_job(&id)? {
+            Some((k, v)) => self.job_view(&k, &v),
+            None => Ok(None),
+        }
+    }
+
+    fn job_view(&self, k: &[u8], v: &[u8]) -> Result<Option<JobView>, StoreError> {
+        let Some((due, job, kind)) = parse_queue_key(k) else { return Ok(None) };
+        let leased = kind & LEASED != 0;
+        Ok(Some(match from_json::<Job>(CF_QUEUE, v)? {
+            Job::Notify { .. } => {
+                let Some(r) = self.recipient_by_selector(&job)? else { return Ok(None) };
+                let m = match r.message.parse::<MessageId>() {
+                    Ok(id) => self.message(&id)?,
+                    Err(_) => None,
+                };
+                JobView {
+                    id: hex(&job),
+                    kind: "notify",
+                    due,
+                    leased,
+                    recipient: r.recipient,
+                    attempts: r.attempts,
+                    last_error: r.reason,
+                    sender: m.as_ref().map(|m| m.sender.clone()).unwrap_or_default(),
+                    store: m.as_ref().map(|m| m.store.clone()).unwrap_or_default(),
+                    size: m.map_or(0, |m| m.size),
+                    first_attempt_at: r.first_attempt_at,
+                    history: r.history,
+                }
+            }
+            Job::Deliver(d) => JobView {
+                id: hex(&job),
+                kind: "deliver",
+                due,
+                leased,
+                recipient: d.notification.recipient,
+                attempts: d.attempts,
+                last_error: d.last_error,
+                sender: d.notification.sender,
+                store: d.notification.store,
+                size: d.notification.size,
+                first_attempt_at: d.first_attempt_at,
+                history: d.history,
+            },
+        }))
+    }
+
+    /// Makes every waiting job `pick(recipient, is_delivery)` chooses due
+    /// now; returns how many.
+    pub fn retry_jobs(&self, now: Millis, pick: &dyn Fn(&str, bool) -> bool) -> Result<usize, StoreError> {
+        let ids: Vec<[u8; 8]> = self
+            .jobs()?
+            .into_iter()
+            .filter(|j| !j.leased && j.due > now && pick(&j.recipient, j.kind == "deliver"))
+            .filter_map(|j| crate::proto::hex::decode_array(&j.id))
+            .collect();
+        let mut n = 0;
+        for id in ids {
+            n += usize::from(self.retry_job(id, now)?);
+        }
+        Ok(n)
     }
 
     /// The queue entry (key, value) of job `id`.
@@ -203,9 +267,16 @@ impl Store {
     }
 
     /// Records how a leased notification attempt ended.
-    pub fn finish_notify(&self, sel: [u8; 8], attempt: NotifyAttempt, now: Millis) -> Result<(), StoreError> {
+    pub fn finish_notify(
+        &self,
+        sel: [u8; 8],
+        attempt: NotifyAttempt,
+        tried: Attempt,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let _g = self.lock();
         let Some(mut r) = self.recipient_by_selector(&sel)? else { return Ok(()) };
+        remember_attempt(&mut r.history, tried);
         let mut batch = WriteBatch::default();
         if let Some(due) = r.next_attempt_at.take() {
             self.delete_job(&mut batch, due, sel, JOB_NOTIFY);

@@ -73,6 +73,9 @@ pub struct RecipientRecord {
     pub read_at: Option<Millis>,
     pub silenced_at: Option<Millis>,
     pub reason: Option<String>,
+    /// Notification attempts, for `imgate queue show`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
 }
 
 /// A durable unit of work in the queue.
@@ -100,6 +103,9 @@ pub struct Delivery {
     /// RFC 3464 DSN if delivery fails for good (legacy users expect one).
     #[serde(default)]
     pub dsn_to: Option<String>,
+    /// SMTP attempts, for `imgate queue show`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
 }
 
 /// The outcome to report to the sender's store.
@@ -140,4 +146,55 @@ pub struct InboxRecord {
 pub struct ReturnRecord {
     pub notification: Notification,
     pub delivered_at: Millis,
+}
+
+/// Who set a route in the routing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSource {
+    /// Written in the configuration file (and updated when it changes).
+    Config,
+    /// Set with `imgate route set`; outlives configuration changes.
+    Admin,
+}
+
+/// One rule of the routing table: a domain's or a user's route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub route: crate::config::Route,
+    /// When this rule took its current value.
+    pub since: Millis,
+    pub source: RouteSource,
+    /// The admin who set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// What the queue worker holds back: everything, or jobs for some hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePause {
+    pub all: bool,
+    /// Recipient domains or legacy hosts (HOST:PORT), lowercase.
+    pub hosts: Vec<String>,
+}
+
+/// One attempt of a job, for `imgate queue show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: Millis,
+    /// The agent or SMTP host tried.
+    pub host: String,
+    /// What it answered (or why nothing did).
+    pub result: String,
+}
+
+/// Attempts remembered per job: the first few and the latest.
+pub const ATTEMPTS_KEPT: usize = 20;
+
+/// Adds `a` to a job's history, dropping the oldest but the first when full.
+pub fn remember_attempt(history: &mut Vec<Attempt>, a: Attempt) {
+    if history.len() >= ATTEMPTS_KEPT {
+        history.remove(1);
+    }
+    history.push(a);
 }

@@ -16,6 +16,8 @@
 //! | `inbox_seen` | sha-256(store · id · recipient) (32)    | user key · 0x00 · sequence (8) |
 //! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE) |
 //! | `returns`    | delivery id (8), the token of a `bounce+ID@` return path | [`ReturnRecord`] JSON |
+//! | `routes`     | a domain, or a user's address key         | [`RouteRecord`] JSON |
+//! | `traffic`    | domain · 0x00 · hour (8) · side (1: `i` IM2000, `l` legacy) | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
 //!
 //! [`MessageRecord`]: super::records::MessageRecord
 //! [`RecipientRecord`]: super::records::RecipientRecord
@@ -23,6 +25,7 @@
 //! [`ListRecord`]: super::records::ListRecord
 //! [`InboxRecord`]: super::records::InboxRecord
 //! [`ReturnRecord`]: super::records::ReturnRecord
+//! [`RouteRecord`]: super::records::RouteRecord
 
 use sha2::{Digest, Sha256};
 
@@ -40,6 +43,8 @@ pub const CF_INBOX: &str = "inbox";
 pub const CF_INBOX_SEEN: &str = "inbox_seen";
 pub const CF_META: &str = "meta";
 pub const CF_RETURNS: &str = "returns";
+pub const CF_ROUTES: &str = "routes";
+pub const CF_TRAFFIC: &str = "traffic";
 
 pub const ALL_CFS: &[&str] = &[
     CF_MESSAGES,
@@ -53,12 +58,18 @@ pub const ALL_CFS: &[&str] = &[
     CF_INBOX_SEEN,
     CF_META,
     CF_RETURNS,
+    CF_ROUTES,
+    CF_TRAFFIC,
 ];
 
 /// Version of this layout, written at creation and checked at open.
 pub const SCHEMA_VERSION: u32 = 1;
 pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_INBOX_SEQ: &[u8] = b"inbox_seq";
+/// What the queue holds back ([`QueuePause`] JSON).
+///
+/// [`QueuePause`]: super::records::QueuePause
+pub const META_QUEUE_PAUSE: &[u8] = b"queue_pause";
 
 /// Job kinds, the last byte of a queue key.
 pub const JOB_NOTIFY: u8 = 1;
@@ -140,6 +151,37 @@ pub fn inbox_seen_key(store: &str, id: &str, recipient_key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Hours since the epoch: the unit of the traffic counters.
+pub fn hour_of(at: Millis) -> u64 {
+    at / 3_600_000
+}
+
+/// Which side of a migration a message for a local user went to.
+pub const SIDE_IM2000: u8 = b'i';
+pub const SIDE_LEGACY: u8 = b'l';
+
+pub fn traffic_prefix(domain: &str) -> Vec<u8> {
+    let mut k = domain.to_lowercase().into_bytes();
+    k.push(0);
+    k
+}
+
+pub fn traffic_key(domain: &str, hour: u64, side: u8) -> Vec<u8> {
+    let mut k = traffic_prefix(domain);
+    k.extend_from_slice(&hour.to_be_bytes());
+    k.push(side);
+    k
+}
+
+/// (hour, side) of a traffic key under `prefix`.
+pub fn parse_traffic_key(prefix: &[u8], k: &[u8]) -> Option<(u64, u8)> {
+    let rest = k.strip_prefix(prefix)?;
+    if rest.len() != 9 {
+        return None;
+    }
+    Some((u64::from_be_bytes(rest[..8].try_into().ok()?), rest[8]))
+}
+
 /// An account value, or a change to one: (bytes, messages).
 pub fn account_value(bytes: i64, messages: i64) -> [u8; 16] {
     let mut v = [0u8; 16];
@@ -204,6 +246,17 @@ mod tests {
             assert_eq!(parse_account_value(&account_value(b, m)), (b, m));
         }
         assert_eq!(parse_account_value(b"short"), (0, 0));
+    }
+
+    #[test]
+    fn traffic_keys_sort_by_hour_within_their_domain() {
+        let p = traffic_prefix("One.test");
+        let a = traffic_key("one.test", 5, SIDE_LEGACY);
+        let b = traffic_key("one.test", 6, SIDE_IM2000);
+        assert!(a < b && a.starts_with(&p) && !traffic_key("one.testx", 1, SIDE_IM2000).starts_with(&p));
+        assert_eq!(parse_traffic_key(&p, &a), Some((5, SIDE_LEGACY)));
+        assert_eq!(parse_traffic_key(&p, &p), None);
+        assert_eq!(hour_of(7_200_000 + 1), 2);
     }
 
     #[test]

@@ -4,6 +4,15 @@
 use super::*;
 use crate::proto::api::Notification;
 
+/// No host is paused.
+fn never(_: &str, _: bool) -> bool {
+    false
+}
+
+fn tried(result: &str) -> Attempt {
+    Attempt { at: 0, host: "two.test".into(), result: result.into() }
+}
+
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
@@ -80,7 +89,7 @@ fn cancel_makes_capabilities_gone_and_drops_jobs() {
     assert_eq!(s.cancel(&sub.message).unwrap().unwrap().state, MessageState::Cancelled);
     assert_eq!(s.find(&sub.recipients[0].1).unwrap().unwrap_err(), Unavailable::Gone);
     assert!(s.body(&sub.message).unwrap().is_none());
-    assert!(s.lease_due(u64::MAX - 1, u64::MAX, 10).unwrap().is_empty());
+    assert!(s.lease_due(u64::MAX - 1, u64::MAX, 10, &never, 0).unwrap().is_empty());
     assert!(s.cancel(&MessageId::random()).unwrap().is_none());
 }
 
@@ -89,27 +98,91 @@ fn leases_survive_until_finished() {
     let (_d, s) = store();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
     let sel = sub.recipients[0].1.selector();
-    assert!(s.lease_due(99, 5_000, 10).unwrap().is_empty(), "not due yet");
-    let leased = s.lease_due(100, 5_000, 10).unwrap().notify;
+    assert!(s.lease_due(99, 5_000, 10, &never, 0).unwrap().is_empty(), "not due yet");
+    let leased = s.lease_due(100, 5_000, 10, &never, 0).unwrap().notify;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].record.notification, NotificationStatus::Notifying);
     // Not finished (a crash): the job comes back when the lease ends.
-    assert!(s.lease_due(4_999, 9_000, 10).unwrap().is_empty());
-    assert_eq!(s.lease_due(5_000, 9_000, 10).unwrap().len(), 1);
-    s.finish_notify(sel, NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() }, 6_000).unwrap();
+    assert!(s.lease_due(4_999, 9_000, 10, &never, 0).unwrap().is_empty());
+    assert_eq!(s.lease_due(5_000, 9_000, 10, &never, 0).unwrap().len(), 1);
+    s.finish_notify(sel, NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() }, tried("down"), 6_000)
+        .unwrap();
     assert_eq!(s.next_due().unwrap(), Some(20_000));
-    let again = s.lease_due(20_000, 30_000, 10).unwrap().notify;
+    let again = s.lease_due(20_000, 30_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again[0].record.attempts, 3);
     s.finish_notify(
         sel,
         NotifyAttempt::Final { status: NotificationStatus::Nouser, reason: "no such user".into() },
+        tried("nouser"),
         21_000,
     )
     .unwrap();
     let (m, rs) = s.track(&sub.message).unwrap().unwrap();
     assert_eq!(rs[0].notification, NotificationStatus::Nouser);
+    assert_eq!(rs[0].history.iter().map(|a| a.result.as_str()).collect::<Vec<_>>(), ["down", "nouser"]);
     assert_eq!(m.state, MessageState::Released, "the only recipient is done");
     assert_eq!(s.next_due().unwrap(), None);
+}
+
+#[test]
+fn held_jobs_wait_without_an_attempt() {
+    let (_d, s) = store();
+    let sub = s.submit(msg(&["b@two.test", "c@three.test"], b"x"), 100, 1000).unwrap();
+    let held = |rcpt: &str, _: bool| rcpt.ends_with("@two.test");
+    let leased = s.lease_due(100, 5_000, 10, &held, 700).unwrap().notify;
+    assert_eq!(leased.iter().map(|l| l.record.recipient.as_str()).collect::<Vec<_>>(), ["c@three.test"]);
+    assert_eq!(s.next_due().unwrap(), Some(700));
+    let (_, records) = s.track(&sub.message).unwrap().unwrap();
+    let b = records.iter().find(|r| r.recipient == "b@two.test").unwrap();
+    assert_eq!((b.attempts, b.next_attempt_at), (0, Some(700)));
+    // Resumed: taken as usual.
+    assert_eq!(s.lease_due(700, 5_000, 10, &never, 0).unwrap().notify[0].record.attempts, 1);
+}
+
+#[test]
+fn routes_seeded_from_config_yield_to_admin_changes() {
+    use crate::config::Route;
+    let (_d, s) = store();
+    let seeds = |v: &[(&str, Route)]| v.iter().map(|(t, r)| (t.to_string(), *r)).collect::<Vec<_>>();
+    assert_eq!(s.seed_routes(&seeds(&[("one.test", Route::Legacy), ("a@one.test", Route::Im2000)]), 10).unwrap(), 2);
+    assert_eq!(s.seed_routes(&seeds(&[("one.test", Route::Legacy), ("a@one.test", Route::Im2000)]), 20).unwrap(), 0);
+    let admin = RouteRecord { route: Route::Im2000, since: 30, source: RouteSource::Admin, by: Some("root".into()) };
+    s.set_route("b@one.test", admin.clone()).unwrap();
+    s.set_route("one.test", RouteRecord { route: Route::Auto, ..admin.clone() }).unwrap();
+    // The file changes: its own rules follow, the admin's stay.
+    assert_eq!(s.seed_routes(&seeds(&[("one.test", Route::Im2000)]), 40).unwrap(), 1);
+    let routes = s.routes().unwrap();
+    assert_eq!(routes.keys().collect::<Vec<_>>(), ["b@one.test", "one.test"]);
+    assert_eq!((routes["one.test"].route, routes["one.test"].source), (Route::Auto, RouteSource::Admin));
+    assert_eq!(routes["b@one.test"], admin);
+}
+
+#[test]
+fn traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery() {
+    let (_d, s) = store();
+    let n = |id: &str| Notification {
+        store: "two.test".into(),
+        id: id.into(),
+        sender: "a@two.test".into(),
+        recipient: "b@one.test".into(),
+        size: 100,
+        digest: "sha-256=:x:".into(),
+        origin: None,
+    };
+    let hour = 3_600_000;
+    s.inbox_accept("b@one.test", &n("01"), hour).unwrap();
+    s.queue_delivery("b@one.test", &n("02"), 2 * hour).unwrap();
+    s.queue_delivery("b@one.test", &n("03"), 30 * hour).unwrap();
+    let t = s.traffic("one.test", 0).unwrap();
+    assert_eq!((t.im2000_messages, t.im2000_bytes, t.legacy_messages, t.legacy_bytes), (1, 100, 2, 200));
+    assert_eq!(s.traffic("one.test", 3 * hour).unwrap().legacy_messages, 1, "only the last day");
+    assert_eq!(s.traffic("other.test", 0).unwrap(), Traffic::default());
+    let leased = s.lease_due(30 * hour, 31 * hour, 10, &never, 0).unwrap().deliver;
+    let job = leased.iter().find(|l| l.delivery.notification.id == "03").unwrap();
+    s.delivery_to_inbox(job, "b@one.test", 30 * hour).unwrap();
+    let t = s.traffic("one.test", 0).unwrap();
+    assert_eq!((t.im2000_messages, t.legacy_messages), (2, 1));
+    assert_eq!(s.inbox_list("b@one.test", 0, 10).unwrap().len(), 2);
 }
 
 #[test]
@@ -184,14 +257,14 @@ fn reopen_keeps_everything() {
 fn a_restart_releases_leases_at_once() {
     let (_d, s) = store();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
-    assert_eq!(s.lease_due(100, 1_000_000, 10).unwrap().notify.len(), 1);
-    assert!(s.lease_due(200, 1_000_000, 10).unwrap().is_empty(), "leased");
+    assert_eq!(s.lease_due(100, 1_000_000, 10, &never, 0).unwrap().notify.len(), 1);
+    assert!(s.lease_due(200, 1_000_000, 10, &never, 0).unwrap().is_empty(), "leased");
     // The process dies; the next one releases what it had taken.
     assert_eq!(s.release_leases(300).unwrap(), 1);
     assert_eq!(s.next_due().unwrap(), Some(300));
-    let again = s.lease_due(300, 2_000, 10).unwrap().notify;
+    let again = s.lease_due(300, 2_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again.len(), 1);
-    s.finish_notify(again[0].selector, NotifyAttempt::Accepted { resend_at: 9_000 }, 301).unwrap();
+    s.finish_notify(again[0].selector, NotifyAttempt::Accepted { resend_at: 9_000 }, tried("accepted"), 301).unwrap();
     assert_eq!(s.next_due().unwrap(), Some(9_000), "the leased key is gone, only the resend is queued");
     let (_, rs) = s.track(&sub.message).unwrap().unwrap();
     assert_eq!(rs[0].next_attempt_at, Some(9_000));

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::harness::*;
 
-fn imgate(args: &[&str]) -> Output {
+pub fn imgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgate"))
         .args(args)
         .env_remove("IMGATE_PASSWORD")
@@ -14,7 +14,7 @@ fn imgate(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(args: &[&str]) -> String {
+pub fn ok(args: &[&str]) -> String {
     let out = imgate(args);
     assert!(
         out.status.success(),
@@ -25,7 +25,7 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn run(args: Vec<String>) -> String {
+pub async fn run(args: Vec<String>) -> String {
     tokio::task::spawn_blocking(move || ok(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
 }
 

@@ -151,6 +151,11 @@ impl World {
     pub async fn start_with(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> TestNode {
         let any = "127.0.0.1:0".to_string();
         let ports = Ports { public: public.into(), private: private.into(), mx: any.clone(), submission: any };
+        self.start_on(domain, users, ports, extra).await
+    }
+
+    /// Starts a node for `domain` on the given listener addresses.
+    pub async fn start_on(&self, domain: &str, users: &[&str], ports: Ports, extra: &str) -> TestNode {
         let text = self.config_text(domain, users, &ports, extra);
         let config = Config::parse(&text, domain).unwrap_or_else(|e| panic!("{e}"));
         let node = Node::start_with(config, self.parts()).await.unwrap();

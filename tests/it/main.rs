@@ -7,6 +7,7 @@ mod crash;
 mod dns;
 mod harness;
 mod legacy;
+mod migration;
 mod notify;
 mod recipient_access;
 mod smtp;

@@ -15,14 +15,14 @@ use crate::harness::*;
 const LEGACY: &str =
     "From: someone@legacy.test\r\nTo: bob@two.test\r\nSubject: from the old world\r\n\r\nStill on SMTP.\r\n";
 
-fn plain_client(addr: std::net::SocketAddr) -> AsyncSmtpTransport<Tokio1Executor> {
+pub fn plain_client(addr: std::net::SocketAddr) -> AsyncSmtpTransport<Tokio1Executor> {
     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(addr.port())
         .timeout(Some(Duration::from_secs(20)))
         .build()
 }
 
-fn envelope(from: &str, to: &[&str]) -> Envelope {
+pub fn envelope(from: &str, to: &[&str]) -> Envelope {
     Envelope::new(Some(from.parse().unwrap()), to.iter().map(|t| t.parse().unwrap()).collect()).unwrap()
 }
 
@@ -32,7 +32,7 @@ fn queued_id(resp: &lettre::transport::smtp::response::Response) -> String {
     text.rsplit(' ').next().unwrap().to_string()
 }
 
-async fn send(
+pub async fn send(
     t: &AsyncSmtpTransport<Tokio1Executor>,
     env: &Envelope,
     msg: &str,
