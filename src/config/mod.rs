@@ -619,6 +619,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_legacy_host_that_is_our_own_listener_is_a_route_loop() {
+        let text = |host: &str| {
+            format!(
+                "[im2000]\npublic = [\"127.0.0.1:0\"]\n[smtp]\nmx = [\"0.0.0.0:2525\"]\n\
+                 [[domain]]\nname = \"a.test\"\nroute = \"legacy\"\nlegacy_host = \"{host}\"\n"
+            )
+        };
+        for (host, looped) in [("127.0.0.1:2525", true), ("127.0.0.1:25", false), ("mail.a.test:2525", false)] {
+            let problems = Config::parse(&text(host), "t").err().map(|e| e.problems).unwrap_or_default();
+            let found = problems.iter().any(|p| p.key == "domain[0].legacy_host" && p.message.contains("route loop"));
+            assert_eq!(found, looped, "{host}: {problems:?}");
+        }
+    }
+
+    #[test]
     fn embedded_defaults_are_valid() {
         let c = Config::embedded();
         assert_eq!(c.domains, vec!["example.test"]);

@@ -59,6 +59,8 @@ pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
         NotifyResult::Retry => "retry",
     };
     s.metrics.inc("imgate_notifications_received_total", "result", label);
+    tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, sender = %n.sender, result = label,
+        reason = o.reason.as_deref().unwrap_or(""), "notification considered");
     o
 }
 
@@ -129,8 +131,7 @@ async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
     };
     match filed {
         Ok(Ok(InboxAccept::Accepted(seq))) => {
-            tracing::info!(recipient = %recipient, sender = %n.sender, store = %store, seq, legacy,
-                "notification accepted");
+            tracing::debug!(recipient = %recipient, seq, legacy, "notification filed");
             if legacy {
                 s.wake.notify_one();
             }
@@ -143,6 +144,12 @@ async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
         }
         Err(_) => outcome(NotifyResult::Retry, "storage temporarily unavailable"),
     }
+}
+
+/// How a recipient identifier is named in logs: its first 8 hex digits, of
+/// the public selector half (never the verifier).
+pub fn rid(id: &str) -> &str {
+    id.get(..8).unwrap_or("")
 }
 
 /// `HEAD` of the message at `store`: this node's own store answers directly,

@@ -118,7 +118,7 @@ pub async fn submit(
     let sub = s.blocking(move || store.submit(new, now, quota)).await??;
     s.wake.notify_one();
     s.metrics.inc("imgate_messages_stored_total", "origin", "im2000");
-    tracing::info!(message = %sub.message.short(), sender = %sender, recipients = sub.recipients.len(),
+    tracing::info!(msg = %sub.message, sender = %sender, recipients = sub.recipients.len(),
         size = sub.size, "message submitted");
     answers.extend(sub.recipients.iter().map(|(a, _)| SubmitRecipient {
         recipient: a.to_string(),
@@ -211,6 +211,6 @@ pub async fn cancel(State(s): State<Shared>, Path(id): Path<String>, headers: He
         })
         .await??
         .ok_or_else(|| ApiError::NotFound("no such message".into()))?;
-    tracing::info!(message = %id.short(), "message cancelled");
+    tracing::info!(msg = %id, "message cancelled");
     Ok(axum::Json(track_view(&id, &m, &rs)).into_response())
 }

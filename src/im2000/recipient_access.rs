@@ -80,7 +80,7 @@ pub async fn retrieve(
         let level = if headers_only || end < len { ReadStatus::Headers } else { ReadStatus::All };
         let (store, now) = (s.store.clone(), s.clock.now());
         s.blocking(move || store.mark_read(&id, level, now)).await??;
-        tracing::info!(id = %id.short(), read = level.as_str(), "message retrieved");
+        tracing::info!(msg = %found.message_id, rid = %id.short(), read = level.as_str(), "message retrieved");
     }
     let digest = if headers_only { sha256_field(&repr) } else { found.message.digest.clone() };
     let mut resp = Response::new(if method == Method::HEAD {
@@ -116,7 +116,8 @@ async fn act(s: Shared, id: String, action: RecipientAction) -> Result<Response,
         .blocking(move || store.recipient_action(&id, action, now))
         .await??
         .ok_or_else(|| ApiError::NotFound("unknown message identifier".into()))?;
-    tracing::info!(id = %id.short(), action = %what.split('(').next().unwrap_or(""), "recipient action");
+    tracing::info!(msg = %r.message, rid = %id.short(), action = %what.split('(').next().unwrap_or(""),
+        notification = r.notification.as_str(), "recipient action");
     Ok(axum::Json(RecipientState { notification: r.notification, read: r.read, pinned: r.pinned }).into_response())
 }
 

@@ -158,7 +158,7 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         Ok(Ok(sub)) => {
             s.wake.notify_one();
             s.metrics.inc("imgate_messages_stored_total", "origin", "smtp");
-            tracing::info!(message = %sub.message.short(), client = %ip, recipients = sub.recipients.len(),
+            tracing::info!(msg = %sub.message, client = %ip, recipients = sub.recipients.len(),
                 size = sub.size, "SMTP message stored");
             Reply::new(250, "2.0.0", format!("Ok: queued as {}", sub.message))
         }

@@ -9,6 +9,7 @@ use super::hosts::{self, NoHost};
 use super::render;
 use crate::context::Shared;
 use crate::im2000::client::PeerError;
+use crate::im2000::notifications::rid;
 use crate::proto::api::Notification;
 use crate::proto::digest::sha256_field;
 use crate::proto::{Address, RecipientId};
@@ -63,7 +64,7 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
             Err(Failure::Permanent(r) | Failure::Temporary(r)) => r.clone(),
             Err(Failure::Gone) => "the message is no longer at its store".to_string(),
         };
-        tracing::info!(msg = %short_id(&n), store = %n.store, recipient = %n.recipient, host = %host,
+        tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, host = %host,
             attempt = d.attempts, outcome = label, reply = %result, "smtp delivery attempt");
         s.metrics.inc("imgate_smtp_deliveries_total", "outcome", label);
         remember_attempt(&mut d.history, Attempt { at: s.clock.now(), host, result });
@@ -120,6 +121,8 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
     }
     match report_to_store(s, &n, &report).await {
         Ok(()) => {
+            tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, report = ?report,
+                "delivery outcome reported to the store");
             save(s, &current, None).await;
         }
         Err(e) => {
@@ -148,12 +151,6 @@ async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>
     }
 }
 
-/// How a delivery or its message is named in logs: the store and the first
-/// 8 hex digits of the identifier (the public selector half).
-pub fn short_id(n: &Notification) -> String {
-    format!("{}/{}", n.store, &n.id[..8.min(n.id.len())])
-}
-
 /// A user moved to IM2000 while their SMTP delivery waited: the job ends
 /// and the notification goes to their inbox instead. `true` if so.
 async fn moved_to_im2000(s: &Shared, leased: &LeasedDelivery) -> bool {
@@ -168,7 +165,7 @@ async fn moved_to_im2000(s: &Shared, leased: &LeasedDelivery) -> bool {
     let (st, l, key, now) = (s.store.clone(), leased.clone(), rcpt.key(), s.clock.now());
     match s.blocking(move || st.delivery_to_inbox(&l, &key, now)).await {
         Ok(Ok(seq)) => {
-            tracing::info!(msg = %short_id(n), recipient = %rcpt, seq, "queued delivery rerouted to the IM2000 inbox");
+            tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %rcpt, seq, "queued delivery rerouted to the IM2000 inbox");
             s.metrics.inc("imgate_smtp_deliveries_total", "outcome", "rerouted");
             true
         }

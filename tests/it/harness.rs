@@ -90,17 +90,24 @@ impl World {
     /// `node.<domain>` of the given domains (and 127.0.0.1).
     pub async fn with_tls(domains: &[&str]) -> World {
         let mut w = World::new().await;
+        w.tls = Some((w.dir.path().join("node.pem"), w.dir.path().join("node.key")));
+        w.issue_certificate(domains);
+        w
+    }
+
+    /// Writes a new certificate and key (signed by the test CA) over the
+    /// TLS world's files, as a renewal would; returns the certificate (DER).
+    pub fn issue_certificate(&self, domains: &[&str]) -> Vec<u8> {
+        let (cert_path, key_path) = self.tls.as_ref().expect("a TLS world");
         let ca = test_ca();
         let key = rcgen::KeyPair::generate().unwrap();
         let names: Vec<String> = domains.iter().map(|d| format!("node.{d}")).collect();
         let mut params = rcgen::CertificateParams::new(names).unwrap();
         params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca.params, &ca.key)).unwrap();
-        let (cert_path, key_path) = (w.dir.path().join("node.pem"), w.dir.path().join("node.key"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        w.tls = Some((cert_path, key_path));
-        w
+        std::fs::write(cert_path, cert.pem()).unwrap();
+        std::fs::write(key_path, key.serialize_pem()).unwrap();
+        cert.der().to_vec()
     }
 
     /// Configuration text for `domain` with `users` (local parts).

@@ -43,3 +43,41 @@ async fn no_plain_http_to_a_peer_that_lacks_tls() {
     assert_eq!(status(&t), "notifying", "{t}");
     assert!(inbox(&two, "bob@two.test").await.is_empty());
 }
+
+/// The certificate `addr` serves in a TLS handshake (DER).
+async fn served_certificate(addr: std::net::SocketAddr) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_pem()).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_certificate_and_keeps_open_connections() {
+    let w = World::with_tls(&["one.test"]).await;
+    let one = w.start("one.test", &["alice"]).await;
+    let first = served_certificate(one.public).await;
+    // A keep-alive connection made before the renewal.
+    let client = http();
+    assert!(client.get(format!("{}/lists/none", one.public_url())).send().await.is_ok());
+
+    let renewed = w.issue_certificate(&["one.test"]);
+    assert_ne!(first, renewed);
+    let config = imgate::config::Config::load(&one.config_path).unwrap();
+    one.node.reload(config).await;
+    assert_eq!(served_certificate(one.public).await, renewed, "new handshakes get the new certificate");
+    assert!(client.get(format!("{}/lists/none", one.public_url())).send().await.is_ok());
+
+    // A certificate that does not load leaves the running one in place.
+    let cert_path = one.config_path.parent().unwrap().join("node.pem");
+    std::fs::write(&cert_path, "not a certificate").unwrap();
+    one.node.reload(imgate::config::Config::load(&one.config_path).unwrap()).await;
+    assert_eq!(served_certificate(one.public).await, renewed);
+}
