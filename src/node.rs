@@ -48,6 +48,7 @@ pub struct Node {
     ctx: Shared,
     public: Vec<SocketAddr>,
     private: Vec<SocketAddr>,
+    admin: Vec<SocketAddr>,
     mx: Vec<SocketAddr>,
     submission: Vec<SocketAddr>,
     shutdown: CancellationToken,
@@ -86,6 +87,7 @@ impl Node {
         let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
         let (mx_listeners, submission_listeners) = smtp_listeners(&config).await?;
         let private_listeners = crate::listen::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
+        let admin_listeners = crate::listen::bind(&config.im2000.admin).await.map_err(StartError::Setup)?;
         if let Some(user) = &parts.run_as {
             crate::privileges::drop_to(user, &config.data_dir).map_err(StartError::Setup)?;
         }
@@ -108,6 +110,7 @@ impl Node {
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
+        let admin = addrs(&admin_listeners);
 
         let ctx: Shared = Arc::new(Context {
             config,
@@ -135,6 +138,10 @@ impl Node {
             let router = im2000::private_router(ctx.clone());
             tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
         }
+        for l in admin_listeners {
+            let router = im2000::admin_router(ctx.clone());
+            tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
+        }
         let sessions = Arc::new(Semaphore::new(ctx.config.smtp.max_sessions));
         let smtp = mx_listeners
             .into_iter()
@@ -146,9 +153,9 @@ impl Node {
             tasks.push(tokio::spawn(task));
         }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
-        tracing::info!(public = ?public, private = ?private, mx = ?mx, submission = ?submission,
+        tracing::info!(public = ?public, private = ?private, admin = ?admin, mx = ?mx, submission = ?submission,
             domains = ?ctx.config.domains, "imgate node started");
-        Ok(Node { ctx, public, private, mx, submission, shutdown, tasks })
+        Ok(Node { ctx, public, private, admin, mx, submission, shutdown, tasks })
     }
 
     /// Bound addresses of the public listeners (useful with port 0).
@@ -158,6 +165,12 @@ impl Node {
 
     pub fn private_addrs(&self) -> &[SocketAddr] {
         &self.private
+    }
+
+    /// Bound addresses of the admin listeners (none: admin routes are on
+    /// the private listeners).
+    pub fn admin_addrs(&self) -> &[SocketAddr] {
+        &self.admin
     }
 
     /// Bound addresses of the SMTP MX listeners.
@@ -252,6 +265,9 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Re
     }
     for a in node.private_addrs() {
         println!("imgate: private IM2000 services on {a}");
+    }
+    for a in node.admin_addrs() {
+        println!("imgate: admin API and /metrics on {a}");
     }
     for a in node.mx_addrs() {
         println!("imgate: SMTP MX on {a}");

@@ -16,7 +16,18 @@ pub struct Api {
 
 /// The URL of `config`'s first private listener.
 pub fn private_url(config: &Config) -> Option<String> {
-    let a = config.im2000.private.first()?;
+    listener_url(config, config.im2000.private.first()?)
+}
+
+/// The URL of the admin API: the admin listener, else the private one.
+pub fn admin_url(config: &Config) -> Option<String> {
+    match config.im2000.admin.first() {
+        Some(a) => listener_url(config, a),
+        None => private_url(config),
+    }
+}
+
+fn listener_url(config: &Config, a: &std::net::SocketAddr) -> Option<String> {
     let ip = if a.ip().is_unspecified() { "127.0.0.1".parse().expect("ip") } else { a.ip() };
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     Some(match ip {
@@ -44,9 +55,23 @@ pub fn password_for(config: Option<&Config>, user: &str) -> anyhow::Result<Strin
 
 impl Api {
     pub fn new(config: Option<&Config>, server: Option<&str>, user: &str) -> anyhow::Result<Api> {
+        Self::at(config, server, user, private_url)
+    }
+
+    /// A client of the admin API (the admin listener, if the node has one).
+    pub fn admin(config: Option<&Config>, server: Option<&str>, user: &str) -> anyhow::Result<Api> {
+        Self::at(config, server, user, admin_url)
+    }
+
+    fn at(
+        config: Option<&Config>,
+        server: Option<&str>,
+        user: &str,
+        url: fn(&Config) -> Option<String>,
+    ) -> anyhow::Result<Api> {
         let base = match (server, config) {
             (Some(s), _) => s.trim_end_matches('/').to_string(),
-            (None, Some(c)) => private_url(c).ok_or_else(|| anyhow!("{} has no im2000.private listener", c.source))?,
+            (None, Some(c)) => url(c).ok_or_else(|| anyhow!("{} has no im2000.private listener", c.source))?,
             (None, None) => bail!("say which node: --config FILE or --server URL"),
         };
         let password = password_for(config, user)?;

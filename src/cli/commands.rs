@@ -55,7 +55,7 @@ fn default_admin(config: Option<&Config>, user: Option<String>) -> anyhow::Resul
 fn admin_api(conn: &Conn, user: Option<String>) -> anyhow::Result<Api> {
     let config = load(conn)?;
     let user = default_admin(config.as_ref(), user)?;
-    Api::new(config.as_ref(), conn.server.as_deref(), &user)
+    Api::admin(config.as_ref(), conn.server.as_deref(), &user)
 }
 
 /// A path segment, percent-encoded (RFC 3986 unreserved characters and

@@ -47,6 +47,9 @@ pub struct Config {
 pub struct Im2000Config {
     pub public: Vec<SocketAddr>,
     pub private: Vec<SocketAddr>,
+    /// Listeners for operators alone: `/metrics` and the admin API. Without
+    /// any, those are served on the private listeners.
+    pub admin: Vec<SocketAddr>,
     /// Whether plain HTTP may be used toward peers on loopback addresses.
     pub plain_to_loopback: bool,
     pub max_message_size: u64,
@@ -363,6 +366,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
     let im2000 = Im2000Config {
         public,
         private,
+        admin: c.listeners("im2000.admin", raw.im2000.admin),
         plain_to_loopback: raw.im2000.plain_to_loopback.unwrap_or(true),
         max_message_size: c.size("im2000.max_message_size", raw.im2000.max_message_size, 25 << 20),
     };

@@ -37,6 +37,8 @@ pub struct RawIm2000 {
     pub public: Vec<String>,
     #[serde(default)]
     pub private: Vec<String>,
+    #[serde(default)]
+    pub admin: Vec<String>,
     pub plain_to_loopback: Option<bool>,
     pub max_message_size: Option<String>,
 }

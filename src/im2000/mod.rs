@@ -40,14 +40,26 @@ pub fn public_router(s: Shared) -> Router {
         .with_state(s)
 }
 
-/// Routes of the private listener.
+/// Routes of the private listener (with the admin routes when the node has
+/// no admin listener of its own).
 pub fn private_router(s: Shared) -> Router {
     let limit = s.config.im2000.max_message_size as usize + 4096;
-    Router::new()
+    let router = Router::new()
         .route("/im2000/v1/submissions", post(originator::submit))
         .route("/im2000/v1/submissions/{msg}", get(originator::track).delete(originator::cancel))
         .route("/im2000/v1/inbox", get(inbox::list))
-        .route("/im2000/v1/inbox/clear", post(inbox::clear))
+        .route("/im2000/v1/inbox/clear", post(inbox::clear));
+    let router = if s.config.im2000.admin.is_empty() { router.merge(admin_routes()) } else { router };
+    finish(router, s, limit)
+}
+
+/// Routes of the admin listener: `/metrics` and the admin API.
+pub fn admin_router(s: Shared) -> Router {
+    finish(admin_routes(), s, 64 << 10)
+}
+
+fn admin_routes() -> Router<Shared> {
+    Router::new()
         .route("/metrics", get(scrape::metrics))
         .route("/im2000/v1/admin/queue", get(admin::queue))
         .route("/im2000/v1/admin/queue/retry", post(admin::retry_all))
@@ -58,9 +70,13 @@ pub fn private_router(s: Shared) -> Router {
         .route("/im2000/v1/admin/routes", get(admin::routes))
         .route("/im2000/v1/admin/routes/{target}", get(admin::explain).put(admin::set_route))
         .route("/im2000/v1/admin/migration", get(admin::migration))
+}
+
+fn finish(router: Router<Shared>, s: Shared, body_limit: usize) -> Router {
+    router
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(s.clone(), guard::guard))
         .with_state(s)
 }

@@ -58,6 +58,7 @@ pub struct TestNode {
     pub config_path: PathBuf,
     pub public: SocketAddr,
     pub private: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub mx: SocketAddr,
     pub submission: SocketAddr,
     pub scheme: &'static str,
@@ -67,6 +68,8 @@ pub const PASSWORD: &str = "correct horse";
 
 /// Listener addresses of a node.
 pub struct Ports {
+    /// An admin listener of its own (else admin routes are on `private`).
+    pub admin: Option<String>,
     pub public: String,
     pub private: String,
     pub mx: String,
@@ -112,11 +115,12 @@ impl World {
 
     /// Configuration text for `domain` with `users` (local parts).
     pub fn config_text(&self, domain: &str, users: &[&str], ports: &Ports, extra: &str) -> String {
-        let Ports { public, private, mx, submission } = ports;
+        let Ports { admin, public, private, mx, submission } = ports;
         let data = self.dir.path().join(domain);
+        let admin = admin.as_ref().map(|a| format!("admin = [\"{a}\"]\n")).unwrap_or_default();
         let mut t = format!(
             "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
-             [im2000]\npublic = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
+             [im2000]\n{admin}public = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
              plain_to_loopback = {}\n\
              [smtp]\nmx = [\"{mx}\"]\nsubmission = [\"{submission}\"]\nsubmission_plaintext = {}\nrelay_port = {}\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
@@ -157,7 +161,8 @@ impl World {
 
     pub async fn start_with(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> TestNode {
         let any = "127.0.0.1:0".to_string();
-        let ports = Ports { public: public.into(), private: private.into(), mx: any.clone(), submission: any };
+        let ports =
+            Ports { admin: None, public: public.into(), private: private.into(), mx: any.clone(), submission: any };
         self.start_on(domain, users, ports, extra).await
     }
 
@@ -170,7 +175,9 @@ impl World {
         let (mx, submission) = (node.mx_addrs()[0], node.submission_addrs()[0]);
         self.dns.publish_node(domain, public).await;
         // Keep the bound ports, so restarts and the CLI find the same node.
+        let admin = node.admin_addrs().first().copied();
         let bound = Ports {
+            admin: admin.map(|a| a.to_string()),
             public: public.to_string(),
             private: private.to_string(),
             mx: mx.to_string(),
@@ -185,6 +192,7 @@ impl World {
             config_path,
             public,
             private,
+            admin,
             mx,
             submission,
             scheme: self.scheme(),
@@ -205,11 +213,11 @@ impl World {
 
     /// Stops a node and starts it again on the same data and ports.
     pub async fn restart(&self, n: TestNode) -> TestNode {
-        let TestNode { node, domain, config_path, public, private, mx, submission, .. } = n;
+        let TestNode { node, domain, config_path, public, private, admin, mx, submission, .. } = n;
         node.shutdown().await;
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         let node = Node::start_with(config, self.parts()).await.unwrap();
-        TestNode { node, domain, config_path, public, private, mx, submission, scheme: self.scheme() }
+        TestNode { node, domain, config_path, public, private, admin, mx, submission, scheme: self.scheme() }
     }
 
     fn parts(&self) -> NodeParts {
@@ -223,6 +231,10 @@ impl TestNode {
     }
     pub fn private_url(&self) -> String {
         format!("{}://{}/im2000/v1", self.scheme, self.private)
+    }
+    /// Where the admin API is: the admin listener, else the private one.
+    pub fn admin_url(&self) -> String {
+        format!("{}://{}/im2000/v1", self.scheme, self.admin.unwrap_or(self.private))
     }
 }
 

@@ -34,7 +34,7 @@ async fn admin_json(
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
     let mut req = http()
-        .request(method, format!("{}{path}", node.private_url()))
+        .request(method, format!("{}{path}", node.admin_url()))
         .header("authorization", basic(&format!("ops@{}", node.domain), PASSWORD));
     if let Some(b) = body {
         req = req.header("content-type", "application/json").body(b.to_string());
@@ -177,7 +177,13 @@ async fn refused_route_changes_leave_the_table_as_it_was() {
     w.dns.a("mx.three.test", mx.ip()).await;
     let extra = format!("[[domain]]\nname = \"three.test\"\n{}", admin_keys("two.test"));
     let any = "127.0.0.1:0".to_string();
-    let ports = Ports { public: any.clone(), private: any.clone(), mx: mx.to_string(), submission: any };
+    let ports = Ports {
+        admin: Some(any.clone()),
+        public: any.clone(),
+        private: any.clone(),
+        mx: mx.to_string(),
+        submission: any,
+    };
     let two = w.start_on("two.test", &["bob"], ports, &extra).await;
 
     let (_, before) = admin_json(&two, reqwest::Method::GET, "/admin/routes", None).await;
@@ -194,8 +200,15 @@ async fn refused_route_changes_leave_the_table_as_it_was() {
         assert_eq!((status, v["error"].as_str()), (code, Some(error)), "{path} {body}: {v}");
         assert!(!v["message"].as_str().unwrap().is_empty());
     }
+    // With an admin listener, the private one serves no admin routes.
+    for path in ["/im2000/v1/admin/routes", "/metrics"] {
+        let private = http().get(format!("http://{}{path}", two.private)).send().await.unwrap();
+        assert_eq!(private.status(), 404, "{path}");
+    }
+    let metrics = http().get(format!("http://{}/metrics", two.admin.unwrap())).send().await.unwrap();
+    assert!(metrics.text().await.unwrap().contains("imgate_queue_jobs"));
     let denied = http()
-        .put(format!("{}/admin/routes/two.test", two.private_url()))
+        .put(format!("{}/admin/routes/two.test", two.admin_url()))
         .header("authorization", basic("bob@two.test", PASSWORD))
         .body(r#"{"route":"legacy"}"#)
         .send()

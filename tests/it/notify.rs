@@ -204,6 +204,7 @@ async fn a_node_delivers_to_its_own_users_without_dns() {
     let n = TestNode {
         public: node.public_addrs()[0],
         private: node.private_addrs()[0],
+        admin: None,
         mx: node.public_addrs()[0],
         submission: node.public_addrs()[0],
         node,
