@@ -69,6 +69,8 @@ pub struct SmtpConfig {
     pub max_sessions: usize,
     pub idle_timeout: Duration,
     pub session_timeout: Duration,
+    /// Octets per second message data must at least arrive at (0: no floor).
+    pub min_data_rate: u64,
     /// The store domain that SMTP-origin mail from outside is kept under.
     pub store_domain: String,
     /// Check SPF, DKIM and DMARC of MX mail (the verdicts travel with the
@@ -382,6 +384,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         max_sessions: smtp_raw.max_sessions.unwrap_or(500),
         idle_timeout: c.duration("smtp.idle_timeout", smtp_raw.idle_timeout, 300),
         session_timeout: c.duration("smtp.session_timeout", smtp_raw.session_timeout, 1800),
+        min_data_rate: c.size("smtp.min_data_rate", smtp_raw.min_data_rate, 256),
         store_domain: store_domain.clone().unwrap_or_default(),
         verify_sender: smtp_raw.verify_sender.unwrap_or(true),
         relay_port: smtp_raw.relay_port.unwrap_or(25),

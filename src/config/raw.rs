@@ -117,6 +117,7 @@ pub struct RawSmtp {
     pub max_sessions: Option<usize>,
     pub idle_timeout: Option<String>,
     pub session_timeout: Option<String>,
+    pub min_data_rate: Option<String>,
     pub store_domain: Option<String>,
     pub verify_sender: Option<bool>,
     pub relay_port: Option<u16>,

@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::accept::accept;
+use super::pace::{Pace, Verdict};
 use super::policy::{Destination, recipient_verdict};
 use super::reply::Reply;
 use super::session::{ListenerKind, Session, SessionConfig, Step};
@@ -44,11 +45,7 @@ pub async fn serve_connection(
         auth_without_tls: smtp.submission_plaintext,
     };
     let deadline = Instant::now() + smtp.session_timeout;
-    let listener = match kind {
-        ListenerKind::Mx => "mx",
-        ListenerKind::Submission => "submission",
-    };
-    s.metrics.inc("imgate_smtp_sessions_total", "listener", listener);
+    s.metrics.inc("imgate_smtp_sessions_total", "listener", listener_name(kind));
     let (mut session, greeting) = Session::new(cfg);
     let mut tcp = tcp;
     if tcp.write_all(&greeting.to_wire()).await.is_err() {
@@ -78,6 +75,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &CancellationToken,
 ) -> End {
     let idle = s.config.smtp.idle_timeout;
+    let mut pace = Pace::new(s.config.smtp.min_data_rate);
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -136,28 +134,58 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     out.clear();
                 }
+                let in_data = session.in_data();
+                if !in_data {
+                    pace.reset();
+                }
+                let idle_end = deadline.min(Instant::now() + idle);
+                let until = match pace.deadline() {
+                    Some(window_end) if in_data => idle_end.min(window_end),
+                    _ => idle_end,
+                };
                 let read = tokio::select! {
-                    r = tokio::time::timeout_at(deadline.min(Instant::now() + idle), stream.read(&mut buf)) => r,
+                    r = tokio::time::timeout_at(until, stream.read(&mut buf)) => r,
                     _ = shutdown.cancelled() => {
                         let bye = Reply::new(421, "4.3.2", "Server shutting down; try again later");
                         let _ = stream.write_all(&bye.to_wire()).await;
                         return End::Closed;
                     }
                 };
+                let (now, mut verdict) = (Instant::now(), Verdict::Fine);
                 match read {
                     Ok(Ok(0)) | Ok(Err(_)) => return End::Closed,
-                    Ok(Ok(n)) => session.receive(&buf[..n]),
+                    Ok(Ok(n)) => {
+                        if in_data {
+                            verdict = pace.record(n, now);
+                        }
+                        session.receive(&buf[..n]);
+                    }
+                    // Only the pace window ended: judge it, then read on.
+                    Err(_) if now < idle_end => verdict = pace.check(now),
                     Err(_) => {
                         let bye = Reply::new(421, "4.4.2", "Timeout; closing");
                         let _ = stream.write_all(&bye.to_wire()).await;
                         return End::Closed;
                     }
                 }
+                if verdict == Verdict::TooSlow {
+                    s.metrics.inc("imgate_rate_limited_total", "what", "slow_data");
+                    let bye = Reply::new(421, "4.4.2", "Message data arriving too slowly; closing");
+                    let _ = stream.write_all(&bye.to_wire()).await;
+                    return End::Closed;
+                }
             }
             Step::CheckRecipient(_) | Step::Authenticate { .. } | Step::Message(..) => {
                 unreachable!("handled above")
             }
         }
+    }
+}
+
+fn listener_name(kind: ListenerKind) -> &'static str {
+    match kind {
+        ListenerKind::Mx => "mx",
+        ListenerKind::Submission => "submission",
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod accept;
 pub mod connection;
 pub mod data;
+pub mod pace;
 pub mod policy;
 pub mod reply;
 pub mod session;

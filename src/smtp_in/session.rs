@@ -153,6 +153,11 @@ impl Session {
         !self.input.is_empty()
     }
 
+    /// Whether message data is being received.
+    pub fn in_data(&self) -> bool {
+        matches!(self.state, State::Data(_))
+    }
+
     pub fn is_tls(&self) -> bool {
         self.tls
     }

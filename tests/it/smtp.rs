@@ -245,6 +245,46 @@ async fn session_cap_idle_timeout_and_shutdown_say_421() {
     shutdown.await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_message_data_is_closed_and_a_brisk_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = smtp_node(dir.path(), "min_data_rate = \"1KiB\"\nidle_timeout = \"3s\"").await;
+    let mx = node.mx_addrs()[0];
+    let start = |mx| async move {
+        let mut c = tokio::net::TcpStream::connect(mx).await.unwrap();
+        read_reply(&mut c).await;
+        for cmd in ["EHLO slow.test\r\n", "MAIL FROM:<a@slow.test>\r\n", "RCPT TO:<bob@solo.test>\r\n", "DATA\r\n"] {
+            c.write_all(cmd.as_bytes()).await.unwrap();
+            read_reply(&mut c).await;
+        }
+        c
+    };
+    // 40 octets a second, each write well inside the idle timeout.
+    let mut slow = start(mx).await;
+    let began = std::time::Instant::now();
+    let closed = loop {
+        if slow.write_all(b"Subject: slow\r\n0123456789012345678901\r\n").await.is_err() {
+            break String::new();
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await {
+            Ok(Ok(n)) => break String::from_utf8_lossy(&buf[..n]).into_owned(),
+            _ => assert!(began.elapsed() < Duration::from_secs(20), "never closed"),
+        }
+    };
+    assert!(closed.starts_with("421 4.4.2"), "{closed:?}");
+    assert!(began.elapsed() < Duration::from_secs(12), "closed within about one window: {:?}", began.elapsed());
+
+    // 64 KiB at once is well above the floor.
+    let mut brisk = start(mx).await;
+    let mut data = "Subject: brisk\r\n\r\n".to_string();
+    data.push_str(&format!("{}\r\n", "x".repeat(78)).repeat(840));
+    data.push_str(".\r\n");
+    brisk.write_all(data.as_bytes()).await.unwrap();
+    assert!(read_reply(&mut brisk).await.starts_with("250 "));
+    node.shutdown().await;
+}
+
 /// `GET /metrics` parsed into "name{labels}" → value.
 async fn scrape(node: &TestNode) -> std::collections::HashMap<String, u64> {
     let text = http().get(format!("http://{}/metrics", node.private)).send().await.unwrap().text().await.unwrap();
