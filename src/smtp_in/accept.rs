@@ -165,6 +165,10 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         Ok(Err(StoreError::OverQuota { .. })) => {
             Reply::new(452, "4.3.1", "Insufficient storage for this sender; try later")
         }
+        Ok(Err(e)) if e.is_disk_full() => {
+            tracing::error!(error = %e, "storing an SMTP message failed: the disk is full");
+            Reply::new(452, "4.3.1", "Insufficient system storage; message not accepted, try again later")
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "storing an SMTP message failed");
             Reply::new(451, "4.3.0", "Local storage error; message not accepted, try again later")

@@ -49,6 +49,17 @@ pub enum StoreError {
     NewerSchema(u32),
 }
 
+impl StoreError {
+    /// Whether the disk (or the file system's quota) is full: a condition
+    /// for the operator, which clients should meet by trying later.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Db(e) if {
+            let text = e.to_string();
+            text.contains("No space left") || text.contains("NoSpace") || text.contains("Disk quota exceeded")
+        })
+    }
+}
+
 /// Why a recipient identifier does not lead to content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unavailable {

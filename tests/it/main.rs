@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod disk_full;
 mod dns;
 mod harness;
 mod legacy;
