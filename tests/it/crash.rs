@@ -1,7 +1,10 @@
-//! Crash safety: the real binary under SMTP load is killed with SIGKILL at
-//! arbitrary moments and restarted on the same data directory, again and
-//! again. Afterwards every message that got `250` is stored and was filed in
-//! its recipient's inbox exactly once.
+//! Crash safety: the real binary under SMTP and IM2000 load is killed with
+//! SIGKILL at arbitrary moments and restarted on the same data directory,
+//! again and again (`IMGATE_CRASH_KILLS`, default 8; `bench/crash_loop.sh`
+//! runs 100). Afterwards every message that got `250` is stored and was
+//! filed in its local recipient's inbox exactly once; every submission that
+//! got `201` reached the other domain's agent exactly once as its recipient
+//! sees it; and no job is left due or running.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -67,28 +70,68 @@ async fn sender(port: u16, n: usize) -> Vec<String> {
     acked
 }
 
+/// Submits messages over HTTP (alice → carol@far.test) until the server goes
+/// away; returns (subject token, message id) of each `201`.
+async fn submitter(private: u16, n: usize) -> Vec<(String, String)> {
+    let c = http();
+    let mut acked = Vec::new();
+    for i in 0.. {
+        let token = format!("im2000-{n}-{i}-{}", rand::rng().random::<u32>());
+        let resp = c
+            .post(format!("http://127.0.0.1:{private}/im2000/v1/submissions"))
+            .query(&[("to", "carol@far.test")])
+            .header("authorization", basic("alice@crash.test", PASSWORD))
+            .header("content-type", "message/rfc822")
+            .body(format!("From: alice@crash.test\r\nSubject: {token}\r\n\r\nload\r\n"))
+            .send()
+            .await;
+        let Ok(resp) = resp else { break };
+        if resp.status() != 201 {
+            break;
+        }
+        let Ok(v) = resp.json::<serde_json::Value>().await else { break };
+        acked.push((token, v["message"].as_str().unwrap().to_string()));
+    }
+    acked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (public, private, mx) = (free_port(), free_port(), free_port());
+    // far.test: an agent in this process that is never killed, reached and
+    // reaching back through static [peers] entries.
+    let far_public = free_port();
+    let far_text = format!(
+        "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:{far_public}\"]\nprivate = [\"127.0.0.1:0\"]\n\
+         [peers.\"crash.test\"]\nstore = \"127.0.0.1:{public}\"\nplain = true\n\
+         [[domain]]\nname = \"far.test\"\n[[user]]\naddress = \"carol@far.test\"\npassword = \"{PASSWORD}\"\n",
+        dir.path().join("far")
+    );
+    let far = imgate::node::Node::start(imgate::config::Config::parse(&far_text, "far").unwrap()).await.unwrap();
+    let far_private = far.private_addrs()[0];
     let config = dir.path().join("crash.toml");
     std::fs::write(
         &config,
         format!(
             "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:{public}\"]\nprivate = [\"127.0.0.1:{private}\"]\n\
              [smtp]\nmx = [\"127.0.0.1:{mx}\"]\nverify_sender = false\n[log]\nlevel = \"warn\"\n\
-             [[domain]]\nname = \"crash.test\"\n[[user]]\naddress = \"bob@crash.test\"\npassword = \"{PASSWORD}\"\n",
+             [notify]\nretry_min = \"1s\"\nretry_max = \"2s\"\n\
+             [peers.\"far.test\"]\nnotify = \"127.0.0.1:{far_public}\"\nplain = true\n\
+             [[domain]]\nname = \"crash.test\"\n[[user]]\naddress = \"bob@crash.test\"\npassword = \"{PASSWORD}\"\n\
+             [[user]]\naddress = \"alice@crash.test\"\npassword = \"{PASSWORD}\"\n",
             dir.path().join("data")
         ),
     )
     .unwrap();
     let log = dir.path().join("imgate.log");
     let acked: Arc<Mutex<Vec<String>>> = Default::default();
-    let kills = 8;
+    let submitted: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+    let kills: usize = std::env::var("IMGATE_CRASH_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(8);
     for _ in 0..kills {
         let mut child = spawn(&config, &log);
         wait_listening(mx).await;
-        let senders: Vec<_> = (0..4)
+        let mut senders: Vec<_> = (0..3)
             .map(|n| {
                 let acked = acked.clone();
                 tokio::spawn(async move {
@@ -97,6 +140,13 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
                 })
             })
             .collect();
+        senders.push({
+            let submitted = submitted.clone();
+            tokio::spawn(async move {
+                let ids = submitter(private, 0).await;
+                submitted.lock().unwrap().extend(ids);
+            })
+        });
         let pause = rand::rng().random_range(100..600);
         tokio::time::sleep(Duration::from_millis(pause)).await; // a random moment, not a synchronisation
         child.kill().unwrap(); // SIGKILL
@@ -154,7 +204,54 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         assert_eq!(filed.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", filed.get(id));
     }
     assert!(filed.values().all(|n| *n == 1), "a message filed twice");
-    eprintln!("{kills} kills: {} messages acknowledged, each filed exactly once", acked.len());
+
+    // Every 201 reached carol at far.test, once as she sees it.
+    let submitted = submitted.lock().unwrap().clone();
+    let seen: Mutex<HashMap<String, usize>> = Default::default();
+    eventually_within(Duration::from_secs(120), "every submission in carol's inbox", || async {
+        let page: serde_json::Value = c
+            .get(format!("http://{far_private}/im2000/v1/inbox?limit=1000"))
+            .header("authorization", basic("carol@far.test", PASSWORD))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let mut counts = HashMap::new();
+        for e in page["notifications"].as_array()? {
+            let id = e["notification"]["id"].as_str()?;
+            let text =
+                c.get(format!("http://127.0.0.1:{public}/im2000/v1/messages/{id}?part=headers")).send().await.ok()?;
+            let text = text.text().await.ok()?;
+            let token = text.split("Subject: ").nth(1)?.split_whitespace().next()?.to_string();
+            *counts.entry(token).or_default() += 1;
+        }
+        let done = submitted.iter().all(|(token, _)| counts.contains_key(token));
+        *seen.lock().unwrap() = counts;
+        done.then_some(())
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    for (token, msg) in &submitted {
+        assert_eq!(seen.get(token), Some(&1), "submission {msg} got 201 but reached carol {:?} times", seen.get(token));
+    }
+
+    // Nothing left due or running in the queue.
+    eventually_within(Duration::from_secs(60), "an idle queue", || async {
+        let text = c.get(format!("http://127.0.0.1:{private}/metrics")).send().await.ok()?.text().await.ok()?;
+        let busy = text.lines().filter(|l| {
+            l.starts_with("imgate_queue_jobs{") && (l.contains("state=\"due\"") || l.contains("state=\"leased\""))
+        });
+        busy.map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).all(|n| n == 0).then_some(())
+    })
+    .await;
+    eprintln!(
+        "{kills} kills: {} SMTP messages acknowledged and each filed exactly once; {} submissions each notified exactly once",
+        acked.len(),
+        submitted.len()
+    );
+    far.shutdown().await;
     child.kill().unwrap();
     child.wait().unwrap();
     let log = std::fs::read_to_string(&log).unwrap_or_default();
