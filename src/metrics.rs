@@ -16,6 +16,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("imgate_retrievals_total", "Messages served to recipients, by part."),
     ("imgate_smtp_deliveries_total", "SMTP deliveries to legacy hosts, by outcome."),
     ("imgate_rate_limited_total", "Requests refused by a rate limit, by what was limited."),
+    ("imgate_peer_bytes_sent_total", "Octets of request bodies sent to other domains' services, by what."),
 ];
 
 /// A gauge computed at scrape time: name, help, and (labels, value) pairs.
@@ -33,10 +34,15 @@ pub struct Metrics {
 impl Metrics {
     /// Adds one to `name{label="value"}`.
     pub fn inc(&self, name: &'static str, label: &str, value: &str) {
+        self.add(name, label, value, 1);
+    }
+
+    /// Adds `n` to `name{label="value"}`.
+    pub fn add(&self, name: &'static str, label: &str, value: &str, n: u64) {
         debug_assert!(COUNTERS.iter().any(|(n, _)| *n == name), "unknown metric {name}");
         let labels = format!("{label}=\"{}\"", value.replace(['"', '\\', '\n'], "_"));
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((name, labels)).or_default() += 1;
+        *map.entry((name, labels)).or_default() += n;
     }
 
     /// The exposition text: every counter, then the given gauges

@@ -122,9 +122,22 @@ impl PeerClient {
     }
 
     /// Posts a batch of notifications to `domain`'s notification agent.
-    pub async fn notify(&self, domain: &str, batch: &[Notification]) -> Result<Vec<NotifyOutcome>, PeerError> {
+    /// Posts a batch of notifications to `domain`'s agent; `sent` is told
+    /// the size of the request body.
+    pub async fn notify(
+        &self,
+        domain: &str,
+        batch: &[Notification],
+        sent: impl FnOnce(usize),
+    ) -> Result<Vec<NotifyOutcome>, PeerError> {
+        let body = bytes::Bytes::from(serde_json::to_vec(batch).map_err(|e| PeerError::Protocol(e.to_string()))?);
+        sent(body.len());
         let resp = self
-            .exchange(Service::Notify, domain, |ep| self.request(Method::POST, ep, "/notifications").json(batch))
+            .exchange(Service::Notify, domain, |ep| {
+                self.request(Method::POST, ep, "/notifications")
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
             .await?;
         let resp = check(resp).await?;
         let body: NotifyResponse =

@@ -58,7 +58,11 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
         }
         Ok(outcomes)
     } else {
-        s.peers.notify(&domain, &batch).await
+        s.peers
+            .notify(&domain, &batch, |n| {
+                s.metrics.add("imgate_peer_bytes_sent_total", "what", "notifications", n as u64)
+            })
+            .await
     };
     let now = s.clock.now();
     for (i, l) in jobs.iter().enumerate() {
