@@ -1,14 +1,23 @@
 //! HTTP Basic authentication of a node's own users against argon2 hashes.
 //! Plain passwords from the configuration are hashed at start-up and
 //! dropped: the server keeps only hashes in memory.
+//!
+//! argon2 is slow on purpose (tens of milliseconds), and HTTP Basic sends
+//! the password with every request: a client polling its inbox would pay
+//! that each time. So a successful verification is remembered for a few
+//! minutes as a keyed SHA-256 of (user, password) — never the password —
+//! and failures are never cached. A reload builds new `Users`, which forgets
+//! them all.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use axum::http::HeaderMap;
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::config::{Config, Secret};
@@ -29,7 +38,16 @@ pub struct Users {
     /// A hash nobody's password matches, verified for unknown users so that
     /// timing does not tell which users exist.
     decoy: Arc<String>,
+    /// Recently verified credentials: keyed digest → (user key, when).
+    verified: Arc<Mutex<HashMap<[u8; 32], (String, Instant)>>>,
+    /// The key of those digests, random per process.
+    cache_key: [u8; 32],
 }
+
+/// How long a verified password is taken on trust.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+/// Most credentials remembered; the cache is emptied when it fills.
+const VERIFIED_MAX: usize = 10_000;
 
 /// Hashes a password into an argon2id PHC string.
 pub fn hash_password(password: &str) -> String {
@@ -51,7 +69,14 @@ impl Users {
                 Some((u.address.key(), Entry { address: u.address.clone(), hash, quota: u.quota, admin: u.admin }))
             })
             .collect();
-        Users { by_key: Arc::new(by_key), decoy: Arc::new(hash_password("\u{0}decoy")) }
+        let mut cache_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut cache_key);
+        Users {
+            by_key: Arc::new(by_key),
+            decoy: Arc::new(hash_password("\u{0}decoy")),
+            verified: Default::default(),
+            cache_key,
+        }
     }
 
     /// Whether `address` has a mailbox here.
@@ -88,6 +113,12 @@ impl Users {
     /// same time as known ones.
     pub async fn verify(&self, user: &str, password: &str) -> Option<Address> {
         let entry = user.parse::<Address>().ok().and_then(|a| self.by_key.get(&a.key()).cloned());
+        let digest = self.credential_digest(user, password);
+        if let Some(e) = &entry
+            && self.recently_verified(&digest, &e.address.key())
+        {
+            return Some(e.address.clone());
+        }
         let hash = entry.as_ref().map_or_else(|| self.decoy.as_str().to_string(), |e| e.hash.clone());
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || {
@@ -97,6 +128,51 @@ impl Users {
         })
         .await
         .unwrap_or(false);
-        entry.filter(|_| ok).map(|e| e.address)
+        let address = entry.filter(|_| ok).map(|e| e.address)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_MAX {
+            cache.clear();
+        }
+        cache.insert(digest, (address.key(), Instant::now()));
+        Some(address)
+    }
+
+    fn credential_digest(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.cache_key);
+        h.update(user.to_lowercase().as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    fn recently_verified(&self, digest: &[u8; 32], key: &str) -> bool {
+        let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(digest).is_some_and(|(k, at)| k == key && at.elapsed() < VERIFIED_FOR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn verified_passwords_are_remembered_and_wrong_ones_never() {
+        let text = "[im2000]\npublic = [\"127.0.0.1:0\"]\n[[domain]]\nname = \"a.test\"\n\
+                    [[user]]\naddress = \"ann@a.test\"\npassword = \"right\"\n";
+        let users = Users::from_config(&Config::parse(text, "t").unwrap());
+        let cases = [
+            ("ann@a.test", "wrong", false),
+            ("ann@a.test", "right", true),
+            ("ann@a.test", "right", true), // from the cache
+            ("ANN@a.test", "right", true),
+            ("ann@a.test", "wrong", false),
+            ("ann@a.test", "righ", false),
+            ("bob@a.test", "right", false),
+        ];
+        for (user, password, ok) in cases {
+            assert_eq!(users.verify(user, password).await.is_some(), ok, "{user} {password}");
+        }
+        assert_eq!(users.verified.lock().unwrap().len(), 1, "only successes are remembered");
     }
 }
