@@ -39,10 +39,13 @@ pub struct Users {
     /// timing does not tell which users exist.
     decoy: Arc<String>,
     /// Recently verified credentials: keyed digest → (user key, when).
-    verified: Arc<Mutex<HashMap<[u8; 32], (String, Instant)>>>,
+    verified: Arc<Mutex<VerifiedCache>>,
     /// The key of those digests, random per process.
     cache_key: [u8; 32],
 }
+
+/// Keyed digest of (user, password) → (user key, when verified).
+type VerifiedCache = HashMap<[u8; 32], (String, Instant)>;
 
 /// How long a verified password is taken on trust.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
