@@ -67,3 +67,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn hex_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let text = super::hex::encode(&bytes);
+        prop_assert_eq!(super::hex::decode(&text), Some(bytes));
+        prop_assert_eq!(super::hex::decode(&text.to_uppercase()).map(|b| super::hex::encode(&b)), Some(text));
+    }
+
+    #[test]
+    fn traffic_keys_round_trip_and_sort_by_hour(domain in "[a-z]{1,12}\\.test", a in any::<u64>(), b in any::<u64>(), side in any::<u8>()) {
+        use crate::store::schema::{parse_traffic_key, traffic_key, traffic_prefix};
+        let (ka, kb) = (traffic_key(&domain, a, side), traffic_key(&domain, b, side));
+        prop_assert_eq!(parse_traffic_key(&traffic_prefix(&domain), &ka), Some((a, side)));
+        if a < b {
+            prop_assert!(ka < kb);
+        }
+    }
+
+    #[test]
+    fn inbox_keys_round_trip(user in "[a-z]{1,10}@[a-z]{1,10}\\.test", seq in any::<u64>()) {
+        use crate::store::schema::{inbox_key, inbox_key_seq, inbox_prefix};
+        let k = inbox_key(&user, seq);
+        prop_assert!(k.starts_with(&inbox_prefix(&user)));
+        prop_assert_eq!(inbox_key_seq(&k), Some(seq));
+    }
+}

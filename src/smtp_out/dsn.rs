@@ -144,6 +144,25 @@ MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status
 Final-Recipient: rfc822; carol@two.test\r\nAction: ACTION\r\nStatus: 5.2.2\r\n\
 Diagnostic-Code: smtp; 552 5.2.2 mailbox\r\n full\r\n\r\n--b--\r\n";
 
+    /// A multipart `depth` levels deep, each level a new boundary.
+    fn nested_mime(depth: usize) -> Vec<u8> {
+        let mut head = String::from("From: a@x.test\r\nMIME-Version: 1.0\r\n");
+        let mut tail = String::new();
+        for i in 0..depth {
+            head.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"));
+            tail = format!("\r\n--b{i}--\r\n{tail}");
+        }
+        format!("{head}Content-Type: text/plain\r\n\r\ndeep{tail}").into_bytes()
+    }
+
+    #[test]
+    fn deeply_nested_mime_reads_as_an_old_style_bounce_without_crashing() {
+        for depth in [1, 50, 5_000, 50_000] {
+            let reason = failure_reason(&nested_mime(depth));
+            assert!(reason.as_deref().is_some_and(|r| r.starts_with("bounce received")), "depth {depth}: {reason:?}");
+        }
+    }
+
     #[test]
     fn built_dsns_read_back() {
         let dsn = Bounce {

@@ -102,6 +102,26 @@ async fn legacy_sender_reaches_an_im2000_user_through_the_mx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_mime_is_stored_as_received() {
+    let w = World::new().await;
+    let two = w.start("two.test", &["bob"]).await;
+    // 2,000 nested multiparts: SPF/DKIM/DMARC parse it at the MX, the
+    // recipient's agent never does; it is stored and served byte for byte.
+    let mut head = String::from("From: someone@legacy.test\r\nMIME-Version: 1.0\r\n");
+    let mut tail = String::new();
+    for i in 0..2_000 {
+        head.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"));
+        tail = format!("\r\n--b{i}--\r\n{tail}");
+    }
+    let deep = format!("{head}Content-Type: text/plain\r\n\r\ndeep{tail}");
+    let resp = send(&plain_client(two.mx), &envelope("someone@legacy.test", &["bob@two.test"]), &deep).await;
+    assert_eq!(resp.code().to_string(), "250");
+    let entry = eventually("the notification", || async { inbox(&two, "bob@two.test").await.pop() }).await;
+    let stored = retrieve(&two, entry["notification"]["id"].as_str().unwrap()).await;
+    assert!(stored.ends_with(&deep), "stored as received, after one Received header");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submission_with_starttls_and_auth_reaches_another_domain() {
     let w = World::with_tls(&["one.test", "two.test"]).await;
     let one = w.start("one.test", &["alice"]).await;
