@@ -78,8 +78,11 @@ pub async fn retrieve(
     s.metrics.inc("imgate_retrievals_total", "part", part);
     if method == Method::GET {
         let level = if headers_only || end < len { ReadStatus::Headers } else { ReadStatus::All };
-        let (store, now) = (s.store.clone(), s.clock.now());
-        s.blocking(move || store.mark_read(&id, level, now)).await??;
+        // Read again: nothing to record (and no store write per request).
+        if found.recipient.read < level {
+            let (store, now) = (s.store.clone(), s.clock.now());
+            s.blocking(move || store.mark_read(&id, level, now)).await??;
+        }
         tracing::info!(msg = %found.message_id, rid = %id.short(), read = level.as_str(), "message retrieved");
     }
     let digest = if headers_only { sha256_field(&repr) } else { found.message.digest.clone() };
