@@ -104,19 +104,27 @@ impl Context {
         self.load_routes().map_err(|e| e.to_string())
     }
 
-    /// Whether the worker holds back a job for `recipient` (an address),
-    /// whose SMTP deliveries go to the domain's legacy host when it has one.
+    /// Where a job for `recipient` goes, as the queue commands name it: the
+    /// domain's legacy host for an SMTP delivery when it has one, else the
+    /// recipient's domain.
+    pub fn job_host(&self, recipient: &str, deliver: bool) -> String {
+        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
+        match self.dir().config.legacy_host(&domain) {
+            Some(h) if deliver => h.to_lowercase(),
+            _ => domain,
+        }
+    }
+
+    /// Whether `host` (a recipient domain or a legacy host) names a job.
+    pub fn job_matches(&self, recipient: &str, deliver: bool, host: &str) -> bool {
+        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
+        domain.eq_ignore_ascii_case(host) || self.job_host(recipient, deliver).eq_ignore_ascii_case(host)
+    }
+
+    /// Whether the worker holds back a job for `recipient` (an address).
     pub fn is_held(&self, recipient: &str, deliver: bool) -> bool {
         let pause = self.pause.read().unwrap_or_else(|p| p.into_inner());
-        if pause.all {
-            return true;
-        }
-        if pause.hosts.is_empty() {
-            return false;
-        }
-        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
-        let legacy_host = if deliver { self.dir().config.legacy_host(&domain).map(str::to_lowercase) } else { None };
-        pause.hosts.iter().any(|h| *h == domain || Some(h) == legacy_host.as_ref())
+        pause.all || pause.hosts.iter().any(|h| self.job_matches(recipient, deliver, h))
     }
 
     /// Runs store work (RocksDB calls, fsync) off the async threads.

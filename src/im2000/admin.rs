@@ -64,15 +64,6 @@ pub struct JobDetail {
     pub history: Vec<AttemptView>,
 }
 
-/// Where a job goes, as `--host` and `queue pause --host` name it.
-fn job_host(s: &Shared, j: &JobView) -> String {
-    let domain = j.recipient.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
-    match s.dir().config.legacy_host(&domain) {
-        Some(h) if j.kind == "deliver" => h.to_lowercase(),
-        _ => domain,
-    }
-}
-
 fn queue_job(s: &Shared, j: &JobView, now: Millis) -> QueueJob {
     let state = if j.leased {
         "running"
@@ -89,7 +80,7 @@ fn queue_job(s: &Shared, j: &JobView, now: Millis) -> QueueJob {
         state,
         due: rfc3339(j.due),
         recipient: j.recipient.clone(),
-        host: job_host(s, j),
+        host: s.job_host(&j.recipient, j.kind == "deliver"),
         attempts: j.attempts,
         last_error: j.last_error.clone(),
     }
@@ -119,10 +110,10 @@ pub async fn queue(
     let jobs = s.blocking(move || store.jobs()).await??;
     let jobs: Vec<QueueJob> = jobs
         .iter()
+        .filter(|j| f.host.as_ref().is_none_or(|h| s.job_matches(&j.recipient, j.kind == "deliver", h)))
         .map(|j| queue_job(&s, j, now))
         .filter(|j| f.state.as_ref().is_none_or(|st| j.state == st))
         .filter(|j| f.recipient.as_ref().is_none_or(|r| j.recipient.eq_ignore_ascii_case(r)))
-        .filter(|j| f.host.as_ref().is_none_or(|h| j.host.eq_ignore_ascii_case(h)))
         .collect();
     let pause = s.pause.read().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(json(serde_json::json!({ "jobs": jobs, "paused": pause })))
@@ -182,19 +173,9 @@ pub async fn retry_all(
 
 /// Makes waiting jobs (for `host`, or all) due now and wakes the worker.
 async fn retry_matching(s: &Shared, host: Option<&str>) -> Result<usize, ApiError> {
-    let host = host.map(str::to_lowercase);
-    let (store, now, s2) = (s.store.clone(), s.clock.now(), s.clone());
-    let n = s
-        .blocking(move || {
-            store.retry_jobs(now, &|rcpt, deliver| {
-                let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
-                host.as_ref().is_none_or(|h| {
-                    *h == domain
-                        || (deliver && s2.dir().config.legacy_host(&domain).map(str::to_lowercase) == Some(h.clone()))
-                })
-            })
-        })
-        .await??;
+    let (store, now, s2, host) = (s.store.clone(), s.clock.now(), s.clone(), host.map(str::to_string));
+    let pick = move |rcpt: &str, deliver: bool| host.as_ref().is_none_or(|h| s2.job_matches(rcpt, deliver, h));
+    let n = s.blocking(move || store.retry_jobs(now, &pick)).await??;
     s.wake.notify_one();
     Ok(n)
 }
