@@ -113,6 +113,13 @@ password = "alice-pw"
 [[user]]
 address = "dora@one.test"
 password = "dora-pw"
+[[user]]
+address = "erin@pf.test"
+password = "erin-pw"
+[[user]]
+address = "ops@one.test"
+password = "ops-pw"
+admin = true
 TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 pids+=($!)
@@ -167,6 +174,26 @@ check "Postfix's 550 for an unknown user shows as refused in track, no mail back
     t=\$(\"$IMGATE\" track --config $C --user alice@one.test \"\$id\")
     echo \"\$t\" | grep -q 'refused.*550' && exit 0; sleep 0.1
   done; echo \"\$t\"; exit 1"
+
+# --- a mixed domain: pf.test on Postfix, moving user by user ---------------
+check "swaks: MX relays a Postfix user's mail there, with one imgate Received header" bash -c "
+  swaks --server 127.0.0.1:$MX --from someone@example.org --to bob@pf.test --header 'Subject: relayed' --hide-all || exit 1
+  for i in \$(seq 200); do
+    f=\$(grep -l 'Subject: relayed' $work/vmail/pf.test/bob/new/* 2>/dev/null | head -1); [ -n \"\$f\" ] && break; sleep 0.1
+  done
+  [ -n \"\$f\" ] && [ \"\$(grep -c 'by localhost (imgate)' \"\$f\")\" = 1 ] && ! grep -q 'with IM2000' \"\$f\" || { cat \"\$f\"; exit 1; }"
+check "route set moves erin@pf.test to IM2000 live; route explain says which rule" bash -c "
+  \"$IMGATE\" route --config $C set erin@pf.test im2000 >/dev/null || exit 1
+  swaks --server 127.0.0.1:$MX --from someone@example.org --to erin@pf.test --hide-all || exit 1
+  for i in \$(seq 100); do [ \"\$(count erin@pf.test)\" -ge 1 ] && break; sleep 0.1; done
+  [ \"\$(count erin@pf.test)\" -ge 1 ] || exit 1
+  \"$IMGATE\" route --config $C explain erin@pf.test | grep -q \"the user's own rule\""
+check "migration status counts pf.test's sides" bash -c "
+  \"$IMGATE\" migration --config $C --json status | /usr/bin/python3 -c '
+import json, sys
+d = {x[\"domain\"]: x for x in json.load(sys.stdin)[\"domains\"]}[\"pf.test\"]
+assert d[\"users_im2000\"] == 1 and d[\"last_day\"][\"legacy_messages\"] >= 2 and d[\"last_day\"][\"im2000_messages\"] == 1, d
+'"
 
 # --- bursts --------------------------------------------------------------
 check "smtp-source: a burst of 200 messages over 10 sessions, all filed" bash -c "
