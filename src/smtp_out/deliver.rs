@@ -156,8 +156,11 @@ async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>
 async fn moved_to_im2000(s: &Shared, leased: &LeasedDelivery) -> bool {
     let n = &leased.delivery.notification;
     let Ok(rcpt) = n.recipient.parse::<Address>() else { return false };
+    // A relay for a submission user, or a user without a mailbox here (whose
+    // domain moved, not they): SMTP as before.
     if leased.delivery.dsn_to.is_some()
         || !s.dir().config.is_local_domain(rcpt.domain())
+        || !s.dir().users.contains(&rcpt)
         || s.route(&rcpt) != crate::config::Route::Im2000
     {
         return false;
