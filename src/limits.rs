@@ -3,7 +3,7 @@
 //! window counter per key; time comes from the node's clock.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use crate::clock::Millis;
 
@@ -11,7 +11,7 @@ use crate::clock::Millis;
 pub struct Limiter {
     max: u32,
     window_ms: u64,
-    counts: Mutex<HashMap<String, (Millis, u32)>>,
+    counts: RwLock<HashMap<String, (Millis, u32)>>,
 }
 
 /// Keys kept before expired windows are swept.
@@ -19,18 +19,18 @@ const SWEEP_AT: usize = 10_000;
 
 impl Limiter {
     pub fn new(max: u32, window_ms: u64) -> Limiter {
-        Limiter { max, window_ms, counts: Mutex::new(HashMap::new()) }
+        Limiter { max, window_ms, counts: RwLock::new(HashMap::new()) }
     }
 
     /// Whether `key` has used up its allowance in the current window.
     pub fn exceeded(&self, key: &str, now: Millis) -> bool {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = self.counts.read().unwrap_or_else(|p| p.into_inner());
         counts.get(key).is_some_and(|(start, n)| now < start + self.window_ms && *n >= self.max)
     }
 
     /// Counts one event for `key`.
     pub fn record(&self, key: &str, now: Millis) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.counts.write().unwrap_or_else(|p| p.into_inner());
         if counts.len() >= SWEEP_AT {
             let window = self.window_ms;
             counts.retain(|_, (start, _)| now < *start + window);

@@ -1,10 +1,13 @@
-//! Counters and gauges in the Prometheus text format. Counters are keyed by
-//! (name, labels), created on first use, behind one mutex (an increment is
-//! a map lookup); gauges are computed from the store when scraped.
+//! Counters and gauges in the Prometheus text format. Counters are atomics
+//! keyed by (name, labels), created on first use: an increment takes a
+//! shared read lock and an atomic add (the write lock only the first time a
+//! label value is seen), so request paths on several threads do not queue
+//! for it. Gauges are computed from the store when scraped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Help text of every counter, which also fixes the set of names.
 const COUNTERS: &[(&str, &str)] = &[
@@ -26,35 +29,47 @@ pub struct Gauge<'a> {
     pub values: Vec<(String, u64)>,
 }
 
+/// One counter's label name and its count per label value.
+type Counter = (&'static str, BTreeMap<String, AtomicU64>);
+
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// name → label value → count (each metric has one label name).
+    counters: RwLock<BTreeMap<&'static str, Counter>>,
 }
 
 impl Metrics {
     /// Adds one to `name{label="value"}`.
-    pub fn inc(&self, name: &'static str, label: &str, value: &str) {
+    pub fn inc(&self, name: &'static str, label: &'static str, value: &str) {
         self.add(name, label, value, 1);
     }
 
     /// Adds `n` to `name{label="value"}`.
-    pub fn add(&self, name: &'static str, label: &str, value: &str, n: u64) {
+    pub fn add(&self, name: &'static str, label: &'static str, value: &str, n: u64) {
         debug_assert!(COUNTERS.iter().any(|(n, _)| *n == name), "unknown metric {name}");
-        let labels = format!("{label}=\"{}\"", value.replace(['"', '\\', '\n'], "_"));
-        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry((name, labels)).or_default() += n;
+        {
+            let map = self.counters.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = map.get(name).and_then(|(_, values)| values.get(value)) {
+                c.fetch_add(n, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut map = self.counters.write().unwrap_or_else(|p| p.into_inner());
+        let (_, values) = map.entry(name).or_insert_with(|| (label, BTreeMap::new()));
+        values.entry(value.to_string()).or_default().fetch_add(n, Ordering::Relaxed);
     }
 
     /// The exposition text: every counter, then the given gauges
     /// (name, help, [(labels, value)]).
     pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
-        let map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.counters.read().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         for (name, help) in COUNTERS {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((n, labels), v) in map.iter() {
-                if n == name {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            if let Some((label, values)) = map.get(name) {
+                for (value, v) in values {
+                    let value = value.replace(['"', '\\', '\n'], "_");
+                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", v.load(Ordering::Relaxed));
                 }
             }
         }
