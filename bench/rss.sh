@@ -22,7 +22,7 @@ fi
 scripts/setup
 cargo build --release --bin imgate --quiet
 IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work=$(mktemp -d)
 cleanup() {

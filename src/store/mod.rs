@@ -121,7 +121,9 @@ pub struct Leased {
     pub job: Job,
     pub selector: [u8; 8],
     pub record: RecipientRecord,
-    pub message: MessageRecord,
+    /// Shared by the jobs of one message taken in the same pass (a message
+    /// to thousands of recipients is read and parsed once, not per job).
+    pub message: Arc<MessageRecord>,
 }
 
 /// A delivery job taken from the queue, leased until `due`.

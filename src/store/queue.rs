@@ -1,6 +1,8 @@
 //! The durable job queue: leasing due jobs, recording outcomes, lifetime
 //! expiry, releasing a dead process's leases, and the admin view.
 
+use std::collections::HashMap;
+
 use rocksdb::{IteratorMode, WriteBatch};
 
 use super::records::*;
@@ -61,6 +63,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let mut out = Vec::new();
         let mut deliver = Vec::new();
+        let mut messages: HashMap<MessageId, Option<Arc<MessageRecord>>> = HashMap::new();
         let it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
         for item in it {
             let (k, v) = item?;
@@ -94,7 +97,15 @@ impl Store {
             let Some(mut record) = self.recipient_by_selector(&sel)? else { continue };
             let id: MessageId =
                 record.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
-            let Some(message) = self.message(&id)? else { continue };
+            let message = match messages.get(&id) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = self.message(&id)?.map(Arc::new);
+                    messages.insert(id, m.clone());
+                    m
+                }
+            };
+            let Some(message) = message else { continue };
             if record.notification.is_final() || message.state != MessageState::Stored {
                 record.next_attempt_at = None;
                 batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
