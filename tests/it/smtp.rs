@@ -443,7 +443,7 @@ async fn started_as_root_it_binds_then_becomes_run_as() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads_users_and_routes_without_dropping_sessions() {
+async fn sighup_reloads_without_dropping_sessions_and_sigterm_drains_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let (mx, private) = (unused_addr(), unused_addr());
     let config = dir.path().join("hup.toml");
@@ -499,6 +499,11 @@ async fn sighup_reloads_users_and_routes_without_dropping_sessions() {
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(got.starts_with("250 "), "{got}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+
+    // SIGTERM: the open session is told 421, and the process exits 0.
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), session.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"421 4.3.2"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
