@@ -18,7 +18,7 @@ use crate::proto::address::valid_domain;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResponse, NotifyResult};
 use crate::proto::{Address, RecipientId};
 use crate::smtp_out::probe::Verdict;
-use crate::store::{InboxAccept, Unavailable};
+use crate::store::{Filing, InboxAccept, Unavailable};
 
 /// Most notifications accepted in one request.
 pub const MAX_BATCH: usize = 1000;
@@ -36,114 +36,144 @@ pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, Ap
     if batch.is_empty() || batch.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!("send between 1 and {MAX_BATCH} notifications")));
     }
-    // Verify several at once (each may probe a store), answering in order.
-    let results = futures::stream::iter(batch.into_iter().map(|n| {
-        let s = s.clone();
-        async move { consider(&s, &n).await }
-    }))
-    .buffered(PROBES_AT_ONCE)
-    .collect()
-    .await;
+    let results = consider(&s, &batch).await;
     Ok(axum::Json(NotifyResponse { results }).into_response())
 }
 
-/// Decides one notification for a recipient here and files it if accepted.
-/// The queue calls this directly for recipients of this node's own domains.
-pub async fn consider(s: &Shared, n: &Notification) -> NotifyOutcome {
-    let o = decide(s, n).await;
-    let label = match o.result {
-        NotifyResult::Accepted => "accepted",
-        NotifyResult::Duplicate => "duplicate",
-        NotifyResult::Nouser => "nouser",
-        NotifyResult::Refused => "refused",
-        NotifyResult::Retry => "retry",
+/// Decides notifications for recipients here, answering in order: each is
+/// checked (several at once: each may probe a store), then every verified
+/// one is filed in one synced batch. The queue calls this directly for
+/// recipients of this node's own domains.
+pub async fn consider(s: &Shared, batch: &[Notification]) -> Vec<NotifyOutcome> {
+    let checks = batch.iter().cloned().map(|n| {
+        let s = s.clone();
+        async move { decide(&s, &n).await }
+    });
+    // Ok: verified, to be filed; Err: answered without filing.
+    let checked: Vec<Result<Filing, NotifyOutcome>> =
+        futures::stream::iter(checks).buffered(PROBES_AT_ONCE).collect().await;
+    let filings: Vec<Filing> = checked.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
+    let filed = if filings.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let (st, now, f) = (s.store.clone(), s.clock.now(), filings.clone());
+        match s.blocking(move || st.file_notifications(&f, now)).await {
+            Ok(Ok(results)) => Ok(results),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
-    s.metrics.inc("imgate_notifications_received_total", "result", label);
-    tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, sender = %n.sender, result = label,
-        reason = o.reason.as_deref().unwrap_or(""), "notification considered");
-    o
+    if let Err(e) = &filed {
+        tracing::error!(error = %e, "filing notifications failed");
+    }
+    let mut filed = filed.unwrap_or_default().into_iter();
+    let mut wake = false;
+    let outcomes: Vec<NotifyOutcome> = checked
+        .into_iter()
+        .map(|c| match c {
+            Err(o) => o,
+            Ok(f) => match filed.next() {
+                Some(InboxAccept::Accepted(_)) => {
+                    wake |= f.legacy;
+                    outcome(NotifyResult::Accepted, "")
+                }
+                Some(InboxAccept::Duplicate(_)) => outcome(NotifyResult::Duplicate, ""),
+                None => outcome(NotifyResult::Retry, "storage temporarily unavailable"),
+            },
+        })
+        .collect();
+    if wake {
+        s.wake.notify_one();
+    }
+    for (n, o) in batch.iter().zip(&outcomes) {
+        let label = match o.result {
+            NotifyResult::Accepted => "accepted",
+            NotifyResult::Duplicate => "duplicate",
+            NotifyResult::Nouser => "nouser",
+            NotifyResult::Refused => "refused",
+            NotifyResult::Retry => "retry",
+        };
+        s.metrics.inc("imgate_notifications_received_total", "result", label);
+        tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, sender = %n.sender,
+            result = label, reason = o.reason.as_deref().unwrap_or(""), "notification considered");
+    }
+    outcomes
 }
 
-async fn decide(s: &Shared, n: &Notification) -> NotifyOutcome {
+/// Checks one notification: the filing to make, or the answer.
+async fn decide(s: &Shared, n: &Notification) -> Result<Filing, NotifyOutcome> {
     let recipient: Address = match n.recipient.parse() {
         Ok(a) => a,
-        Err(e) => return outcome(NotifyResult::Refused, format!("bad recipient address: {e}")),
+        Err(e) => return Err(outcome(NotifyResult::Refused, format!("bad recipient address: {e}"))),
     };
     let sender: Address = match n.sender.parse() {
         Ok(a) => a,
-        Err(e) => return outcome(NotifyResult::Refused, format!("bad sender address: {e}")),
+        Err(e) => return Err(outcome(NotifyResult::Refused, format!("bad sender address: {e}"))),
     };
     if n.id.parse::<RecipientId>().is_err() {
-        return outcome(NotifyResult::Refused, "bad message identifier");
+        return Err(outcome(NotifyResult::Refused, "bad message identifier"));
     }
     let store = n.store.to_lowercase();
     if !valid_domain(&store) {
-        return outcome(NotifyResult::Refused, "bad store domain");
+        return Err(outcome(NotifyResult::Refused, "bad store domain"));
     }
     if !s.dir().config.is_local_domain(recipient.domain()) {
-        return outcome(NotifyResult::Refused, format!("{} is not a domain served here", recipient.domain()));
+        return Err(outcome(NotifyResult::Refused, format!("{} is not a domain served here", recipient.domain())));
     }
     // A recipient still on SMTP: this node is their agent, and delivers.
     let legacy = s.route(&recipient) == Route::Legacy;
     if !legacy && !s.dir().users.contains(&recipient) {
-        return outcome(NotifyResult::Nouser, format!("no user {recipient} here"));
+        return Err(outcome(NotifyResult::Nouser, format!("no user {recipient} here")));
     }
     let via_gateway = n.origin.as_ref().is_some_and(|o| o.protocol == "smtp");
     if store != sender.domain() && !via_gateway {
-        return outcome(NotifyResult::Refused, format!("store {store} is not the sender's domain {}", sender.domain()));
+        return Err(outcome(
+            NotifyResult::Refused,
+            format!("store {store} is not the sender's domain {}", sender.domain()),
+        ));
     }
     // Re-sent notifications are answered without probing again.
     let key = recipient.key();
     let (st, seen_key, n2) = (s.store.clone(), key.clone(), n.clone());
     if let Ok(Ok(true)) = s.blocking(move || st.inbox_seen(&seen_key, &n2)).await {
-        return outcome(NotifyResult::Duplicate, "");
+        return Err(outcome(NotifyResult::Duplicate, ""));
     }
     if legacy && s.dir().config.verify_legacy_users(recipient.domain()) {
         match crate::smtp_out::probe::recipient(s, &recipient).await {
             Verdict::Exists => {}
-            Verdict::NoUser(reply) => return outcome(NotifyResult::Nouser, format!("the legacy host says: {reply}")),
-            Verdict::Unknown(why) => return outcome(NotifyResult::Retry, format!("cannot check the user now: {why}")),
+            Verdict::NoUser(reply) => {
+                return Err(outcome(NotifyResult::Nouser, format!("the legacy host says: {reply}")));
+            }
+            Verdict::Unknown(why) => {
+                return Err(outcome(NotifyResult::Retry, format!("cannot check the user now: {why}")));
+            }
         }
     }
     match probe(s, &store, &n.id).await {
         Ok(p) => {
             if !p.sender.as_deref().is_some_and(|ps| ps.eq_ignore_ascii_case(&n.sender)) {
-                return outcome(NotifyResult::Refused, "the store names another sender for this message");
+                return Err(outcome(NotifyResult::Refused, "the store names another sender for this message"));
             }
             if p.size.is_some_and(|size| size != n.size) {
-                return outcome(NotifyResult::Refused, "the stored message's size differs from the notification's");
+                return Err(outcome(
+                    NotifyResult::Refused,
+                    "the stored message's size differs from the notification's",
+                ));
             }
             if p.digest.as_deref().is_some_and(|d| d != n.digest) {
-                return outcome(NotifyResult::Refused, "the stored message's digest differs from the notification's");
+                return Err(outcome(
+                    NotifyResult::Refused,
+                    "the stored message's digest differs from the notification's",
+                ));
             }
         }
         Err(PeerError::Status { status: 404 | 410, .. }) => {
-            return outcome(NotifyResult::Refused, format!("no such message at {store}'s store"));
+            return Err(outcome(NotifyResult::Refused, format!("no such message at {store}'s store")));
         }
-        Err(e) if e.is_temporary() => return outcome(NotifyResult::Retry, format!("cannot verify yet: {e}")),
-        Err(e) => return outcome(NotifyResult::Refused, format!("cannot verify: {e}")),
+        Err(e) if e.is_temporary() => return Err(outcome(NotifyResult::Retry, format!("cannot verify yet: {e}"))),
+        Err(e) => return Err(outcome(NotifyResult::Refused, format!("cannot verify: {e}"))),
     }
-    let (st, now, n2) = (s.store.clone(), s.clock.now(), n.clone());
-    let filed = if legacy {
-        s.blocking(move || st.queue_delivery(&key, &n2, now)).await
-    } else {
-        s.blocking(move || st.inbox_accept(&key, &n2, now)).await
-    };
-    match filed {
-        Ok(Ok(InboxAccept::Accepted(seq))) => {
-            tracing::debug!(recipient = %recipient, seq, legacy, "notification filed");
-            if legacy {
-                s.wake.notify_one();
-            }
-            outcome(NotifyResult::Accepted, "")
-        }
-        Ok(Ok(InboxAccept::Duplicate(_))) => outcome(NotifyResult::Duplicate, ""),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "filing a notification failed");
-            outcome(NotifyResult::Retry, "storage temporarily unavailable")
-        }
-        Err(_) => outcome(NotifyResult::Retry, "storage temporarily unavailable"),
-    }
+    Ok(Filing { user_key: key, notification: n.clone(), legacy })
 }
 
 /// How a recipient identifier is named in logs: its first 8 hex digits, of

@@ -52,11 +52,7 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
     let batch: Vec<Notification> = jobs.iter().map(notification).collect();
     let answer = if s.dir().config.is_local_domain(&domain) {
         // Our own agent: no need to go out and back over HTTP.
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for n in &batch {
-            outcomes.push(notifications::consider(s, n).await);
-        }
-        Ok(outcomes)
+        Ok(notifications::consider(s, &batch).await)
     } else {
         s.peers
             .notify(&domain, &batch, |n| {

@@ -11,11 +11,14 @@ impl Store {
     /// Files a verified notification for a legacy-routed recipient as a
     /// delivery job, once per (store, id, recipient).
     pub fn queue_delivery(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
+        let filing = Filing { user_key: user_key.to_string(), notification: n.clone(), legacy: true };
+        Ok(self.file_notifications(std::slice::from_ref(&filing), now)?[0])
+    }
+
+    /// Adds a delivery job for a legacy-routed user's notification, its
+    /// idempotency mark and its traffic count to `batch`.
+    pub(super) fn queue_delivery_in(&self, batch: &mut WriteBatch, user_key: &str, n: &Notification, now: Millis) {
         let seen = inbox_seen_key(&n.store, &n.id, user_key);
-        let _g = self.lock();
-        if self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)?.is_some() {
-            return Ok(InboxAccept::Duplicate(0));
-        }
         let mut id = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
         let job = Job::Deliver(Box::new(Delivery {
@@ -27,12 +30,9 @@ impl Store {
             dsn_to: None,
             history: Vec::new(),
         }));
-        let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
         batch.put_cf(self.cf(CF_INBOX_SEEN), seen, inbox_key(user_key, 0));
-        self.count_traffic(&mut batch, domain_of(user_key), SIDE_LEGACY, n.size, now);
-        self.commit(batch)?;
-        Ok(InboxAccept::Accepted(0))
+        self.count_traffic(batch, domain_of(user_key), SIDE_LEGACY, n.size, now);
     }
 
     /// Records that the legacy host accepted a leased delivery: the job moves

@@ -1,5 +1,7 @@
 //! The notification agent's side: inboxes, filed once per notification.
 
+use std::collections::HashMap;
+
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::records::*;
@@ -15,15 +17,43 @@ impl Store {
 
     /// Files a verified notification in `user`'s inbox, once.
     pub fn inbox_accept(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
-        let seen = inbox_seen_key(&n.store, &n.id, user_key);
+        let filing = Filing { user_key: user_key.to_string(), notification: n.clone(), legacy: false };
+        Ok(self.file_notifications(std::slice::from_ref(&filing), now)?[0])
+    }
+
+    /// Files verified notifications — each in its user's inbox, or as an
+    /// SMTP delivery job for a legacy-routed user — once per (store, id,
+    /// recipient), all in one synced batch: a request of many notifications
+    /// costs one fsync, not one each.
+    pub fn file_notifications(&self, filings: &[Filing], now: Millis) -> Result<Vec<InboxAccept>, StoreError> {
         let _g = self.lock();
-        if let Some(v) = self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)? {
-            return Ok(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
-        }
         let mut batch = WriteBatch::default();
-        let seq = self.file_in_inbox(&mut batch, user_key, n, now)?;
-        self.commit(batch)?;
-        Ok(InboxAccept::Accepted(seq))
+        let mut seq = None;
+        let mut filed_now: HashMap<[u8; 32], u64> = HashMap::new();
+        let mut out = Vec::with_capacity(filings.len());
+        for f in filings {
+            let seen = inbox_seen_key(&f.notification.store, &f.notification.id, &f.user_key);
+            if let Some(earlier) = filed_now.get(&seen) {
+                out.push(InboxAccept::Duplicate(*earlier));
+                continue;
+            }
+            if let Some(v) = self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)? {
+                out.push(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
+                continue;
+            }
+            let s = if f.legacy {
+                self.queue_delivery_in(&mut batch, &f.user_key, &f.notification, now);
+                0
+            } else {
+                self.file_in_inbox(&mut batch, &f.user_key, &f.notification, now, &mut seq)?
+            };
+            filed_now.insert(seen, s);
+            out.push(InboxAccept::Accepted(s));
+        }
+        if !batch.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(out)
     }
 
     /// A queued SMTP delivery for a user who has moved to IM2000: the job
@@ -33,7 +63,7 @@ impl Store {
         let n = &leased.delivery.notification;
         let mut batch = WriteBatch::default();
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
-        let seq = self.file_in_inbox(&mut batch, user_key, n, now)?;
+        let seq = self.file_in_inbox(&mut batch, user_key, n, now, &mut None)?;
         // It was counted as legacy traffic when it was queued.
         batch.merge_cf(
             self.cf(CF_TRAFFIC),
@@ -45,18 +75,27 @@ impl Store {
     }
 
     /// Adds the inbox entry, its idempotency mark and its traffic count to
-    /// `batch` (under the write lock); returns its sequence number.
+    /// `batch` (under the write lock); returns its sequence number. `last`
+    /// carries the sequence between entries of one batch.
     fn file_in_inbox(
         &self,
         batch: &mut WriteBatch,
         user_key: &str,
         n: &Notification,
         now: Millis,
+        last: &mut Option<u64>,
     ) -> Result<u64, StoreError> {
-        let seq = match self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("inbox_seq".into()))?),
-            None => 0,
-        } + 1;
+        let previous = match *last {
+            Some(s) => s,
+            None => match self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)? {
+                Some(v) => {
+                    u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("inbox_seq".into()))?)
+                }
+                None => 0,
+            },
+        };
+        let seq = previous + 1;
+        *last = Some(seq);
         let key = inbox_key(user_key, seq);
         batch.put_cf(self.cf(CF_META), META_INBOX_SEQ, seq.to_be_bytes());
         batch.put_cf(self.cf(CF_INBOX), &key, to_json(&InboxRecord { received_at: now, notification: n.clone() }));

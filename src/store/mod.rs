@@ -174,6 +174,15 @@ pub struct JobView {
     pub history: Vec<Attempt>,
 }
 
+/// A verified notification to file for a user of this node.
+#[derive(Debug, Clone)]
+pub struct Filing {
+    pub user_key: String,
+    pub notification: Notification,
+    /// The user is on SMTP: queue a delivery rather than an inbox entry.
+    pub legacy: bool,
+}
+
 /// Result of accepting a notification into an inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxAccept {

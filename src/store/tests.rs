@@ -186,6 +186,48 @@ fn traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery() {
 }
 
 #[test]
+fn a_batch_of_notifications_is_filed_once_each_in_one_write() {
+    let (_d, s) = store();
+    let n = |id: &str, rcpt: &str| Notification {
+        store: "two.test".into(),
+        id: id.into(),
+        sender: "a@two.test".into(),
+        recipient: rcpt.into(),
+        size: 10,
+        digest: "sha-256=:x:".into(),
+        origin: None,
+    };
+    let filing =
+        |id: &str, user: &str, legacy: bool| Filing { user_key: user.into(), notification: n(id, user), legacy };
+    s.inbox_accept("b@one.test", &n("00", "b@one.test"), 1).unwrap();
+    let got = s
+        .file_notifications(
+            &[
+                filing("01", "b@one.test", false),
+                filing("02", "b@one.test", false),
+                filing("01", "b@one.test", false), // again, in the same batch
+                filing("00", "b@one.test", false), // filed before
+                filing("03", "c@one.test", true),
+            ],
+            5,
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        [
+            InboxAccept::Accepted(2),
+            InboxAccept::Accepted(3),
+            InboxAccept::Duplicate(2),
+            InboxAccept::Duplicate(1),
+            InboxAccept::Accepted(0)
+        ]
+    );
+    assert_eq!(s.inbox_list("b@one.test", 0, 10).unwrap().len(), 3);
+    assert_eq!(s.queued_deliveries().unwrap().len(), 1);
+    assert_eq!(s.inbox_accept("b@one.test", &n("04", "b@one.test"), 6).unwrap(), InboxAccept::Accepted(4));
+}
+
+#[test]
 fn expiry_frees_bodies() {
     let (_d, s) = store();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 1_000, 1000).unwrap();
