@@ -25,6 +25,7 @@ IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 work=$(mktemp -d)
 cleanup() {
   kill ${pids:-} 2>/dev/null || true
+  wait ${pids:-} 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
