@@ -14,13 +14,12 @@
 # figures next to the measured ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 RCPTS=${1:-10000}
 DOMAINS=${2:-100}
 SIZE=${3:-4096}
 PORT=${PORT:-2690} # sender public, +1 private, +2 submission; agents +3 public, +4 private
-scripts/setup
-cargo build --release --bin imgate --quiet
-IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
+build_imgate
 
 work=$(mktemp -d)
 cleanup() {
@@ -82,7 +81,6 @@ PY
 pids="$!"
 "$IMGATE" serve --config "$work/sender.toml" >"$work/sender.log" 2>&1 &
 pids="$pids $!"
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$((PORT + 2))" && wait_port "$((PORT + 4))" || { tail "$work"/*.log; exit 1; }
 
 python3 - "$work" "$PORT" "$SIZE" <<'PY'

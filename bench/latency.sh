@@ -12,18 +12,13 @@
 # Postfix with apt-get if missing; rewrites /etc/postfix/main.cf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 N=${1:-300}
 SIZE=${2:-4096}
 PORT=${PORT:-2700} # imgate MX, +1 private, +2 public; Postfix +3
 
-if [ ! -x /usr/sbin/postfix ]; then
-  apt-get update -qq
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
-fi
-scripts/setup
-cargo build --release --bin imgate --quiet
-IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
+need postfix:postfix
+build_imgate
 
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -35,9 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 # --- Postfix: lat.test delivered by virtual(8) into a Maildir ---------------
-[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
-[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
-command -v newaliases >/dev/null && { [ -f /etc/aliases ] || : > /etc/aliases; newaliases 2>/dev/null || true; }
+postfix_base
 mkdir -p "$work/vmail"
 chown 5000:5000 "$work/vmail"
 postconf -e "inet_interfaces = loopback-only" "myhostname = postfix.lat.test" "mynetworks = 127.0.0.0/8" \
@@ -46,8 +39,7 @@ postconf -e "inet_interfaces = loopback-only" "myhostname = postfix.lat.test" "m
   "virtual_minimum_uid = 100" "smtpd_recipient_restrictions = permit_mynetworks, reject" \
   "compatibility_level = 3.6" "maillog_file = /var/log/postfix-bench.log"
 postconf -M "$((PORT + 3))/inet=$((PORT + 3)) inet n - n - - smtpd"
-postfix stop >/dev/null 2>&1 || true
-postfix start >/dev/null 2>&1
+postfix_restart
 
 # --- imgate: MX for lat.test, bob reads his inbox ---------------------------
 cat > "$work/imgate.toml" <<TOML
@@ -69,7 +61,6 @@ level = "warn"
 TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 imgate_pid=$!
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$((PORT + 1))" && wait_port "$((PORT + 3))" || { cat "$work/imgate.log"; exit 1; }
 
 python3 - "$work" "$PORT" "$N" "$SIZE" <<'PY'

@@ -14,19 +14,15 @@
 # Installs nginx and wrk with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 N=${1:-100}
 CONNS=${2:-50}
 SECS=${3:-10}
 SIZE=${4:-4096}
 PORT=${PORT:-2680} # imgate public; PORT+1 private; PORT+2 nginx
 
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
-fi
-scripts/setup
-cargo build --release --bin imgate --quiet
-IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
+need nginx:nginx wrk:wrk
+build_imgate
 
 work=$(mktemp -d)
 cleanup() {
@@ -55,7 +51,6 @@ level = "warn"
 TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 imgate_pid=$!
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$((PORT + 1))" || { cat "$work/imgate.log"; exit 1; }
 
 # N messages alice -> bob; bob's inbox gives their identifiers; the same

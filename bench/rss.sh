@@ -10,18 +10,13 @@
 # Installs Postfix with apt-get if missing; rewrites /etc/postfix/main.cf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 SESSIONS=${1:-500}
 JOBS=${2:-10000}
 PORT=${PORT:-2710} # imgate MX, +1 private, +2 public; Postfix +3; a dead agent +4
 
-if [ ! -x /usr/sbin/postfix ]; then
-  apt-get update -qq
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
-fi
-scripts/setup
-cargo build --release --bin imgate --quiet
-IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
+need postfix:postfix
+build_imgate
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work=$(mktemp -d)
@@ -32,15 +27,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
-[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
-command -v newaliases >/dev/null && { [ -f /etc/aliases ] || : > /etc/aliases; newaliases 2>/dev/null || true; }
+postfix_base
 postconf -e "inet_interfaces = loopback-only" "myhostname = postfix.rss.test" "mynetworks = 127.0.0.0/8" \
   "default_process_limit = $((SESSIONS + 50))" "smtpd_client_connection_count_limit = 0" \
   "smtpd_client_connection_rate_limit = 0" "compatibility_level = 3.6" "maillog_file = /var/log/postfix-bench.log"
 postconf -M "$((PORT + 3))/inet=$((PORT + 3)) inet n - n - - smtpd"
-postfix stop >/dev/null 2>&1 || true
-postfix start >/dev/null 2>&1
+postfix_restart
 
 cat > "$work/imgate.toml" <<TOML
 hostname = "imgate.rss.test"
@@ -67,7 +59,6 @@ level = "warn"
 TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 imgate_pid=$!
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$((PORT + 1))" && wait_port "$((PORT + 3))" || { cat "$work/imgate.log"; exit 1; }
 
 python3 - "$imgate_pid" "$PORT" "$SESSIONS" "$JOBS" <<'PY'

@@ -15,23 +15,17 @@
 # root on a machine you may reconfigure (it rewrites /etc/postfix/main.cf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 N=${1:-2000}
 SESSIONS=${2:-20}
 SIZE=${3:-4096}
 IMGATE_PORT=${IMGATE_PORT:-2625}
 POSTFIX_PORT=${POSTFIX_PORT:-2626}
 
-if ! command -v smtp-source >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-source ]; then
-  echo "installing postfix (smtp-source)..." >&2
-  apt-get update -qq
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
-fi
+need postfix:smtp-source
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
-scripts/setup
-cargo build --release --bin imgate --quiet
-IMGATE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
+build_imgate
 
 work=$(mktemp -d)
 cleanup() {
@@ -42,9 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 # --- Postfix: durable queue, discard delivery, loopback only --------------
-[ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
-[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
-command -v newaliases >/dev/null && { [ -f /etc/aliases ] || : > /etc/aliases; newaliases 2>/dev/null || true; }
+postfix_base
 postconf -e "inet_interfaces = loopback-only" "mydestination = bench.test" \
   "myhostname = postfix.bench.test" "mynetworks = 127.0.0.0/8" \
   "local_recipient_maps =" "local_transport = discard" "default_transport = discard" \
@@ -53,8 +45,7 @@ postconf -e "inet_interfaces = loopback-only" "mydestination = bench.test" \
   "compatibility_level = 3.6" "maillog_file = /var/log/postfix-bench.log"
 postconf -M "${POSTFIX_PORT}/inet=${POSTFIX_PORT} inet n - n - - smtpd"
 postconf -M# "smtp/inet" 2>/dev/null || true
-postfix stop >/dev/null 2>&1 || true
-postfix start >/dev/null 2>&1
+postfix_restart
 
 # --- imgate: MX for bench.test, one user ---------------------------------
 cat > "$work/imgate.toml" <<TOML
@@ -78,7 +69,6 @@ TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 imgate_pid=$!
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 wait_port "$IMGATE_PORT" || { cat "$work/imgate.log"; exit 1; }
 wait_port "$POSTFIX_PORT" || { echo "postfix did not start" >&2; exit 1; }
 

@@ -1,0 +1,38 @@
+# Shared by the bench scripts: `source bench/lib.sh` from the repository root.
+
+# Builds the release binary (after scripts/setup) and sets IMGATE to it.
+build_imgate() {
+  scripts/setup
+  cargo build --release --bin imgate --quiet
+  IMGATE="$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/imgate"
+}
+
+# Installs Debian packages that are missing (PACKAGE:COMMAND pairs).
+need() {
+  local missing=()
+  for p in "$@"; do command -v "${p#*:}" >/dev/null 2>&1 || [ -x "/usr/sbin/${p#*:}" ] || missing+=("${p%%:*}"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt-get update -qq
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Makes sure Postfix has its stock configuration files to edit with postconf.
+postfix_base() {
+  [ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
+  [ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
+  command -v newaliases >/dev/null && { [ -f /etc/aliases ] || : > /etc/aliases; newaliases 2>/dev/null || true; }
+}
+
+# (Re)starts Postfix with what postconf set.
+postfix_restart() {
+  postfix stop >/dev/null 2>&1 || true
+  postfix start >/dev/null 2>&1
+}
+
+# Waits up to 30 s for something to listen on 127.0.0.1:PORT.
+wait_port() {
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
