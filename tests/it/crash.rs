@@ -95,6 +95,23 @@ async fn submitter(private: u16, n: usize) -> Vec<(String, String)> {
     acked
 }
 
+/// One page of `user`'s inbox at `inbox` (its URL) after cursor `after`:
+/// the notifications' identifiers and the next cursor.
+async fn inbox_page(c: &reqwest::Client, inbox: &str, user: &str, after: &str) -> Option<(Vec<String>, String)> {
+    let page: serde_json::Value = c
+        .get(format!("{inbox}?limit=1000&after={after}"))
+        .header("authorization", basic(user, PASSWORD))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let ids =
+        page["notifications"].as_array()?.iter().filter_map(|e| Some(e["notification"]["id"].as_str()?.to_string()));
+    Some((ids.collect(), page["next"].as_str()?.to_string()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,34 +183,24 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     // until every acknowledged id is filed, reading each new entry once (its
     // message names its id in the Received header).
     let c = http();
-    let url = format!("http://127.0.0.1:{private}/im2000/v1/inbox?limit=1000");
+    let bob_inbox = format!("http://127.0.0.1:{private}/im2000/v1/inbox");
     let filed: Mutex<HashMap<String, usize>> = Default::default();
     let cursor = Mutex::new(String::new());
     eventually_within(Duration::from_secs(120), "every acknowledged message in the inbox", || async {
         loop {
             let after = cursor.lock().unwrap().clone();
-            let page: serde_json::Value = c
-                .get(format!("{url}&after={after}"))
-                .header("authorization", basic("bob@crash.test", PASSWORD))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let entries = page["notifications"].as_array()?.clone();
-            if entries.is_empty() {
+            let (ids, next) = inbox_page(&c, &bob_inbox, "bob@crash.test", &after).await?;
+            if ids.is_empty() {
                 break;
             }
-            for e in &entries {
-                let id = e["notification"]["id"].as_str().unwrap();
+            for id in &ids {
                 let body = c.get(format!("http://127.0.0.1:{public}/im2000/v1/messages/{id}")).send().await.ok()?;
                 assert_eq!(body.status(), 200, "a filed notification whose message is gone");
                 let text = body.text().await.ok()?;
                 let msg = text.split(" id ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
                 *filed.lock().unwrap().entry(msg).or_default() += 1;
             }
-            *cursor.lock().unwrap() = page["next"].as_str()?.to_string();
+            *cursor.lock().unwrap() = next;
         }
         let filed = filed.lock().unwrap();
         acked.iter().all(|id| filed.contains_key(id)).then_some(())
@@ -208,19 +215,19 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     // Every 201 reached carol at far.test, once as she sees it.
     let submitted = submitted.lock().unwrap().clone();
     let seen: Mutex<HashMap<String, usize>> = Default::default();
+    let carol_inbox = format!("http://{far_private}/im2000/v1/inbox");
     eventually_within(Duration::from_secs(120), "every submission in carol's inbox", || async {
-        let page: serde_json::Value = c
-            .get(format!("http://{far_private}/im2000/v1/inbox?limit=1000"))
-            .header("authorization", basic("carol@far.test", PASSWORD))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let (mut ids, mut after) = (Vec::new(), String::new());
+        loop {
+            let (page, next) = inbox_page(&c, &carol_inbox, "carol@far.test", &after).await?;
+            if page.is_empty() {
+                break;
+            }
+            ids.extend(page);
+            after = next;
+        }
         let mut counts = HashMap::new();
-        for e in page["notifications"].as_array()? {
-            let id = e["notification"]["id"].as_str()?;
+        for id in &ids {
             let text =
                 c.get(format!("http://127.0.0.1:{public}/im2000/v1/messages/{id}?part=headers")).send().await.ok()?;
             let text = text.text().await.ok()?;
