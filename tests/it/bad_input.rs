@@ -1,6 +1,8 @@
 //! Bad input gets a clear JSON error with a fitting status, and leaves what
 //! is stored untouched.
 
+use std::time::Duration;
+
 use crate::harness::*;
 
 async fn error_of(resp: reqwest::Response) -> (u16, String) {
@@ -15,7 +17,9 @@ async fn every_bad_request_gets_a_json_error() {
     let w = World::new().await;
     let one = w.start_with("one.test", &["alice"], "127.0.0.1:0", "127.0.0.1:0", "").await;
     w.publish_down("two.test").await;
-    let c = http();
+    // A fresh connection per case: a server that answers before reading a
+    // request body closes the connection, and a pooled client could race it.
+    let c = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(20)).build().unwrap();
     let auth = basic("alice@one.test", PASSWORD);
     let sent = submit(&one, "alice@one.test", &["bob@two.test"], MESSAGE).await;
     let msg = sent["message"].as_str().unwrap().to_string();
