@@ -133,7 +133,9 @@ async fn agent_down_means_retries_then_delivery_and_restarts_lose_nothing() {
     })
     .await;
     assert_eq!(status(&t), "notifying", "accepted, not yet silenced");
-    assert_eq!(t["recipients"][0]["attempts"], 3);
+    // Two failed attempts, perhaps one the restart interrupted, then this one.
+    let accepted_after = t["recipients"][0]["attempts"].as_u64().unwrap();
+    assert!((3..=4).contains(&accepted_after), "{t}");
     assert_eq!(inbox(&two, "bob@two.test").await.len(), 1);
 
     // Accepted notifications are re-sent on a slow schedule until silenced;
@@ -141,7 +143,7 @@ async fn agent_down_means_retries_then_delivery_and_restarts_lose_nothing() {
     w.clock.advance(Duration::from_secs(86_400 + 3600));
     eventually("a re-send", || async {
         let t = track(&one, "alice@one.test", &msg).await;
-        (t["recipients"][0]["attempts"] == 4).then_some(())
+        (t["recipients"][0]["attempts"] == accepted_after + 1).then_some(())
     })
     .await;
     assert_eq!(inbox(&two, "bob@two.test").await.len(), 1);
