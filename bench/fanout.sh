@@ -21,13 +21,7 @@ SIZE=${3:-4096}
 PORT=${PORT:-2690} # sender public, +1 private, +2 submission; agents +3 public, +4 private
 build_imgate
 
-work=$(mktemp -d)
-cleanup() {
-  kill ${pids:-} 2>/dev/null || true
-  wait ${pids:-} 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work
 HASH=$(echo bench | "$IMGATE" hash-password)
 
 python3 - "$work" "$PORT" "$RCPTS" "$DOMAINS" "$HASH" <<'PY'
@@ -77,10 +71,8 @@ open(f"{work}/agents.toml", "w").write(agents)
 open(f"{work}/rcpts", "w").write("\n".join(users))
 PY
 
-"$IMGATE" serve --config "$work/agents.toml" >"$work/agents.log" 2>&1 &
-pids="$!"
-"$IMGATE" serve --config "$work/sender.toml" >"$work/sender.log" 2>&1 &
-pids="$pids $!"
+start_imgate agents
+start_imgate sender
 wait_port "$((PORT + 2))" && wait_port "$((PORT + 4))" || { tail "$work"/*.log; exit 1; }
 
 python3 - "$work" "$PORT" "$SIZE" <<'PY'

@@ -20,14 +20,9 @@ PORT=${PORT:-2700} # imgate MX, +1 private, +2 public; Postfix +3
 need postfix:postfix
 build_imgate
 
-work=$(mktemp -d)
+make_work
 chmod 755 "$work"
-cleanup() {
-  [ -n "${imgate_pid:-}" ] && kill "$imgate_pid" 2>/dev/null || true
-  postfix stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+at_exit "postfix stop"
 
 # --- Postfix: lat.test delivered by virtual(8) into a Maildir ---------------
 postfix_base
@@ -59,8 +54,7 @@ password = "bench"
 [log]
 level = "warn"
 TOML
-"$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
-imgate_pid=$!
+start_imgate
 wait_port "$((PORT + 1))" && wait_port "$((PORT + 3))" || { cat "$work/imgate.log"; exit 1; }
 
 python3 - "$work" "$PORT" "$N" "$SIZE" <<'PY'

@@ -36,3 +36,25 @@ wait_port() {
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
+
+# A scratch directory, $work, removed at exit after the commands registered
+# with at_exit have run (each may fail).
+exit_cmds=()
+at_exit() { exit_cmds+=("$1"); }
+run_exit_cmds() {
+  for c in "${exit_cmds[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+make_work() {
+  work=$(mktemp -d)
+  trap run_exit_cmds EXIT
+}
+
+# Starts `imgate serve --config $work/NAME.toml` (NAME defaults to imgate),
+# logging to $work/NAME.log; sets imgate_pid, and stops it at exit.
+start_imgate() {
+  local name=${1:-imgate}
+  "$IMGATE" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
+  imgate_pid=$!
+  at_exit "kill $imgate_pid; wait $imgate_pid"
+}

@@ -24,13 +24,8 @@ PORT=${PORT:-2680} # imgate public; PORT+1 private; PORT+2 nginx
 need nginx:nginx wrk:wrk
 build_imgate
 
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${imgate_pid:-}" ] && kill "$imgate_pid" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work
+at_exit 'kill "$(cat "$work/nginx.pid")"'
 
 cat > "$work/imgate.toml" <<TOML
 hostname = "imgate.bench.test"
@@ -49,8 +44,7 @@ password = "bench"
 [log]
 level = "warn"
 TOML
-"$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
-imgate_pid=$!
+start_imgate
 wait_port "$((PORT + 1))" || { cat "$work/imgate.log"; exit 1; }
 
 # N messages alice -> bob; bob's inbox gives their identifiers; the same

@@ -19,13 +19,8 @@ need postfix:postfix
 build_imgate
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${imgate_pid:-}" ] && kill "$imgate_pid" 2>/dev/null || true
-  postfix stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work
+at_exit "postfix stop"
 
 postfix_base
 postconf -e "inet_interfaces = loopback-only" "myhostname = postfix.rss.test" "mynetworks = 127.0.0.0/8" \
@@ -57,8 +52,7 @@ password = "bench"
 [log]
 level = "warn"
 TOML
-"$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
-imgate_pid=$!
+start_imgate
 wait_port "$((PORT + 1))" && wait_port "$((PORT + 3))" || { cat "$work/imgate.log"; exit 1; }
 
 python3 - "$imgate_pid" "$PORT" "$SESSIONS" "$JOBS" <<'PY'

@@ -27,13 +27,8 @@ SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
 build_imgate
 
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${imgate_pid:-}" ] && kill "$imgate_pid" 2>/dev/null || true
-  postfix stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work
+at_exit "postfix stop"
 
 # --- Postfix: durable queue, discard delivery, loopback only --------------
 postfix_base
@@ -66,8 +61,7 @@ password = "unused-in-this-benchmark"
 [log]
 level = "warn"
 TOML
-"$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
-imgate_pid=$!
+start_imgate
 
 wait_port "$IMGATE_PORT" || { cat "$work/imgate.log"; exit 1; }
 wait_port "$POSTFIX_PORT" || { echo "postfix did not start" >&2; exit 1; }
