@@ -43,7 +43,21 @@ check() { # name, command...
     failed=$((failed + 1)); echo "FAIL $name"; sed 's/^/     /' "$work/last.log" | tail -15
   fi
 }
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N distinct free ports below the ephemeral range (32768 and up), so that no
+# outgoing connection takes one before its server binds it.
+free_ports() { /usr/bin/python3 - "$1" <<'PY'
+import random, socket, sys
+held = []
+while len(held) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(20000, 32000)))
+        held.append(s)
+    except OSError:
+        s.close()
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 eventually() { # seconds, command...
   local n=$(( $1 * 10 )); shift
@@ -51,8 +65,7 @@ eventually() { # seconds, command...
   "$@"
 }
 
-PUB=$(free_port); PRIV=$(free_port); MX=$(free_port); SUB=$(free_port)
-AIO=$(free_port); PF=$(free_port)
+read -r PUB PRIV MX SUB AIO PF < <(free_ports 6)
 
 # --- legacy hosts: aiosmtpd (Maildir) and Postfix (virtual mailboxes) -----
 mkdir -p "$work/aio/tmp" "$work/aio/new" "$work/aio/cur"

@@ -238,9 +238,25 @@ impl TestNode {
     }
 }
 
-/// A loopback address where nothing listens (yet).
+/// A loopback address where nothing listens (yet), reserved for later use.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up), so an
+/// outgoing connection cannot take one between this call and the bind that
+/// uses it, and from a counter, so two calls in this process never return
+/// the same port. The start depends on the process id, which keeps
+/// concurrent test processes mostly apart; the bind check does the rest.
 pub fn unused_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() * 97 % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().unwrap();
+        }
+    }
 }
 
 /// An SMTP client for `node`'s submission listener, authenticating in the
