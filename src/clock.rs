@@ -77,6 +77,11 @@ pub fn rfc3339(ms: Millis) -> String {
         .unwrap_or_default()
 }
 
+/// The timestamp [`rfc3339`] wrote.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +98,6 @@ mod tests {
         waiter.await.unwrap();
         assert_eq!(c.now(), 61_000);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(parse_rfc3339(&rfc3339(1_234_567)), Some(1_234_567));
     }
 }

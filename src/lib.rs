@@ -30,6 +30,7 @@ pub mod context;
 pub mod discovery;
 pub mod dns;
 pub mod im2000;
+pub mod lab;
 pub mod limits;
 pub mod listen;
 pub mod metrics;

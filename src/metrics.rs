@@ -20,6 +20,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("imgate_smtp_deliveries_total", "SMTP deliveries to legacy hosts, by outcome."),
     ("imgate_rate_limited_total", "Requests refused by a rate limit, by what was limited."),
     ("imgate_peer_bytes_sent_total", "Octets of request bodies sent to other domains' services, by what."),
+    ("imgate_dsns_sent_total", "Delivery status notifications (bounces) generated, by kind."),
 ];
 
 /// A gauge computed at scrape time: name, help, and (labels, value) pairs.
@@ -57,6 +58,12 @@ impl Metrics {
         let mut map = self.counters.write().unwrap_or_else(|p| p.into_inner());
         let (_, values) = map.entry(name).or_insert_with(|| (label, BTreeMap::new()));
         values.entry(value.to_string()).or_default().fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sum of `name` over its label values.
+    pub fn total(&self, name: &str) -> u64 {
+        let map = self.counters.read().unwrap_or_else(|p| p.into_inner());
+        map.get(name).map_or(0, |(_, values)| values.values().map(|v| v.load(Ordering::Relaxed)).sum())
     }
 
     /// The exposition text: every counter, then the given gauges

@@ -388,6 +388,7 @@ async fn send_dsn(s: &Shared, n: &Notification, to: &str, reason: &str) -> Resul
     };
     let (st, quota) = (s.store.clone(), u64::MAX);
     s.blocking(move || st.submit(new, now, quota)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    s.metrics.inc("imgate_dsns_sent_total", "kind", "failure");
     s.wake.notify_one();
     Ok(())
 }

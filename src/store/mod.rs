@@ -652,6 +652,22 @@ impl Store {
         Ok((out, last))
     }
 
+    /// What the store holds, counted record by record: message bodies and
+    /// inbox notifications (the lab's measure of a party's storage).
+    pub fn footprint(&self) -> Result<Footprint, StoreError> {
+        let count = |cf: &str| -> Result<(u64, u64), StoreError> {
+            let mut n = (0, 0);
+            for item in self.db().iterator_cf(self.cf(cf), IteratorMode::Start) {
+                let (k, v) = item?;
+                n = (n.0 + 1, n.1 + (k.len() + v.len()) as u64);
+            }
+            Ok(n)
+        };
+        let (bodies, body_bytes) = count(CF_BODIES)?;
+        let (notifications, notification_bytes) = count(CF_INBOX)?;
+        Ok(Footprint { bodies, body_bytes, notifications, notification_bytes })
+    }
+
     /// Stored bytes and messages of every quota account.
     pub fn accounts(&self) -> Result<Vec<(String, AccountRecord)>, StoreError> {
         let mut out = Vec::new();
@@ -663,6 +679,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Records a store holds, with their bytes (keys and values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub bodies: u64,
+    pub body_bytes: u64,
+    pub notifications: u64,
+    pub notification_bytes: u64,
 }
 
 /// What a recipient can ask of the store about its copy.

@@ -13,7 +13,7 @@ use imgate::clock::{Clock, ManualClock};
 use imgate::config::Config;
 use imgate::node::{Node, NodeParts};
 
-use crate::dns::TestDns;
+use imgate::lab::Dns as TestDns;
 
 pub struct World {
     pub dns: TestDns,
@@ -80,7 +80,7 @@ impl World {
     pub async fn new() -> World {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         World {
-            dns: TestDns::start().await,
+            dns: TestDns::start().await.unwrap(),
             dir: tempfile::tempdir().unwrap(),
             clock: ManualClock::new(),
             tls: None,

@@ -1,5 +1,6 @@
-//! A real DNS server in the test process (hickory-server), authoritative for
-//! `test.`, that the nodes under test resolve through over UDP and TCP.
+//! A real DNS server in this process (hickory-server), authoritative for
+//! `test.`, that the lab's nodes and MTAs (and the end-to-end tests) resolve
+//! through over UDP and TCP.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,18 +15,21 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
 type Zone = InMemoryZoneHandler<TokioRuntimeProvider>;
 
-pub struct TestDns {
+/// An authoritative server for `test.` on a loopback port; records are
+/// added while it runs.
+pub struct Dns {
     pub addr: SocketAddr,
     zone: Arc<Zone>,
     _server: Server<Catalog>,
 }
 
 fn name(s: &str) -> Name {
-    Name::from_ascii(if s.ends_with('.') { s.to_string() } else { format!("{s}.") }).unwrap()
+    Name::from_ascii(if s.ends_with('.') { s.to_string() } else { format!("{s}.") })
+        .expect("lab names are checked DNS names")
 }
 
-impl TestDns {
-    pub async fn start() -> TestDns {
+impl Dns {
+    pub async fn start() -> std::io::Result<Dns> {
         let origin = name("test.");
         let zone = Arc::new(Zone::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny));
         let soa = SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86_400, 0);
@@ -36,19 +40,19 @@ impl TestDns {
         // UDP and TCP on the same port: a port free for UDP may be taken for
         // TCP by a neighbouring test, so try again until both are ours.
         let (udp, tcp, addr) = loop {
-            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let addr = udp.local_addr().unwrap();
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            let addr = udp.local_addr()?;
             if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
                 break (udp, tcp, addr);
             }
         };
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 65_535);
-        TestDns { addr, zone, _server: server }
+        Ok(Dns { addr, zone, _server: server })
     }
 
     pub async fn a(&self, host: &str, ip: IpAddr) {
-        let IpAddr::V4(v4) = ip else { panic!("v4 only") };
+        let IpAddr::V4(v4) = ip else { panic!("the lab DNS serves IPv4 addresses only") };
         self.zone.upsert(Record::from_rdata(name(host), 0, RData::A(A(v4))), 2).await;
     }
 

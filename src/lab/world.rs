@@ -1,0 +1,449 @@
+//! The lab's world for one model: a DNS server, and for every domain of the
+//! scenario a party — a legacy MTA ([`super::mta`]) or an imgate node — with
+//! a [`Link`] in front that DNS points at. Parties act as their users would:
+//! send, read, recall; the world says what each holds and whether anything
+//! is still to do.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::net::TcpListener;
+
+use super::dns::Dns;
+use super::link::{Link, Traffic};
+use super::mta::Mta;
+use super::scenario::Scenario;
+use super::{LabError, Model};
+use crate::clock::{Clock, ManualClock, Millis};
+use crate::config::Config;
+use crate::node::{Node, NodeParts};
+use crate::proto::api::{SubmitResponse, TrackResponse};
+
+/// Every lab user's password.
+const PASSWORD: &str = "lab-password";
+
+/// What a party holds at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// Message copies: mailbox copies and queued messages (SMTP), stored
+    /// bodies (IM2000).
+    pub copies: u64,
+    pub copy_bytes: u64,
+    /// IM2000 notifications in inboxes.
+    pub notifications: u64,
+    pub notification_bytes: u64,
+}
+
+impl Holding {
+    pub fn bytes(&self) -> u64 {
+        self.copy_bytes + self.notification_bytes
+    }
+}
+
+enum Server {
+    Legacy(Mta),
+    Im2000 { node: Node, private: SocketAddr },
+}
+
+struct Party {
+    link: Link,
+    server: Server,
+}
+
+/// Content and when it arrived.
+pub type Dated = (Millis, Arc<Vec<u8>>);
+
+/// A message as sent: what identifies it in each model.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The lab's marker header value, in the content of every copy.
+    pub marker: String,
+    pub sender: String,
+    pub at: Millis,
+    /// IM2000: the message identifier at the sender's store and its digest.
+    pub im2000: Option<(String, String)>,
+}
+
+pub struct World {
+    pub model: Model,
+    pub clock: ManualClock,
+    _dns: Dns,
+    parties: BTreeMap<String, Party>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Builds the world for `scenario`'s domains, every party up.
+    pub async fn start(model: Model, scenario: &Scenario) -> Result<World, LabError> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dns = Dns::start().await.map_err(|e| LabError::Setup(format!("DNS server: {e}")))?;
+        let clock = ManualClock::new();
+        let dir = tempfile::tempdir().map_err(|e| LabError::Setup(format!("scratch directory: {e}")))?;
+        let domains = scenario.domains();
+        let mut parties = BTreeMap::new();
+        match model {
+            Model::Smtp => {
+                // MX records carry no port: every MTA's link listens on the
+                // same port, each on an address of its own.
+                let (listeners, port) = bind_same_port(domains.len()).await?;
+                for (domain, listener) in domains.iter().zip(listeners) {
+                    let ip = listener.local_addr().map_err(setup)?.ip();
+                    let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+                    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+                    let mta =
+                        Mta::start(domain, &scenario.users(domain), any, dns.addr, port, clock).await.map_err(setup)?;
+                    let link = Link::start(listener, mta.addr).map_err(setup)?;
+                    dns.mx(domain, 10, &format!("mx.{domain}")).await;
+                    dns.a(&format!("mx.{domain}"), ip).await;
+                    parties.insert(domain.clone(), Party { link, server: Server::Legacy(mta) });
+                }
+            }
+            Model::Im2000 => {
+                let hash = crate::im2000::auth::hash_password(PASSWORD);
+                for domain in &domains {
+                    let config = node_config(domain, &scenario.users(domain), &hash, dir.path(), dns.addr);
+                    let config = Config::parse(&config, domain).map_err(|e| LabError::Setup(e.to_string()))?;
+                    let parts = NodeParts { clock: Some(Arc::new(clock.clone())), ..Default::default() };
+                    let node = Node::start_with(config, parts).await.map_err(|e| LabError::Setup(e.to_string()))?;
+                    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(setup)?;
+                    let link = Link::start(listener, node.public_addrs()[0]).map_err(setup)?;
+                    dns.publish_node(domain, link.addr).await;
+                    let private = node.private_addrs()[0];
+                    parties.insert(domain.clone(), Party { link, server: Server::Im2000 { node, private } });
+                }
+            }
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(setup)?;
+        Ok(World { model, clock, _dns: dns, parties, http, _dir: dir })
+    }
+
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        self.parties.keys().map(String::as_str)
+    }
+
+    fn party(&self, domain: &str) -> Result<&Party, LabError> {
+        self.parties.get(domain).ok_or_else(|| LabError::Setup(format!("no party for {domain}")))
+    }
+
+    /// `sender` sends `content` to `recipients`, as a user of its domain.
+    pub async fn send(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        content: Vec<u8>,
+        marker: &str,
+    ) -> Result<Sent, LabError> {
+        let domain = domain_of(sender);
+        let at = self.clock.now();
+        let im2000 = match &self.party(domain)?.server {
+            Server::Legacy(mta) => {
+                mta.submit(sender, recipients, content);
+                None
+            }
+            Server::Im2000 { private, .. } => {
+                let mut query: Vec<(&str, &str)> = recipients.iter().map(|r| ("to", r.as_str())).collect();
+                query.push(("lifetime", "30d"));
+                let resp = self
+                    .http
+                    .post(format!("http://{private}/im2000/v1/submissions"))
+                    .query(&query)
+                    .header("authorization", basic(sender))
+                    .header("content-type", "message/rfc822")
+                    .body(content)
+                    .send()
+                    .await
+                    .map_err(|e| LabError::Party(format!("{sender} could not submit: {e}")))?;
+                let submitted: SubmitResponse = answer(resp, "submit").await?;
+                let track = self.track(sender, &submitted.message).await?;
+                Some((submitted.message, track.digest))
+            }
+        };
+        Ok(Sent { marker: marker.to_string(), sender: sender.to_string(), at, im2000 })
+    }
+
+    /// What the sender's store says of a message (IM2000 only).
+    pub async fn track(&self, sender: &str, message: &str) -> Result<TrackResponse, LabError> {
+        let Server::Im2000 { private, .. } = &self.party(domain_of(sender))?.server else {
+            return Err(LabError::Party("SMTP has no tracking".into()));
+        };
+        let resp = self
+            .http
+            .get(format!("http://{private}/im2000/v1/submissions/{message}"))
+            .header("authorization", basic(sender))
+            .send()
+            .await
+            .map_err(|e| LabError::Party(format!("track: {e}")))?;
+        answer(resp, "track").await
+    }
+
+    /// The sender takes the message back. Returns how many recipients it
+    /// was withdrawn from before they could read it.
+    pub async fn recall(&self, sent: &Sent) -> Result<u64, LabError> {
+        match &self.party(domain_of(&sent.sender))?.server {
+            Server::Legacy(mta) => {
+                let marker = sent.marker.as_bytes();
+                Ok(mta.recall(|content| content.windows(marker.len()).any(|w| w == marker)) as u64)
+            }
+            Server::Im2000 { private, .. } => {
+                let (message, _) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
+                let before = self.track(&sent.sender, message).await?;
+                let resp = self
+                    .http
+                    .delete(format!("http://{private}/im2000/v1/submissions/{message}"))
+                    .header("authorization", basic(&sent.sender))
+                    .send()
+                    .await
+                    .map_err(|e| LabError::Party(format!("recall: {e}")))?;
+                let _: serde_json::Value = answer(resp, "recall").await?;
+                let unread = before.recipients.iter().filter(|r| r.read == crate::proto::ReadStatus::Unread);
+                Ok(unread.count() as u64)
+            }
+        }
+    }
+
+    /// `reader` opens the message: from their mailbox (SMTP), or by pulling
+    /// it from the sender's store over the network (IM2000). `Ok(false)`:
+    /// there was nothing to read.
+    pub async fn read(&self, reader: &str, sent: &Sent) -> Result<bool, LabError> {
+        match &self.party(domain_of(reader))?.server {
+            Server::Legacy(mta) => {
+                let copies = mta.mailboxes();
+                let marker = sent.marker.as_bytes();
+                Ok(super::mta::containing(&copies, marker).any(|c| c.mailbox.eq_ignore_ascii_case(reader)))
+            }
+            Server::Im2000 { node, .. } => {
+                let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
+                let Some(n) = inbox(node, reader)?.into_iter().find(|(_, n)| &n.digest == digest).map(|(_, n)| n)
+                else {
+                    return Ok(false);
+                };
+                let store = self.party(&n.store)?.link.addr;
+                let url = format!("http://{store}/im2000/v1/messages/{}", n.id);
+                let resp = self.http.get(&url).send().await.map_err(|e| LabError::Party(format!("read: {e}")))?;
+                if !resp.status().is_success() {
+                    return Ok(false);
+                }
+                resp.bytes().await.map_err(|e| LabError::Party(format!("read: {e}")))?;
+                // Read: the reader's agent tells the store to stop notifying.
+                let _ = self.http.post(format!("{url}/silence")).send().await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// When `recipient` could first read the message (its copy or its
+    /// notification arrived), from the recipient's own server.
+    pub fn readable_at(&self, recipient: &str, sent: &Sent) -> Result<Option<Millis>, LabError> {
+        Ok(match &self.party(domain_of(recipient))?.server {
+            Server::Legacy(mta) => {
+                let copies = mta.mailboxes();
+                let mut mine = super::mta::containing(&copies, sent.marker.as_bytes());
+                mine.find(|c| c.mailbox.eq_ignore_ascii_case(recipient)).map(|c| c.stored_at)
+            }
+            Server::Im2000 { node, .. } => {
+                let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
+                inbox(node, recipient)?.into_iter().find(|(_, n)| &n.digest == digest).map(|(at, _)| at)
+            }
+        })
+    }
+
+    /// Takes `domain` off the network or puts it back.
+    pub fn set_up(&self, domain: &str, up: bool) -> Result<(), LabError> {
+        self.party(domain)?.link.set_up(up);
+        Ok(())
+    }
+
+    pub fn traffic(&self, domain: &str) -> Result<Traffic, LabError> {
+        Ok(self.party(domain)?.link.traffic())
+    }
+
+    /// What `domain`'s server holds now, counted in its store.
+    pub fn holding(&self, domain: &str) -> Result<Holding, LabError> {
+        Ok(match &self.party(domain)?.server {
+            Server::Legacy(mta) => {
+                let c = mta.counts();
+                Holding {
+                    copies: (c.mailbox_copies + c.queued_messages) as u64,
+                    copy_bytes: c.mailbox_bytes + c.queued_bytes,
+                    ..Default::default()
+                }
+            }
+            Server::Im2000 { node, .. } => {
+                let f = node.context().store.footprint().map_err(|e| LabError::Party(e.to_string()))?;
+                Holding {
+                    copies: f.bodies,
+                    copy_bytes: f.body_bytes,
+                    notifications: f.notifications,
+                    notification_bytes: f.notification_bytes,
+                }
+            }
+        })
+    }
+
+    /// Messages generated because something failed (bounces), per domain.
+    pub fn bounces_generated(&self, domain: &str) -> Result<u64, LabError> {
+        Ok(match &self.party(domain)?.server {
+            Server::Legacy(mta) => mta.counts().bounces_generated,
+            Server::Im2000 { node, .. } => node.context().metrics.total("imgate_dsns_sent_total"),
+        })
+    }
+
+    /// Bounce messages that arrived in `mailbox`: when, and their content
+    /// (SMTP; IM2000 agents file DSNs as notifications from MAILER-DAEMON,
+    /// counted here without content).
+    pub fn bounce_copies(&self, mailbox: &str) -> Result<Vec<Dated>, LabError> {
+        Ok(match &self.party(domain_of(mailbox))?.server {
+            Server::Legacy(mta) => mta
+                .mailboxes()
+                .into_iter()
+                .filter(|c| c.bounce && c.mailbox.eq_ignore_ascii_case(mailbox))
+                .map(|c| (c.stored_at, c.content))
+                .collect(),
+            Server::Im2000 { node, .. } => inbox(node, mailbox)?
+                .into_iter()
+                .filter(|(_, n)| n.sender.to_ascii_lowercase().starts_with("mailer-daemon@"))
+                .map(|(at, _)| (at, Arc::new(Vec::new())))
+                .collect(),
+        })
+    }
+
+    /// The copies in mailboxes that carry `marker` (SMTP), to count trace
+    /// headers in.
+    pub fn copies_of(&self, domain: &str, marker: &str) -> Result<Vec<Arc<Vec<u8>>>, LabError> {
+        Ok(match &self.party(domain)?.server {
+            Server::Legacy(mta) => {
+                let copies = mta.mailboxes();
+                super::mta::containing(&copies, marker.as_bytes()).map(|c| c.content.clone()).collect()
+            }
+            Server::Im2000 { .. } => Vec::new(),
+        })
+    }
+
+    /// The stored body of an IM2000 message at its sender's store.
+    pub fn stored_body(&self, sent: &Sent) -> Result<Option<Vec<u8>>, LabError> {
+        let (Server::Im2000 { node, .. }, Some((message, _))) =
+            (&self.party(domain_of(&sent.sender))?.server, &sent.im2000)
+        else {
+            return Ok(None);
+        };
+        let Ok(id) = message.parse() else { return Ok(None) };
+        node.context().store.body(&id).map_err(|e| LabError::Party(e.to_string()))
+    }
+
+    /// Whether any party has work to do at the current time.
+    pub fn is_busy(&self) -> Result<bool, LabError> {
+        let now = self.clock.now();
+        for party in self.parties.values() {
+            let busy = match &party.server {
+                Server::Legacy(mta) => mta.is_busy(),
+                Server::Im2000 { node, .. } => jobs(node)?.iter().any(|j| j.leased || j.due <= now),
+            };
+            if busy {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// When the next queued job anywhere comes due.
+    pub fn next_due(&self) -> Result<Option<Millis>, LabError> {
+        let mut next: Option<Millis> = None;
+        for party in self.parties.values() {
+            let due = match &party.server {
+                Server::Legacy(mta) => mta.next_due(),
+                Server::Im2000 { node, .. } => jobs(node)?.iter().filter(|j| !j.leased).map(|j| j.due).min(),
+            };
+            next = match (next, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(next)
+    }
+
+    /// Bytes through every link so far (to see the network fall quiet).
+    pub fn total_bytes(&self) -> u64 {
+        self.parties.values().map(|p| p.link.traffic()).map(|t| t.bytes_in + t.bytes_out).sum()
+    }
+
+    /// Stops every node cleanly.
+    pub async fn shutdown(self) {
+        for (_, party) in self.parties {
+            if let Server::Im2000 { node, .. } = party.server {
+                node.shutdown().await;
+            }
+        }
+    }
+}
+
+fn setup(e: impl std::fmt::Display) -> LabError {
+    LabError::Setup(e.to_string())
+}
+
+pub fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(_, d)| d)
+}
+
+fn basic(user: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{PASSWORD}")))
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T, LabError> {
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        return Err(LabError::Party(format!("{what}: {status}: {body}")));
+    }
+    resp.json().await.map_err(|e| LabError::Party(format!("{what}: {e}")))
+}
+
+fn jobs(node: &Node) -> Result<Vec<crate::store::JobView>, LabError> {
+    node.context().store.jobs().map_err(|e| LabError::Party(e.to_string()))
+}
+
+/// A user's inbox, read in the agent's store: (filed at, notification).
+fn inbox(node: &Node, user: &str) -> Result<Vec<(Millis, crate::proto::api::Notification)>, LabError> {
+    let key = user.to_ascii_lowercase();
+    let entries = node.context().store.inbox_list(&key, 0, 100_000).map_err(|e| LabError::Party(e.to_string()))?;
+    Ok(entries.into_iter().map(|(_, r)| (r.received_at, r.notification)).collect())
+}
+
+/// An imgate node's configuration for one lab domain: plain HTTP on
+/// loopback, the lab's DNS, the users with mailboxes.
+fn node_config(domain: &str, users: &[String], hash: &str, dir: &std::path::Path, dns: SocketAddr) -> String {
+    let data = dir.join(domain);
+    let mut t = format!(
+        "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
+         [im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\nplain_to_loopback = true\n\
+         [dns]\nnameservers = [\"{dns}\"]\ntimeout = \"2s\"\n\
+         [[domain]]\nname = \"{domain}\"\n"
+    );
+    for u in users {
+        t.push_str(&format!("[[user]]\naddress = \"{u}@{domain}\"\npassword_hash = \"{hash}\"\n"));
+    }
+    t
+}
+
+/// `n` listeners on one port, each on its own loopback address
+/// (127.x.y.1, .2, …), so that MX records without ports can reach them.
+async fn bind_same_port(n: usize) -> Result<(Vec<TcpListener>, u16), LabError> {
+    'again: for _ in 0..50 {
+        let (x, y): (u8, u8) = (rand::random_range(1..255), rand::random_range(0..255));
+        let ip = |i: usize| IpAddr::V4(Ipv4Addr::new(127, x, y.wrapping_add((i / 250) as u8), (i % 250 + 1) as u8));
+        let Ok(first) = TcpListener::bind((ip(0), 0)).await else { continue };
+        let port = first.local_addr().map_err(setup)?.port();
+        let mut all = vec![first];
+        for i in 1..n {
+            match TcpListener::bind((ip(i), port)).await {
+                Ok(l) => all.push(l),
+                Err(_) => continue 'again,
+            }
+        }
+        return Ok((all, port));
+    }
+    Err(LabError::Setup("could not bind the MTAs' links on one port".into()))
+}
