@@ -46,7 +46,8 @@ pub use scenario::{Scenario, ScenarioError};
 
 use crate::clock::{Clock, Millis};
 use report::{Latency, Observation, PartyReport, Reads, Recall, Role, SenderView};
-use world::{Sent, World, domain_of};
+pub use world::World;
+use world::{Sent, domain_of};
 
 /// A mail model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -140,8 +141,9 @@ fn timetable(scenario: &Scenario) -> Vec<(Duration, Action)> {
     events
 }
 
-/// The content of message `m` of traffic `t`: headers, a marker header the
-/// lab finds copies by, and filler up to the scenario's size.
+/// The content of message `m` of traffic `t`: headers (its Message-ID made
+/// of `marker`, by which copies are found), and text up to the scenario's
+/// size.
 fn content(scenario: &Scenario, t: usize, m: u32, marker: &str) -> Vec<u8> {
     let tr = &scenario.traffic[t];
     let to = match tr.recipient_list().as_slice() {
@@ -149,7 +151,7 @@ fn content(scenario: &Scenario, t: usize, m: u32, marker: &str) -> Vec<u8> {
         _ => "undisclosed-recipients:;".to_string(),
     };
     let mut c = format!(
-        "From: {}\r\nTo: {to}\r\nSubject: {} message {}\r\nMessage-ID: <{marker}@{}>\r\nX-Lab-Message: {marker}\r\n\
+        "From: {}\r\nTo: {to}\r\nSubject: {} message {}\r\nMessage-ID: <{marker}@{}>\r\n\
          MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
         tr.from,
         scenario.name,
@@ -181,12 +183,14 @@ pub async fn run(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<ModelReport, LabError> {
     let world = World::start(model, scenario).await?;
-    let result = drive(&world, scenario, progress).await;
+    let result = run_in(&world, scenario, progress).await;
     world.shutdown().await;
     result
 }
 
-async fn drive(
+/// Runs `scenario` in a world made for it by [`World::start`], which stays
+/// up afterwards for a caller to count in its parties' stores.
+pub async fn run_in(
     world: &World,
     scenario: &Scenario,
     progress: &(dyn Fn(Progress) + Sync),
@@ -225,7 +229,7 @@ async fn drive(
                     let marker = format!("lab-{}-{}-{}", world.model, traffic + 1, message + 1).to_lowercase();
                     let recipients: Vec<String> = t.recipient_list().into_iter().map(|(a, _)| a).collect();
                     let body = content(scenario, *traffic, *message, &marker);
-                    let s = world.send(&t.from.to_string(), &recipients, body, &marker).await?;
+                    let s = world.send(&t.from.to_string(), &recipients, body).await?;
                     sent.insert((*traffic, *message), s);
                 }
                 Action::Read { traffic, message, reader } => {
@@ -313,7 +317,7 @@ async fn measure(
             Model::Smtp => {
                 let mut all = Vec::new();
                 for d in world.domains() {
-                    all.extend(world.copies_of(d, &s.marker)?);
+                    all.extend(world.copies_of(d, s)?);
                 }
                 all
             }

@@ -43,6 +43,9 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct StoredCopy {
     pub mailbox: String,
+    /// Its `Message-ID:` without the angle brackets, which the MTA indexes
+    /// copies by.
+    pub message_id: Option<String>,
     pub content: Arc<Vec<u8>>,
     pub stored_at: Millis,
     /// It is a bounce (its envelope sender was `<>`).
@@ -158,16 +161,27 @@ impl Mta {
     /// The sender's operator deletes the message from the outgoing queue
     /// (the only recall SMTP has). Returns how many recipients it had still
     /// pending; copies already delivered stay where they are.
-    pub fn recall(&self, matches: impl Fn(&[u8]) -> bool) -> usize {
+    pub fn recall(&self, message_id: &str) -> usize {
         let mut st = self.inner.lock();
-        let ids: Vec<u64> =
-            st.queue.iter().filter(|(_, q)| !q.running && matches(&q.content)).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = st
+            .queue
+            .iter()
+            .filter(|(_, q)| !q.running && message_id_of(&q.content).as_deref() == Some(message_id))
+            .map(|(id, _)| *id)
+            .collect();
         ids.iter().filter_map(|id| st.queue.remove(id)).map(|q| q.pending.len()).sum()
     }
 
-    /// The copies in local mailboxes.
-    pub fn mailboxes(&self) -> Vec<StoredCopy> {
-        self.inner.lock().mailboxes.clone()
+    /// The copies of a message in local mailboxes (bounces about it aside).
+    pub fn copies(&self, message_id: &str) -> Vec<StoredCopy> {
+        let st = self.inner.lock();
+        st.mailboxes.iter().filter(|c| !c.bounce && c.message_id.as_deref() == Some(message_id)).cloned().collect()
+    }
+
+    /// The bounces in `mailbox`.
+    pub fn bounces(&self, mailbox: &str) -> Vec<StoredCopy> {
+        let st = self.inner.lock();
+        st.mailboxes.iter().filter(|c| c.bounce && c.mailbox.eq_ignore_ascii_case(mailbox)).cloned().collect()
     }
 
     pub fn counts(&self) -> MtaCounts {
@@ -226,7 +240,8 @@ impl Inner {
     }
 
     fn file(&self, mailbox: &str, content: Arc<Vec<u8>>, bounce: bool) {
-        let copy = StoredCopy { mailbox: mailbox.to_ascii_lowercase(), content, stored_at: self.clock.now(), bounce };
+        let (mailbox, message_id) = (mailbox.to_ascii_lowercase(), message_id_of(&content));
+        let copy = StoredCopy { mailbox, message_id, content, stored_at: self.clock.now(), bounce };
         self.lock().mailboxes.push(copy);
     }
 
@@ -537,8 +552,10 @@ async fn transaction(
     Ok(results)
 }
 
-/// The copies of `copies` whose content contains `needle` (the lab marks
-/// each scenario message with a header of its own).
-pub fn containing<'a>(copies: &'a [StoredCopy], needle: &'a [u8]) -> impl Iterator<Item = &'a StoredCopy> + 'a {
-    copies.iter().filter(move |c| c.content.windows(needle.len()).any(|w| w == needle))
+/// The `Message-ID:` of a message, without angle brackets.
+pub fn message_id_of(content: &[u8]) -> Option<String> {
+    let header = &content[..crate::proto::digest::header_section_len(content)];
+    let text = String::from_utf8_lossy(header);
+    let line = text.lines().find(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:"))?;
+    Some(line[11..].trim().trim_start_matches('<').trim_end_matches('>').to_string())
 }

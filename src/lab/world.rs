@@ -59,8 +59,8 @@ pub type Dated = (Millis, Arc<Vec<u8>>);
 /// A message as sent: what identifies it in each model.
 #[derive(Debug, Clone)]
 pub struct Sent {
-    /// The lab's marker header value, in the content of every copy.
-    pub marker: String,
+    /// Its `Message-ID:`, which finds its copies.
+    pub message_id: String,
     pub sender: String,
     pub at: Millis,
     /// IM2000: the message identifier at the sender's store and its digest.
@@ -125,19 +125,31 @@ impl World {
         self.parties.keys().map(String::as_str)
     }
 
+    /// `domain`'s MTA, in the SMTP model.
+    pub fn mta(&self, domain: &str) -> Option<&Mta> {
+        match &self.parties.get(domain)?.server {
+            Server::Legacy(mta) => Some(mta),
+            Server::Im2000 { .. } => None,
+        }
+    }
+
+    /// `domain`'s imgate node, in the IM2000 model.
+    pub fn node(&self, domain: &str) -> Option<&Node> {
+        match &self.parties.get(domain)?.server {
+            Server::Im2000 { node, .. } => Some(node),
+            Server::Legacy(_) => None,
+        }
+    }
+
     fn party(&self, domain: &str) -> Result<&Party, LabError> {
         self.parties.get(domain).ok_or_else(|| LabError::Setup(format!("no party for {domain}")))
     }
 
     /// `sender` sends `content` to `recipients`, as a user of its domain.
-    pub async fn send(
-        &self,
-        sender: &str,
-        recipients: &[String],
-        content: Vec<u8>,
-        marker: &str,
-    ) -> Result<Sent, LabError> {
+    pub async fn send(&self, sender: &str, recipients: &[String], content: Vec<u8>) -> Result<Sent, LabError> {
         let domain = domain_of(sender);
+        let message_id = super::mta::message_id_of(&content)
+            .ok_or_else(|| LabError::Party("a lab message needs a Message-ID".into()))?;
         let at = self.clock.now();
         let im2000 = match &self.party(domain)?.server {
             Server::Legacy(mta) => {
@@ -162,7 +174,7 @@ impl World {
                 Some((submitted.message, track.digest))
             }
         };
-        Ok(Sent { marker: marker.to_string(), sender: sender.to_string(), at, im2000 })
+        Ok(Sent { message_id, sender: sender.to_string(), at, im2000 })
     }
 
     /// What the sender's store says of a message (IM2000 only).
@@ -184,10 +196,7 @@ impl World {
     /// was withdrawn from before they could read it.
     pub async fn recall(&self, sent: &Sent) -> Result<u64, LabError> {
         match &self.party(domain_of(&sent.sender))?.server {
-            Server::Legacy(mta) => {
-                let marker = sent.marker.as_bytes();
-                Ok(mta.recall(|content| content.windows(marker.len()).any(|w| w == marker)) as u64)
-            }
+            Server::Legacy(mta) => Ok(mta.recall(&sent.message_id) as u64),
             Server::Im2000 { private, .. } => {
                 let (message, _) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
                 let before = self.track(&sent.sender, message).await?;
@@ -211,9 +220,7 @@ impl World {
     pub async fn read(&self, reader: &str, sent: &Sent) -> Result<bool, LabError> {
         match &self.party(domain_of(reader))?.server {
             Server::Legacy(mta) => {
-                let copies = mta.mailboxes();
-                let marker = sent.marker.as_bytes();
-                Ok(super::mta::containing(&copies, marker).any(|c| c.mailbox.eq_ignore_ascii_case(reader)))
+                Ok(mta.copies(&sent.message_id).iter().any(|c| c.mailbox.eq_ignore_ascii_case(reader)))
             }
             Server::Im2000 { node, .. } => {
                 let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
@@ -240,9 +247,8 @@ impl World {
     pub fn readable_at(&self, recipient: &str, sent: &Sent) -> Result<Option<Millis>, LabError> {
         Ok(match &self.party(domain_of(recipient))?.server {
             Server::Legacy(mta) => {
-                let copies = mta.mailboxes();
-                let mut mine = super::mta::containing(&copies, sent.marker.as_bytes());
-                mine.find(|c| c.mailbox.eq_ignore_ascii_case(recipient)).map(|c| c.stored_at)
+                let copies = mta.copies(&sent.message_id);
+                copies.iter().find(|c| c.mailbox.eq_ignore_ascii_case(recipient)).map(|c| c.stored_at)
             }
             Server::Im2000 { node, .. } => {
                 let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
@@ -297,12 +303,7 @@ impl World {
     /// counted here without content).
     pub fn bounce_copies(&self, mailbox: &str) -> Result<Vec<Dated>, LabError> {
         Ok(match &self.party(domain_of(mailbox))?.server {
-            Server::Legacy(mta) => mta
-                .mailboxes()
-                .into_iter()
-                .filter(|c| c.bounce && c.mailbox.eq_ignore_ascii_case(mailbox))
-                .map(|c| (c.stored_at, c.content))
-                .collect(),
+            Server::Legacy(mta) => mta.bounces(mailbox).into_iter().map(|c| (c.stored_at, c.content)).collect(),
             Server::Im2000 { node, .. } => inbox(node, mailbox)?
                 .into_iter()
                 .filter(|(_, n)| n.sender.to_ascii_lowercase().starts_with("mailer-daemon@"))
@@ -311,14 +312,11 @@ impl World {
         })
     }
 
-    /// The copies in mailboxes that carry `marker` (SMTP), to count trace
-    /// headers in.
-    pub fn copies_of(&self, domain: &str, marker: &str) -> Result<Vec<Arc<Vec<u8>>>, LabError> {
+    /// The copies of a message in `domain`'s mailboxes (SMTP), to count
+    /// trace headers in.
+    pub fn copies_of(&self, domain: &str, sent: &Sent) -> Result<Vec<Arc<Vec<u8>>>, LabError> {
         Ok(match &self.party(domain)?.server {
-            Server::Legacy(mta) => {
-                let copies = mta.mailboxes();
-                super::mta::containing(&copies, marker.as_bytes()).map(|c| c.content.clone()).collect()
-            }
+            Server::Legacy(mta) => mta.copies(&sent.message_id).into_iter().map(|c| c.content).collect(),
             Server::Im2000 { .. } => Vec::new(),
         })
     }
@@ -340,7 +338,10 @@ impl World {
         for party in self.parties.values() {
             let busy = match &party.server {
                 Server::Legacy(mta) => mta.is_busy(),
-                Server::Im2000 { node, .. } => jobs(node)?.iter().any(|j| j.leased || j.due <= now),
+                Server::Im2000 { node, .. } => {
+                    let stats = node.context().store.queue_stats(now).map_err(|e| LabError::Party(e.to_string()))?;
+                    stats.iter().any(|((_, state), n)| *n > 0 && (*state == "leased" || *state == "due"))
+                }
             };
             if busy {
                 return Ok(true);
@@ -355,7 +356,9 @@ impl World {
         for party in self.parties.values() {
             let due = match &party.server {
                 Server::Legacy(mta) => mta.next_due(),
-                Server::Im2000 { node, .. } => jobs(node)?.iter().filter(|j| !j.leased).map(|j| j.due).min(),
+                Server::Im2000 { node, .. } => {
+                    node.context().store.next_unleased_due().map_err(|e| LabError::Party(e.to_string()))?
+                }
             };
             next = match (next, due) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -399,10 +402,6 @@ async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &
         return Err(LabError::Party(format!("{what}: {status}: {body}")));
     }
     resp.json().await.map_err(|e| LabError::Party(format!("{what}: {e}")))
-}
-
-fn jobs(node: &Node) -> Result<Vec<crate::store::JobView>, LabError> {
-    node.context().store.jobs().map_err(|e| LabError::Party(e.to_string()))
 }
 
 /// A user's inbox, read in the agent's store: (filed at, notification).

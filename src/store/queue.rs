@@ -47,6 +47,18 @@ impl Store {
         }
     }
 
+    /// When the soonest job not being attempted is due (leased jobs are
+    /// keyed by their lease's end, so [`Store::next_due`] counts them).
+    pub fn next_unleased_due(&self) -> Result<Option<Millis>, StoreError> {
+        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+            match parse_queue_key(&item?.0) {
+                Some((due, _, kind)) if kind & LEASED == 0 => return Ok(Some(due)),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
     /// Takes up to `limit` jobs due at `now`, moving each to `lease_until` so
     /// that a crash mid-attempt retries it then rather than losing it. A job
     /// `held(recipient, is_delivery)` names (a paused host's) is put back

@@ -1,8 +1,10 @@
-//! The comparison lab end to end: scenarios through both models, the
-//! report's qualitative differences, and its numbers against counts taken
-//! independently from the parties' stores.
+//! The comparison lab end to end: the built-in scenarios through both
+//! models, the qualitative differences the design promises, and the
+//! report's numbers against counts taken independently from the parties'
+//! own stores.
 
-use imgate::lab::{self, Model, Scenario};
+use imgate::lab::report::Role;
+use imgate::lab::{self, Model, ModelReport, Scenario, World};
 
 async fn compare(name: &str) -> lab::Report {
     let scenario = Scenario::find(name).unwrap();
@@ -11,10 +13,150 @@ async fn compare(name: &str) -> lab::Report {
     report
 }
 
+fn models(r: &lab::Report) -> (&ModelReport, &ModelReport) {
+    (r.model(Model::Smtp).unwrap(), r.model(Model::Im2000).unwrap())
+}
+
+fn recipients(m: &ModelReport) -> impl Iterator<Item = &lab::report::PartyReport> {
+    m.parties.iter().filter(|p| p.role == Role::Recipient)
+}
+
+/// Runs one model in a world the test keeps, to count in its stores.
+async fn run_and_keep(scenario: &Scenario, model: Model) -> (World, ModelReport) {
+    let world = World::start(model, scenario).await.unwrap();
+    let report = lab::run_in(&world, scenario, &|_| {}).await.unwrap();
+    (world, report)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn one_to_one() {
-    let r = compare("one-to-one").await;
-    let (smtp, im) = (r.model(Model::Smtp).unwrap(), r.model(Model::Im2000).unwrap());
-    assert_eq!(smtp.trace_headers_added, 1);
+async fn a_list_is_one_stored_copy_in_im2000_and_one_per_subscriber_in_smtp() {
+    let scenario = Scenario::find("mailing-list").unwrap();
+    let list = &scenario.traffic[0];
+    let subscribers: Vec<String> = list.recipient_list().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(subscribers.len(), 200);
+
+    let (world, smtp) = run_and_keep(&scenario, Model::Smtp).await;
+    // Counted in the MTAs' mailboxes, subscriber by subscriber: one copy each.
+    let mut copies = 0;
+    let mut bytes = 0;
+    for s in &subscribers {
+        let domain = s.split('@').nth(1).unwrap();
+        let mine: Vec<_> = world.mta(domain).unwrap().copies("lab-smtp-1-1@list.test");
+        let mine: Vec<_> = mine.into_iter().filter(|c| &c.mailbox == s).collect();
+        assert_eq!(mine.len(), 1, "{s}");
+        copies += 1;
+        bytes += mine[0].content.len() as u64;
+    }
+    assert_eq!(recipients(&smtp).map(|p| p.copies_end).sum::<u64>(), copies);
+    assert_eq!(recipients(&smtp).map(|p| p.stored_bytes_end).sum::<u64>(), bytes);
+    assert!(bytes >= 200 * list.size);
+    assert_eq!(smtp.trace_headers_added, 200, "each copy got a Received header");
+    world.shutdown().await;
+
+    let (world, im) = run_and_keep(&scenario, Model::Im2000).await;
+    // Counted in the nodes' own stores: the sender's quota accounts hold one
+    // message; every subscriber's inbox one notification.
+    let sender = world.node("list.test").unwrap().context().store.clone();
+    let accounts = sender.accounts().unwrap();
+    assert_eq!(accounts.iter().map(|(_, a)| a.messages).sum::<u64>(), 1);
+    assert_eq!(im.party("list.test").unwrap().copies_end, 1);
+    assert_eq!(recipients(&im).map(|p| p.copies_end).sum::<u64>(), 0);
+    for s in &subscribers {
+        let domain = s.split('@').nth(1).unwrap();
+        let inbox = world.node(domain).unwrap().context().store.inbox_list(s, 0, 10).unwrap();
+        assert_eq!(inbox.len(), 1, "{s}");
+    }
+    assert_eq!(recipients(&im).map(|p| p.notifications_end).sum::<u64>(), 200);
     assert_eq!(im.trace_headers_added, 0);
+    // The readers pulled the message: a third of the list, counted at the
+    // sender's link as bytes out, and seen by the sender as read.
+    assert_eq!(im.reads.succeeded, 66);
+    assert_eq!(im.sender.read_seen, 66);
+    assert!(im.party("list.test").unwrap().network.bytes_out >= 66 * list.size);
+    // Recipients hold a small fraction of what SMTP makes them hold.
+    let held = |m: &ModelReport| recipients(m).map(|p| p.stored_bytes_end).sum::<u64>();
+    assert!(held(&im) * 20 < held(&smtp), "{} vs {}", held(&im), held(&smtp));
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_recipient_is_a_bounce_message_in_smtp_and_a_tracked_status_in_im2000() {
+    let r = compare("unknown-recipient").await;
+    let (smtp, im) = models(&r);
+
+    assert_eq!(smtp.failure_messages, 1);
+    assert_eq!(smtp.sender.bounce_messages, 1);
+    let seen = &smtp.sender.failures[0];
+    assert_eq!((seen.how.as_str(), seen.recipient.as_str()), ("bounce message", "nobody1@r1.test"));
+    assert!(seen.what.contains("5.1.1"), "{}", seen.what);
+    // The bounce is a message the sender's side stores.
+    assert!(smtp.party("one.test").unwrap().stored_bytes_end > 0);
+
+    assert_eq!(im.failure_messages, 0, "no bounce messages in IM2000");
+    assert_eq!(im.sender.bounce_messages, 0);
+    let seen = &im.sender.failures[0];
+    assert_eq!((seen.how.as_str(), seen.what.as_str()), ("tracked status", "nouser"));
+    assert_eq!(seen.recipient, "nobody1@r1.test");
+    assert_eq!(im.sender.delivered_seen, 1, "the sender sees the other recipient's delivery too");
+    // The known recipient got and read the message in both.
+    assert_eq!((smtp.reads.succeeded, im.reads.succeeded), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_down_for_hours_delays_reading_in_both_models_and_loses_nothing() {
+    let r = compare("server-down").await;
+    for m in [models(&r).0, models(&r).1] {
+        let r1 = m.party("r1.test").unwrap();
+        let readable = r1.readable.expect("readable in the end");
+        assert!(readable.min_secs >= 6.0 * 3600.0, "{}: {readable:?}", m.model);
+        assert!(r1.network.refused > 0, "{}: the sender kept trying", m.model);
+        assert_eq!(m.reads.succeeded, 1);
+        assert_eq!(m.failure_messages, 0);
+    }
+    // While it is down, the SMTP sender's MTA holds the message in its queue.
+    let smtp = models(&r).0;
+    assert!(smtp.party("one.test").unwrap().byte_hours > 5.0 * 4096.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_im2000_can_take_a_message_back_before_it_is_read() {
+    let r = compare("recall").await;
+    let (smtp, im) = models(&r);
+    let (s, i) = (smtp.recall.unwrap(), im.recall.unwrap());
+    assert_eq!((s.withdrawn, s.read_anyway, smtp.reads.succeeded), (0, 6, 6));
+    assert_eq!((i.withdrawn, i.read_anyway, im.reads.succeeded), (6, 0, 0));
+    assert_eq!(im.party("one.test").unwrap().stored_bytes_end, 0, "the store freed the body");
+    assert!(recipients(smtp).map(|p| p.copies_end).sum::<u64>() == 6, "SMTP copies stay");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_unsolicited_mail_costs_recipients_little_in_im2000() {
+    let r = compare("unsolicited-burst").await;
+    let (smtp, im) = models(&r);
+    let held = |m: &ModelReport| recipients(m).map(|p| p.byte_hours).sum::<f64>();
+    assert!(held(im) * 20.0 < held(smtp), "{} vs {}", held(im), held(smtp));
+    // 10 unknown addresses × 20 messages: 200 bounces in SMTP, none in IM2000.
+    assert_eq!(smtp.failure_messages, 200);
+    assert_eq!(smtp.sender.bounce_messages, 200);
+    assert_eq!(im.failure_messages, 0);
+    assert_eq!(im.sender.failures.len(), 200);
+    assert!(im.sender.failures.iter().all(|o| o.how == "tracked status" && o.what == "nouser"));
+    assert_eq!(smtp.trace_headers_added, 1000);
+    assert_eq!(im.trace_headers_added, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_figures_are_the_links_counts() {
+    let scenario = Scenario::find("one-to-one").unwrap();
+    let (world, im) = run_and_keep(&scenario, Model::Im2000).await;
+    let mut total = 0;
+    for domain in world.domains() {
+        let t = world.traffic(domain).unwrap();
+        assert_eq!(im.party(domain).unwrap().network, t);
+        total += t.bytes_in + t.bytes_out;
+    }
+    assert_eq!(im.network.bytes_in + im.network.bytes_out, total);
+    // The pull moved the body: at least its size left the sender's link.
+    assert!(im.party("one.test").unwrap().network.bytes_out >= scenario.traffic[0].size);
+    world.shutdown().await;
 }
