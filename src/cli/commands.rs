@@ -86,6 +86,9 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 /// Runs a client subcommand (everything but serve, check-config, hash-password).
 pub async fn run_client(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Compare { scenario, json, svg, list } => {
+            super::compare::run(&scenario, json, svg.as_deref(), list).await
+        }
         Command::Send { conn, from, to, list, lifetime, file } => {
             let config = load(&conn)?;
             let content = if file == "-" {

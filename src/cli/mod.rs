@@ -4,6 +4,7 @@
 
 mod api;
 mod commands;
+mod compare;
 pub mod dns;
 mod output;
 
@@ -132,6 +133,25 @@ pub enum Command {
         user: Option<String>,
         #[command(subcommand)]
         action: MigrationAction,
+    },
+    /// Run scenarios through the SMTP and the IM2000 model in an in-process
+    /// lab and show what each party stored, what crossed the network, and
+    /// what the sender could see.
+    Compare {
+        /// A built-in scenario's name or a scenario file (repeatable; default:
+        /// every built-in scenario).
+        #[arg(long, value_name = "NAME|FILE")]
+        scenario: Vec<String>,
+        /// Print the reports as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG chart of stored and transferred bytes per party
+        /// (with several scenarios, one file each: FILE's name + scenario).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// List the built-in scenarios and exit.
+        #[arg(long)]
+        list: bool,
     },
     /// Recall a message you sent: later retrievals are refused.
     Cancel {

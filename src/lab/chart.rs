@@ -37,7 +37,8 @@ fn panel<DB: DrawingBackend>(
     value: &dyn Fn(&super::ModelReport, usize) -> u64,
 ) -> Result<(), String> {
     let max = report.models.iter().flat_map(|m| (0..m.parties.len()).map(|i| value(m, i))).max().unwrap_or(1).max(10);
-    // One slot per (party, model); a party's name goes under its first.
+    // One slot per (party, model); a party's name goes under its first. The
+    // headroom above the tallest bar is the legend's.
     let models = report.models.len().max(1);
     let slots = parties.len().max(1) * models;
     let mut chart = ChartBuilder::on(area)
@@ -45,7 +46,7 @@ fn panel<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(80)
-        .build_cartesian_2d((0..slots).into_segmented(), (1f64..(max as f64) * 2.0).log_scale())
+        .build_cartesian_2d((0..slots - 1).into_segmented(), (1f64..(max as f64) * 40.0).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -74,6 +75,7 @@ fn panel<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()

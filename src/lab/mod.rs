@@ -103,7 +103,7 @@ pub async fn compare(scenario: &Scenario, progress: &(dyn Fn(Progress) + Sync)) 
 
 /// How long a run watches: the scenario's `run_for`, and at least an hour
 /// past its last event.
-fn end_of(scenario: &Scenario) -> Duration {
+pub fn end_of(scenario: &Scenario) -> Duration {
     scenario.run_for.max(scenario.last_event() + Duration::from_secs(3600))
 }
 
