@@ -66,7 +66,7 @@ async fn run_one(scenario: &Scenario) -> anyhow::Result<Report> {
     };
     let report = lab::compare(scenario, &progress).await.with_context(|| format!("scenario {}", scenario.name));
     bars.clear().ok();
-    Ok(report?)
+    report
 }
 
 fn clock(d: Duration) -> String {
