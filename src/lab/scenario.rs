@@ -33,7 +33,7 @@ use crate::proto::units::{parse_duration, parse_size};
 
 /// A scenario that could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {key}: {message}")]
+#[error("{file}: {}{message}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
 pub struct ScenarioError {
     pub file: String,
     /// The key at fault, as a path (`traffic[0].read`); empty for the file
@@ -133,7 +133,13 @@ impl Scenario {
     pub fn find(name_or_path: &str) -> Result<Scenario, ScenarioError> {
         match BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
             Some((name, text)) => Scenario::parse(text, &format!("{name} (built in)"), name),
-            None => Scenario::load(Path::new(name_or_path)),
+            None => Scenario::load(Path::new(name_or_path)).map_err(|mut e| {
+                if e.key.is_empty() && !Path::new(name_or_path).exists() {
+                    let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+                    e.message = format!("{} (and no built-in scenario has that name: {})", e.message, names.join(", "));
+                }
+                e
+            }),
         }
     }
 

@@ -160,3 +160,38 @@ async fn network_figures_are_the_links_counts() {
     assert!(im.party("one.test").unwrap().network.bytes_out >= scenario.traffic[0].size);
     world.shutdown().await;
 }
+
+#[test]
+fn the_compare_command_runs_a_scenario_file_and_refuses_a_malformed_one() {
+    use crate::cli::{imgate, ok};
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("two-readers.toml");
+    std::fs::write(
+        &good,
+        "description = \"Two readers on two domains.\"\nrun_for = \"2h\"\n\
+         [[traffic]]\nfrom = \"ann@a.test\"\nrecipients = 2\ndomains = 2\nread_after = \"10m\"\n",
+    )
+    .unwrap();
+    let svg = dir.path().join("chart.svg");
+    let out = ok(&["compare", "--scenario", good.to_str().unwrap(), "--json", "--svg", svg.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["scenario"], "two-readers");
+    let models: Vec<&str> = report["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["smtp", "im2000"]);
+    assert_eq!(report["models"][1]["reads"]["succeeded"], 2);
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("r2.test") && chart.contains("IM2000"), "{chart}");
+
+    let table = ok(&["compare", "--scenario", "one-to-one"]);
+    assert!(table.contains("trace headers added") && table.contains("IM2000"), "{table}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "description = \"d\"\n[[traffic]]\nfrom = \"ann@a.test\"\nread = \"most\"\n").unwrap();
+    let out = imgate(&["compare", "--scenario", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("traffic[0].read") && err.contains("expected f64"), "{err}");
+
+    let out = imgate(&["compare", "--scenario", "no-such-scenario"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-scenario: cannot read"), "{out:?}");
+}
