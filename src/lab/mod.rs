@@ -32,7 +32,9 @@
 pub mod chart;
 pub mod dns;
 pub mod link;
+pub mod mailbox;
 pub mod mta;
+pub mod receiver;
 pub mod report;
 pub mod scenario;
 pub mod world;

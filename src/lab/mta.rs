@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::mailbox::{Mailboxes, message_id_of};
 use crate::clock::{Clock, Millis};
 use crate::dns::{Dns, DnsError, HickoryDns};
 use crate::proto::MessageId;
@@ -38,19 +39,6 @@ const RETRY_MIN: Duration = Duration::from_secs(300);
 const RETRY_MAX: Duration = Duration::from_secs(4000);
 const QUEUE_LIFETIME: Duration = Duration::from_secs(5 * 86_400);
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A message copy in a local mailbox.
-#[derive(Debug, Clone)]
-pub struct StoredCopy {
-    pub mailbox: String,
-    /// Its `Message-ID:` without the angle brackets, which the MTA indexes
-    /// copies by.
-    pub message_id: Option<String>,
-    pub content: Arc<Vec<u8>>,
-    pub stored_at: Millis,
-    /// It is a bounce (its envelope sender was `<>`).
-    pub bounce: bool,
-}
 
 /// A message waiting in the outgoing queue: one copy, however many
 /// recipients are still pending.
@@ -70,7 +58,7 @@ struct Queued {
 /// What an MTA holds and has done, counted as it happens.
 #[derive(Debug, Default, Clone)]
 pub struct MtaCounts {
-    pub mailbox_copies: usize,
+    pub mailbox_copies: u64,
     pub mailbox_bytes: u64,
     pub queued_messages: usize,
     pub queued_bytes: u64,
@@ -82,7 +70,6 @@ pub struct MtaCounts {
 
 #[derive(Default)]
 struct State {
-    mailboxes: Vec<StoredCopy>,
     queue: BTreeMap<u64, Queued>,
     next_id: u64,
     bounces_generated: u64,
@@ -94,6 +81,7 @@ struct Inner {
     hostname: String,
     users: HashSet<String>,
     clock: Arc<dyn Clock>,
+    mailboxes: Mailboxes,
     dns: HickoryDns,
     /// The port every lab MTA's MX listens on (MX records carry no port).
     smtp_port: u16,
@@ -136,6 +124,7 @@ impl Mta {
             domain: domain.to_ascii_lowercase(),
             hostname: format!("mx.{domain}"),
             users: users.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            mailboxes: Mailboxes::new(clock.clone()),
             clock,
             dns,
             smtp_port,
@@ -172,23 +161,17 @@ impl Mta {
         ids.iter().filter_map(|id| st.queue.remove(id)).map(|q| q.pending.len()).sum()
     }
 
-    /// The copies of a message in local mailboxes (bounces about it aside).
-    pub fn copies(&self, message_id: &str) -> Vec<StoredCopy> {
-        let st = self.inner.lock();
-        st.mailboxes.iter().filter(|c| !c.bounce && c.message_id.as_deref() == Some(message_id)).cloned().collect()
-    }
-
-    /// The bounces in `mailbox`.
-    pub fn bounces(&self, mailbox: &str) -> Vec<StoredCopy> {
-        let st = self.inner.lock();
-        st.mailboxes.iter().filter(|c| c.bounce && c.mailbox.eq_ignore_ascii_case(mailbox)).cloned().collect()
+    /// The local mailboxes.
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.inner.mailboxes
     }
 
     pub fn counts(&self) -> MtaCounts {
+        let (mailbox_copies, mailbox_bytes) = self.inner.mailboxes.usage();
         let st = self.inner.lock();
         MtaCounts {
-            mailbox_copies: st.mailboxes.len(),
-            mailbox_bytes: st.mailboxes.iter().map(|c| c.content.len() as u64).sum(),
+            mailbox_copies,
+            mailbox_bytes,
             queued_messages: st.queue.len(),
             queued_bytes: st.queue.values().map(|q| q.content.len() as u64).sum(),
             bounces_generated: st.bounces_generated,
@@ -237,12 +220,6 @@ impl Inner {
 
     fn is_local(&self, rcpt: &str) -> bool {
         rcpt.rsplit_once('@').is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.domain))
-    }
-
-    fn file(&self, mailbox: &str, content: Arc<Vec<u8>>, bounce: bool) {
-        let (mailbox, message_id) = (mailbox.to_ascii_lowercase(), message_id_of(&content));
-        let copy = StoredCopy { mailbox, message_id, content, stored_at: self.clock.now(), bounce };
-        self.lock().mailboxes.push(copy);
     }
 
     /// A bounce to `sender` saying `recipient` failed, queued like any mail.
@@ -329,7 +306,7 @@ async fn serve(inner: &Inner, mut tcp: tokio::net::TcpStream, peer: SocketAddr) 
                     one.recipients = vec![rcpt.clone()];
                     let mut content = received_header(&one, peer.ip(), &inner.hostname, &id, &date).into_bytes();
                     content.extend_from_slice(&data);
-                    inner.file(&rcpt.to_string(), Arc::new(content), bounce);
+                    inner.mailboxes.file(&rcpt.to_string(), Arc::new(content), bounce);
                 }
                 session.stored(Reply::new(250, "2.0.0", format!("Ok: stored as {}", id.short())))
             }
@@ -417,7 +394,7 @@ async fn attempt(inner: &Inner, Due { id, sender, content, pending }: Due) {
             for r in rcpts {
                 let local = r.split('@').next().unwrap_or("").to_ascii_lowercase();
                 let outcome = if inner.users.contains(&local) {
-                    inner.file(&r, content.clone(), sender.is_none());
+                    inner.mailboxes.file(&r, content.clone(), sender.is_none());
                     Outcome::Delivered
                 } else {
                     Outcome::Refused("550 5.1.1 no such user here".into())
@@ -550,12 +527,4 @@ async fn transaction(
     }
     let _ = conn.quit().await;
     Ok(results)
-}
-
-/// The `Message-ID:` of a message, without angle brackets.
-pub fn message_id_of(content: &[u8]) -> Option<String> {
-    let header = &content[..crate::proto::digest::header_section_len(content)];
-    let text = String::from_utf8_lossy(header);
-    let line = text.lines().find(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:"))?;
-    Some(line[11..].trim().trim_start_matches('<').trim_end_matches('>').to_string())
 }

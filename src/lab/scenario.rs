@@ -272,6 +272,11 @@ impl Scenario {
         all
     }
 
+    /// Whether users of `domain` send.
+    pub fn sends(&self, domain: &str) -> bool {
+        self.traffic.iter().any(|t| t.from.domain().eq_ignore_ascii_case(domain))
+    }
+
     /// The existing mailboxes (local parts) of `domain`.
     pub fn users(&self, domain: &str) -> Vec<String> {
         let mut users: Vec<String> = Vec::new();

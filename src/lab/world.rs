@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 
 use super::dns::Dns;
 use super::link::{Link, Traffic};
+use super::mailbox::Mailboxes;
 use super::mta::Mta;
+use super::receiver::Receiver;
 use super::scenario::Scenario;
 use super::{LabError, Model};
 use crate::clock::{Clock, ManualClock, Millis};
@@ -44,8 +46,24 @@ impl Holding {
 }
 
 enum Server {
+    /// A legacy domain whose users send (and so receive bounces).
     Legacy(Mta),
-    Im2000 { node: Node, private: SocketAddr },
+    /// A legacy domain that only receives.
+    Mailin(Receiver),
+    Im2000 {
+        node: Node,
+        private: SocketAddr,
+    },
+}
+
+impl Server {
+    fn mailboxes(&self) -> Option<&Mailboxes> {
+        match self {
+            Server::Legacy(mta) => Some(mta.mailboxes()),
+            Server::Mailin(r) => Some(&r.mailboxes),
+            Server::Im2000 { .. } => None,
+        }
+    }
 }
 
 struct Party {
@@ -88,18 +106,28 @@ impl World {
         match model {
             Model::Smtp => {
                 // MX records carry no port: every MTA's link listens on the
-                // same port, each on an address of its own.
+                // same port, each on an address of its own. Domains whose
+                // users send get the lab's MTA (imgate's SMTP parts); those
+                // that only receive, mailin-embedded.
                 let (listeners, port) = bind_same_port(domains.len()).await?;
                 for (domain, listener) in domains.iter().zip(listeners) {
                     let ip = listener.local_addr().map_err(setup)?.ip();
                     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-                    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-                    let mta =
-                        Mta::start(domain, &scenario.users(domain), any, dns.addr, port, clock).await.map_err(setup)?;
-                    let link = Link::start(listener, mta.addr).map_err(setup)?;
+                    let users = scenario.users(domain);
+                    let (server, addr) = if scenario.sends(domain) {
+                        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+                        let mta = Mta::start(domain, &users, any, dns.addr, port, clock).await.map_err(setup)?;
+                        let addr = mta.addr;
+                        (Server::Legacy(mta), addr)
+                    } else {
+                        let receiver = Receiver::start(domain, &users, Mailboxes::new(clock)).map_err(setup)?;
+                        let addr = receiver.addr;
+                        (Server::Mailin(receiver), addr)
+                    };
+                    let link = Link::start(listener, addr).map_err(setup)?;
                     dns.mx(domain, 10, &format!("mx.{domain}")).await;
                     dns.a(&format!("mx.{domain}"), ip).await;
-                    parties.insert(domain.clone(), Party { link, server: Server::Legacy(mta) });
+                    parties.insert(domain.clone(), Party { link, server });
                 }
             }
             Model::Im2000 => {
@@ -125,19 +153,16 @@ impl World {
         self.parties.keys().map(String::as_str)
     }
 
-    /// `domain`'s MTA, in the SMTP model.
-    pub fn mta(&self, domain: &str) -> Option<&Mta> {
-        match &self.parties.get(domain)?.server {
-            Server::Legacy(mta) => Some(mta),
-            Server::Im2000 { .. } => None,
-        }
+    /// `domain`'s mailboxes, in the SMTP model.
+    pub fn mailboxes(&self, domain: &str) -> Option<&Mailboxes> {
+        self.parties.get(domain)?.server.mailboxes()
     }
 
     /// `domain`'s imgate node, in the IM2000 model.
     pub fn node(&self, domain: &str) -> Option<&Node> {
         match &self.parties.get(domain)?.server {
             Server::Im2000 { node, .. } => Some(node),
-            Server::Legacy(_) => None,
+            Server::Legacy(_) | Server::Mailin(_) => None,
         }
     }
 
@@ -148,7 +173,7 @@ impl World {
     /// `sender` sends `content` to `recipients`, as a user of its domain.
     pub async fn send(&self, sender: &str, recipients: &[String], content: Vec<u8>) -> Result<Sent, LabError> {
         let domain = domain_of(sender);
-        let message_id = super::mta::message_id_of(&content)
+        let message_id = super::mailbox::message_id_of(&content)
             .ok_or_else(|| LabError::Party("a lab message needs a Message-ID".into()))?;
         let at = self.clock.now();
         let im2000 = match &self.party(domain)?.server {
@@ -156,6 +181,7 @@ impl World {
                 mta.submit(sender, recipients, content);
                 None
             }
+            Server::Mailin(_) => return Err(LabError::Party(format!("{domain} only receives"))),
             Server::Im2000 { private, .. } => {
                 let mut query: Vec<(&str, &str)> = recipients.iter().map(|r| ("to", r.as_str())).collect();
                 query.push(("lifetime", "30d"));
@@ -197,6 +223,7 @@ impl World {
     pub async fn recall(&self, sent: &Sent) -> Result<u64, LabError> {
         match &self.party(domain_of(&sent.sender))?.server {
             Server::Legacy(mta) => Ok(mta.recall(&sent.message_id) as u64),
+            Server::Mailin(_) => Err(LabError::Party("a receive-only domain sent nothing".into())),
             Server::Im2000 { private, .. } => {
                 let (message, _) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
                 let before = self.track(&sent.sender, message).await?;
@@ -219,8 +246,9 @@ impl World {
     /// there was nothing to read.
     pub async fn read(&self, reader: &str, sent: &Sent) -> Result<bool, LabError> {
         match &self.party(domain_of(reader))?.server {
-            Server::Legacy(mta) => {
-                Ok(mta.copies(&sent.message_id).iter().any(|c| c.mailbox.eq_ignore_ascii_case(reader)))
+            Server::Legacy(_) | Server::Mailin(_) => {
+                let copies = self.mailboxes(domain_of(reader)).map(|m| m.copies(&sent.message_id)).unwrap_or_default();
+                Ok(copies.iter().any(|c| c.mailbox.eq_ignore_ascii_case(reader)))
             }
             Server::Im2000 { node, .. } => {
                 let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
@@ -246,8 +274,9 @@ impl World {
     /// notification arrived), from the recipient's own server.
     pub fn readable_at(&self, recipient: &str, sent: &Sent) -> Result<Option<Millis>, LabError> {
         Ok(match &self.party(domain_of(recipient))?.server {
-            Server::Legacy(mta) => {
-                let copies = mta.copies(&sent.message_id);
+            Server::Legacy(_) | Server::Mailin(_) => {
+                let copies =
+                    self.mailboxes(domain_of(recipient)).map(|m| m.copies(&sent.message_id)).unwrap_or_default();
                 copies.iter().find(|c| c.mailbox.eq_ignore_ascii_case(recipient)).map(|c| c.stored_at)
             }
             Server::Im2000 { node, .. } => {
@@ -273,10 +302,14 @@ impl World {
             Server::Legacy(mta) => {
                 let c = mta.counts();
                 Holding {
-                    copies: (c.mailbox_copies + c.queued_messages) as u64,
+                    copies: c.mailbox_copies + c.queued_messages as u64,
                     copy_bytes: c.mailbox_bytes + c.queued_bytes,
                     ..Default::default()
                 }
+            }
+            Server::Mailin(r) => {
+                let (copies, copy_bytes) = r.mailboxes.usage();
+                Holding { copies, copy_bytes, ..Default::default() }
             }
             Server::Im2000 { node, .. } => {
                 let f = node.context().store.footprint().map_err(|e| LabError::Party(e.to_string()))?;
@@ -294,6 +327,7 @@ impl World {
     pub fn bounces_generated(&self, domain: &str) -> Result<u64, LabError> {
         Ok(match &self.party(domain)?.server {
             Server::Legacy(mta) => mta.counts().bounces_generated,
+            Server::Mailin(_) => 0,
             Server::Im2000 { node, .. } => node.context().metrics.total("imgate_dsns_sent_total"),
         })
     }
@@ -303,7 +337,10 @@ impl World {
     /// counted here without content).
     pub fn bounce_copies(&self, mailbox: &str) -> Result<Vec<Dated>, LabError> {
         Ok(match &self.party(domain_of(mailbox))?.server {
-            Server::Legacy(mta) => mta.bounces(mailbox).into_iter().map(|c| (c.stored_at, c.content)).collect(),
+            Server::Legacy(_) | Server::Mailin(_) => {
+                let bounces = self.mailboxes(domain_of(mailbox)).map(|m| m.bounces(mailbox)).unwrap_or_default();
+                bounces.into_iter().map(|c| (c.stored_at, c.content)).collect()
+            }
             Server::Im2000 { node, .. } => inbox(node, mailbox)?
                 .into_iter()
                 .filter(|(_, n)| n.sender.to_ascii_lowercase().starts_with("mailer-daemon@"))
@@ -315,10 +352,8 @@ impl World {
     /// The copies of a message in `domain`'s mailboxes (SMTP), to count
     /// trace headers in.
     pub fn copies_of(&self, domain: &str, sent: &Sent) -> Result<Vec<Arc<Vec<u8>>>, LabError> {
-        Ok(match &self.party(domain)?.server {
-            Server::Legacy(mta) => mta.copies(&sent.message_id).into_iter().map(|c| c.content).collect(),
-            Server::Im2000 { .. } => Vec::new(),
-        })
+        let copies = self.party(domain)?.server.mailboxes().map(|m| m.copies(&sent.message_id)).unwrap_or_default();
+        Ok(copies.into_iter().map(|c| c.content).collect())
     }
 
     /// The stored body of an IM2000 message at its sender's store.
@@ -338,6 +373,7 @@ impl World {
         for party in self.parties.values() {
             let busy = match &party.server {
                 Server::Legacy(mta) => mta.is_busy(),
+                Server::Mailin(_) => false,
                 Server::Im2000 { node, .. } => {
                     let stats = node.context().store.queue_stats(now).map_err(|e| LabError::Party(e.to_string()))?;
                     stats.iter().any(|((_, state), n)| *n > 0 && (*state == "leased" || *state == "due"))
@@ -356,6 +392,7 @@ impl World {
         for party in self.parties.values() {
             let due = match &party.server {
                 Server::Legacy(mta) => mta.next_due(),
+                Server::Mailin(_) => None,
                 Server::Im2000 { node, .. } => {
                     node.context().store.next_unleased_due().map_err(|e| LabError::Party(e.to_string()))?
                 }

@@ -41,7 +41,7 @@ async fn a_list_is_one_stored_copy_in_im2000_and_one_per_subscriber_in_smtp() {
     let mut bytes = 0;
     for s in &subscribers {
         let domain = s.split('@').nth(1).unwrap();
-        let mine: Vec<_> = world.mta(domain).unwrap().copies("lab-smtp-1-1@list.test");
+        let mine: Vec<_> = world.mailboxes(domain).unwrap().copies("lab-smtp-1-1@list.test");
         let mine: Vec<_> = mine.into_iter().filter(|c| &c.mailbox == s).collect();
         assert_eq!(mine.len(), 1, "{s}");
         copies += 1;
