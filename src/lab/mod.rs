@@ -155,7 +155,7 @@ fn content(scenario: &Scenario, t: usize, m: u32, marker: &str) -> Vec<u8> {
     let mut c = format!(
         "From: {}\r\nTo: {to}\r\nSubject: {} message {}\r\nMessage-ID: <{marker}@{}>\r\n\
          MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
-        tr.from,
+        tr.claimed_from(),
         scenario.name,
         m + 1,
         tr.from.domain()
@@ -231,7 +231,8 @@ pub async fn run_in(
                     let marker = format!("lab-{}-{}-{}", world.model, traffic + 1, message + 1).to_lowercase();
                     let recipients: Vec<String> = t.recipient_list().into_iter().map(|(a, _)| a).collect();
                     let body = content(scenario, *traffic, *message, &marker);
-                    let s = world.send(&t.from.to_string(), &recipients, body).await?;
+                    let envelope_from = t.claimed_from().to_string();
+                    let s = world.send(&t.from.to_string(), &envelope_from, &recipients, body).await?;
                     sent.insert((*traffic, *message), s);
                 }
                 Action::Read { traffic, message, reader } => {
@@ -348,12 +349,17 @@ async fn measure(
             }
         }
     }
+    let mut backscatter = 0;
     if world.model == Model::Smtp {
-        // The sender learns only from bounce messages in their mailbox.
-        for t in &scenario.traffic {
-            let first_sent =
-                sent.iter().filter(|((ti, _), _)| scenario.traffic[*ti].from == t.from).map(|(_, s)| s.at).min();
-            for (at, recipient, reason) in bounces(world, &t.from.to_string())? {
+        // The sender learns only from bounce messages in their mailbox; a
+        // forged address's owner gets them instead.
+        let mut senders: Vec<String> = scenario.traffic.iter().map(|t| t.from.to_string()).collect();
+        let mut forged: Vec<String> =
+            scenario.traffic.iter().filter_map(|t| Some(t.forged_from.as_ref()?.to_string())).collect();
+        (senders.dedup(), forged.dedup());
+        for from in &senders {
+            let first_sent = sent.values().filter(|s| &s.sender == from).map(|s| s.at).min();
+            for (at, recipient, reason) in bounces(world, from)? {
                 sender.bounce_messages += 1;
                 sender.failures.push(Observation {
                     recipient,
@@ -362,6 +368,9 @@ async fn measure(
                     after_secs: at.saturating_sub(first_sent.unwrap_or(at)) as f64 / 1000.0,
                 });
             }
+        }
+        for address in &forged {
+            backscatter += bounces(world, address)?.len() as u64;
         }
     }
     sender.failures.sort_by(|a, b| a.after_secs.total_cmp(&b.after_secs));
@@ -401,6 +410,7 @@ async fn measure(
         network,
         sender,
         failure_messages,
+        backscatter,
         trace_headers_added,
         reads,
         recall,

@@ -29,6 +29,9 @@ pub struct ModelReport {
     pub sender: SenderView,
     /// Messages generated because delivery failed (bounces, DSNs).
     pub failure_messages: u64,
+    /// Of those, bounces that reached someone who never sent the message
+    /// (its sender address was forged).
+    pub backscatter: u64,
     /// `Received:` headers in the copies recipients can read, beyond those
     /// the message was sent with.
     pub trace_headers_added: u64,
@@ -187,6 +190,7 @@ impl Report {
         });
         row("sender sees delivered / read", &|m| format!("{} / {}", m.sender.delivered_seen, m.sender.read_seen));
         row("messages made by failures", &|m| format!("{}", m.failure_messages));
+        row("  of them backscatter", &|m| format!("{}", m.backscatter));
         row("trace headers added", &|m| format!("{}", m.trace_headers_added));
         if self.models.iter().any(|m| m.recall.is_some()) {
             row("recall: withdrawn before read", &|m| m.recall.map_or("-".into(), |r| r.withdrawn.to_string()));

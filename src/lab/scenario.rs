@@ -8,6 +8,7 @@
 //!
 //! [[traffic]]
 //! from = "owner@list.test"       # the sender; its domain joins the world
+//! # forged_from = "x@victim.test" # the sender claims another's address
 //! recipients = 200               # mailboxes u1.. spread over r1.test..
 //! domains = 10
 //! unknown = 0                    # extra recipients that do not exist
@@ -57,6 +58,9 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Traffic {
     pub from: Address,
+    /// The address the sender puts in the envelope and `From:` instead of
+    /// its own: where SMTP's bounces go (backscatter).
+    pub forged_from: Option<Address>,
     pub recipients: u32,
     pub domains: u32,
     pub unknown: u32,
@@ -92,6 +96,7 @@ struct RawScenario {
 #[serde(deny_unknown_fields)]
 struct RawTraffic {
     from: String,
+    forged_from: Option<String>,
     recipients: Option<u32>,
     domains: Option<u32>,
     unknown: Option<u32>,
@@ -184,6 +189,19 @@ impl Scenario {
             if !from.domain().ends_with(".test") {
                 return Err(fail(key("from"), "expected an address in a .test domain (the lab's DNS zone)".into()));
             }
+            let forged_from = match &t.forged_from {
+                None => None,
+                Some(f) => {
+                    let a = f.parse::<Address>().map_err(|e| {
+                        fail(key("forged_from"), format!("{e} (expected an address such as \"x@victim.test\")"))
+                    })?;
+                    if !a.domain().ends_with(".test") || a.domain().eq_ignore_ascii_case(from.domain()) {
+                        let why = "expected an address in another .test domain than `from`'s";
+                        return Err(fail(key("forged_from"), why.into()));
+                    }
+                    Some(a)
+                }
+            };
             let count = |k: &str, v: Option<u32>, default: u32, min: u32, max: u32| {
                 let n = v.unwrap_or(default);
                 if n < min || n > max {
@@ -217,6 +235,7 @@ impl Scenario {
             };
             traffic.push(Traffic {
                 from,
+                forged_from,
                 recipients,
                 domains,
                 unknown,
@@ -264,7 +283,8 @@ impl Scenario {
 
     /// Every domain in the world: the senders' and the recipients'.
     pub fn domains(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.traffic.iter().map(|t| t.from.domain().to_ascii_lowercase()).collect();
+        let mut all: Vec<String> =
+            self.traffic.iter().flat_map(Traffic::own_addresses).map(|a| a.domain().to_ascii_lowercase()).collect();
         let most = self.traffic.iter().map(|t| t.domains).max().unwrap_or(0);
         all.extend((1..=most).map(recipient_domain));
         all.sort();
@@ -272,17 +292,18 @@ impl Scenario {
         all
     }
 
-    /// Whether users of `domain` send.
+    /// Whether users of `domain` send, or may get bounces (their address
+    /// is forged): their server must be able to take `MAIL FROM:<>`.
     pub fn sends(&self, domain: &str) -> bool {
-        self.traffic.iter().any(|t| t.from.domain().eq_ignore_ascii_case(domain))
+        self.traffic.iter().flat_map(Traffic::own_addresses).any(|a| a.domain().eq_ignore_ascii_case(domain))
     }
 
     /// The existing mailboxes (local parts) of `domain`.
     pub fn users(&self, domain: &str) -> Vec<String> {
         let mut users: Vec<String> = Vec::new();
         for t in &self.traffic {
-            if t.from.domain().eq_ignore_ascii_case(domain) {
-                users.push(t.from.local().to_ascii_lowercase());
+            for a in t.own_addresses().filter(|a| a.domain().eq_ignore_ascii_case(domain)) {
+                users.push(a.local().to_ascii_lowercase());
             }
             users.extend(t.recipient_list().into_iter().filter(|(_, known)| *known).filter_map(|(a, _)| {
                 let (local, d) = a.split_once('@')?;
@@ -305,6 +326,16 @@ impl Scenario {
 }
 
 impl Traffic {
+    /// The sender's address and the one it forges, if any.
+    pub fn own_addresses(&self) -> impl Iterator<Item = &Address> {
+        std::iter::once(&self.from).chain(&self.forged_from)
+    }
+
+    /// The address the message claims to be from.
+    pub fn claimed_from(&self) -> &Address {
+        self.forged_from.as_ref().unwrap_or(&self.from)
+    }
+
     /// The recipients of each message, with whether each exists: `u1`…
     /// spread round-robin over `r1.test`…, then the unknown ones.
     pub fn recipient_list(&self) -> Vec<(String, bool)> {
@@ -363,6 +394,7 @@ mod tests {
             (&format!("{base}read_after = \"soon\"\n"), "traffic[0].read_after", "expected a duration"),
             (&format!("{base}domains = 0\n"), "traffic[0].domains", "from 1 to 200"),
             ("description = \"d\"\n[[traffic]]\nfrom = \"nobody\"\n", "traffic[0].from", "expected an address"),
+            (&format!("{base}forged_from = \"b@s.test\"\n"), "traffic[0].forged_from", "another .test domain"),
             (
                 &format!("{base}[[outage]]\ndomain = \"x.test\"\nfrom = \"0s\"\nuntil = \"1h\"\n"),
                 "outage[0].domain",

@@ -170,15 +170,24 @@ impl World {
         self.parties.get(domain).ok_or_else(|| LabError::Setup(format!("no party for {domain}")))
     }
 
-    /// `sender` sends `content` to `recipients`, as a user of its domain.
-    pub async fn send(&self, sender: &str, recipients: &[String], content: Vec<u8>) -> Result<Sent, LabError> {
+    /// `sender` sends `content` to `recipients`, as a user of its domain,
+    /// with `envelope_from` as the SMTP envelope sender (its own address, or
+    /// a forged one). An IM2000 sender has no envelope to forge: it submits
+    /// to its own store, where any failure is recorded.
+    pub async fn send(
+        &self,
+        sender: &str,
+        envelope_from: &str,
+        recipients: &[String],
+        content: Vec<u8>,
+    ) -> Result<Sent, LabError> {
         let domain = domain_of(sender);
         let message_id = super::mailbox::message_id_of(&content)
             .ok_or_else(|| LabError::Party("a lab message needs a Message-ID".into()))?;
         let at = self.clock.now();
         let im2000 = match &self.party(domain)?.server {
             Server::Legacy(mta) => {
-                mta.submit(sender, recipients, content);
+                mta.submit(envelope_from, recipients, content);
                 None
             }
             Server::Mailin(_) => return Err(LabError::Party(format!("{domain} only receives"))),

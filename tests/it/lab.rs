@@ -135,10 +135,16 @@ async fn unread_unsolicited_mail_costs_recipients_little_in_im2000() {
     let (smtp, im) = models(&r);
     let held = |m: &ModelReport| recipients(m).map(|p| p.byte_hours).sum::<f64>();
     assert!(held(im) * 20.0 < held(smtp), "{} vs {}", held(im), held(smtp));
-    // 10 unknown addresses × 20 messages: 200 bounces in SMTP, none in IM2000.
+    // 10 unknown addresses × 20 messages: 200 bounces in SMTP, all of them
+    // to the forged address (backscatter); none in IM2000, where failures
+    // stay in the real sender's store.
     assert_eq!(smtp.failure_messages, 200);
-    assert_eq!(smtp.sender.bounce_messages, 200);
+    assert_eq!(smtp.backscatter, 200);
+    assert_eq!(smtp.sender.bounce_messages, 0);
+    assert!(smtp.party("victim.test").unwrap().stored_bytes_end > 0);
     assert_eq!(im.failure_messages, 0);
+    assert_eq!(im.backscatter, 0);
+    assert_eq!(im.party("victim.test").unwrap().stored_bytes_end, 0);
     assert_eq!(im.sender.failures.len(), 200);
     assert!(im.sender.failures.iter().all(|o| o.how == "tracked status" && o.what == "nouser"));
     assert_eq!(smtp.trace_headers_added, 1000);
