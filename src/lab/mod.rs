@@ -356,7 +356,10 @@ async fn measure(
         let mut senders: Vec<String> = scenario.traffic.iter().map(|t| t.from.to_string()).collect();
         let mut forged: Vec<String> =
             scenario.traffic.iter().filter_map(|t| Some(t.forged_from.as_ref()?.to_string())).collect();
-        (senders.dedup(), forged.dedup());
+        for list in [&mut senders, &mut forged] {
+            list.sort();
+            list.dedup();
+        }
         for from in &senders {
             let first_sent = sent.values().filter(|s| &s.sender == from).map(|s| s.at).min();
             for (at, recipient, reason) in bounces(world, from)? {
