@@ -21,6 +21,8 @@
 //! - [`listen`] — binding and accepting, shared by HTTP and SMTP.
 //! - [`proto`] — wire vocabulary and codecs, no IO.
 //! - [`clock`] — injectable time.
+//! - [`lab`] — the comparison lab: the same traffic through SMTP and IM2000,
+//!   measured per party (`imgate compare`).
 //! - [`cli`] — the `imgate` command's client subcommands.
 
 pub mod cli;

@@ -201,3 +201,17 @@ fn the_compare_command_runs_a_scenario_file_and_refuses_a_malformed_one() {
     let out = imgate(&["compare", "--scenario", "no-such-scenario"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-scenario: cannot read"), "{out:?}");
 }
+
+/// The example in docs/lab.md, as written there.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_bounce_messages_in_im2000() {
+    let scenario = Scenario::parse(
+        "description = \"one unknown\"\n[[traffic]]\nfrom = \"a@one.test\"\nunknown = 1\nrecipients = 0\n",
+        "inline",
+        "mine",
+    )
+    .unwrap();
+    let report = lab::compare(&scenario, &|_| {}).await.unwrap();
+    assert_eq!(report.model(Model::Smtp).unwrap().failure_messages, 1);
+    assert_eq!(report.model(Model::Im2000).unwrap().failure_messages, 0);
+}
