@@ -53,19 +53,22 @@ pub async fn run(names: &[String], json: bool, svg: Option<&Path>, list: bool) -
 async fn run_one(scenario: &Scenario) -> anyhow::Result<Report> {
     let style =
         ProgressStyle::with_template("{prefix:>8} [{bar:40}] {msg}").expect("a valid template").progress_chars("=> ");
-    let bars = indicatif::MultiProgress::new();
-    let [smtp, im2000] = [lab::Model::Smtp, lab::Model::Im2000].map(|model| {
-        let bar = bars.add(ProgressBar::new(1000).with_style(style.clone()));
-        bar.set_prefix(model.to_string());
-        bar
-    });
+    let multi = indicatif::MultiProgress::new();
+    let bars: Vec<(lab::Model, ProgressBar)> = lab::Model::ALL
+        .into_iter()
+        .map(|model| {
+            let bar = multi.add(ProgressBar::new(1000).with_style(style.clone()));
+            bar.set_prefix(model.to_string());
+            (model, bar)
+        })
+        .collect();
     let progress = |p: lab::Progress| {
-        let bar = if p.model == lab::Model::Smtp { &smtp } else { &im2000 };
+        let Some((_, bar)) = bars.iter().find(|(m, _)| *m == p.model) else { return };
         bar.set_position((p.at.as_secs_f64() / p.end.as_secs_f64().max(1.0) * 1000.0) as u64);
         bar.set_message(format!("{}: {} of {}", scenario.name, clock(p.at), clock(p.end)));
     };
     let report = lab::compare(scenario, &progress).await.with_context(|| format!("scenario {}", scenario.name));
-    bars.clear().ok();
+    multi.clear().ok();
     report
 }
 

@@ -6,7 +6,7 @@ use plotters::prelude::*;
 
 use super::report::{Report, bytes};
 
-const COLOURS: [RGBColor; 2] = [RGBColor(0xd9, 0x5f, 0x02), RGBColor(0x1b, 0x9e, 0x77)];
+const COLOURS: [RGBColor; 3] = [RGBColor(0xd9, 0x5f, 0x02), RGBColor(0x1b, 0x9e, 0x77), RGBColor(0x75, 0x70, 0xb3)];
 
 /// Renders `report` as an SVG document.
 pub fn svg(report: &Report) -> Result<String, String> {

@@ -59,6 +59,13 @@ pub enum Model {
     Smtp,
     /// Sender stores: one copy at the sender's store, notifications out.
     Im2000,
+    /// Senders on SMTP; recipients' domains moved to IM2000 behind an
+    /// imgate MX: one copy per domain at its gateway, notifications in.
+    Gateway,
+}
+
+impl Model {
+    pub const ALL: [Model; 3] = [Model::Smtp, Model::Im2000, Model::Gateway];
 }
 
 impl std::fmt::Display for Model {
@@ -66,6 +73,7 @@ impl std::fmt::Display for Model {
         f.write_str(match self {
             Model::Smtp => "SMTP",
             Model::Im2000 => "IM2000",
+            Model::Gateway => "GATEWAY",
         })
     }
 }
@@ -89,10 +97,10 @@ pub struct Progress {
     pub end: Duration,
 }
 
-/// Runs `scenario` through both models.
+/// Runs `scenario` through every model.
 pub async fn compare(scenario: &Scenario, progress: &(dyn Fn(Progress) + Sync)) -> Result<Report, LabError> {
     let mut models = Vec::new();
-    for model in [Model::Smtp, Model::Im2000] {
+    for model in Model::ALL {
         models.push(run(scenario, model, progress).await?);
     }
     Ok(Report {
@@ -316,16 +324,10 @@ async fn measure(
                 None => entry.1 += 1,
             }
         }
-        let copies: Vec<_> = match world.model {
-            Model::Smtp => {
-                let mut all = Vec::new();
-                for d in world.domains() {
-                    all.extend(world.copies_of(d, s)?);
-                }
-                all
-            }
-            Model::Im2000 => world.stored_body(s)?.into_iter().map(std::sync::Arc::new).collect(),
-        };
+        let mut copies = Vec::new();
+        for d in world.domains() {
+            copies.extend(world.copies_of(d, s)?);
+        }
         trace_headers_added += copies.iter().map(|c| received_headers(c)).sum::<u64>();
         if let Some((message, _)) = &s.im2000 {
             let track = world.track(&s.sender, message).await?;
@@ -350,7 +352,7 @@ async fn measure(
         }
     }
     let mut backscatter = 0;
-    if world.model == Model::Smtp {
+    if world.model != Model::Im2000 {
         // The sender learns only from bounce messages in their mailbox; a
         // forged address's owner gets them instead.
         let mut senders: Vec<String> = scenario.traffic.iter().map(|t| t.from.to_string()).collect();

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use super::dns::Dns;
 use super::link::{Link, Traffic};
 use super::mailbox::Mailboxes;
+use super::mailbox::message_id_of;
 use super::mta::Mta;
 use super::receiver::Receiver;
 use super::scenario::Scenario;
@@ -22,7 +23,8 @@ use super::{LabError, Model};
 use crate::clock::{Clock, ManualClock, Millis};
 use crate::config::Config;
 use crate::node::{Node, NodeParts};
-use crate::proto::api::{SubmitResponse, TrackResponse};
+use crate::proto::api::{Notification, SubmitResponse, TrackResponse};
+use crate::proto::{MessageId, RecipientId};
 
 /// Every lab user's password.
 const PASSWORD: &str = "lab-password";
@@ -69,6 +71,8 @@ impl Server {
 struct Party {
     link: Link,
     server: Server,
+    /// Its users' addresses.
+    users: Vec<String>,
 }
 
 /// Content and when it arrived.
@@ -104,12 +108,15 @@ impl World {
         let domains = scenario.domains();
         let mut parties = BTreeMap::new();
         match model {
-            Model::Smtp => {
-                // MX records carry no port: every MTA's link listens on the
-                // same port, each on an address of its own. Domains whose
-                // users send get the lab's MTA (imgate's SMTP parts); those
-                // that only receive, mailin-embedded.
+            Model::Smtp | Model::Gateway => {
+                // MX records carry no port: every party's link listens on
+                // the same port, each on an address of its own. Domains
+                // whose users send get the lab's MTA (imgate's SMTP parts).
+                // Those that only receive get mailin-embedded (SMTP), or an
+                // imgate node as their MX gateway (a domain that moved to
+                // IM2000 while its correspondents stayed on SMTP).
                 let (listeners, port) = bind_same_port(domains.len()).await?;
+                let hash = crate::im2000::auth::hash_password(PASSWORD);
                 for (domain, listener) in domains.iter().zip(listeners) {
                     let ip = listener.local_addr().map_err(setup)?.ip();
                     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -119,29 +126,36 @@ impl World {
                         let mta = Mta::start(domain, &users, any, dns.addr, port, clock).await.map_err(setup)?;
                         let addr = mta.addr;
                         (Server::Legacy(mta), addr)
-                    } else {
+                    } else if model == Model::Smtp {
                         let receiver = Receiver::start(domain, &users, Mailboxes::new(clock)).map_err(setup)?;
                         let addr = receiver.addr;
                         (Server::Mailin(receiver), addr)
+                    } else {
+                        let mx = "[smtp]\nmx = [\"127.0.0.1:0\"]\nverify_sender = false\n";
+                        let config = node_config(domain, &users, &hash, dir.path(), dns.addr, mx);
+                        let node = start_node(&config, domain, clock).await?;
+                        let (addr, private) = (node.mx_addrs()[0], node.private_addrs()[0]);
+                        (Server::Im2000 { node, private }, addr)
                     };
                     let link = Link::start(listener, addr).map_err(setup)?;
                     dns.mx(domain, 10, &format!("mx.{domain}")).await;
                     dns.a(&format!("mx.{domain}"), ip).await;
-                    parties.insert(domain.clone(), Party { link, server });
+                    let users = users.iter().map(|u| format!("{u}@{domain}")).collect();
+                    parties.insert(domain.clone(), Party { link, server, users });
                 }
             }
             Model::Im2000 => {
                 let hash = crate::im2000::auth::hash_password(PASSWORD);
                 for domain in &domains {
-                    let config = node_config(domain, &scenario.users(domain), &hash, dir.path(), dns.addr);
-                    let config = Config::parse(&config, domain).map_err(|e| LabError::Setup(e.to_string()))?;
-                    let parts = NodeParts { clock: Some(Arc::new(clock.clone())), ..Default::default() };
-                    let node = Node::start_with(config, parts).await.map_err(|e| LabError::Setup(e.to_string()))?;
+                    let users = scenario.users(domain);
+                    let config = node_config(domain, &users, &hash, dir.path(), dns.addr, "");
+                    let node = start_node(&config, domain, Arc::new(clock.clone())).await?;
                     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(setup)?;
                     let link = Link::start(listener, node.public_addrs()[0]).map_err(setup)?;
                     dns.publish_node(domain, link.addr).await;
                     let private = node.private_addrs()[0];
-                    parties.insert(domain.clone(), Party { link, server: Server::Im2000 { node, private } });
+                    let users = users.iter().map(|u| format!("{u}@{domain}")).collect();
+                    parties.insert(domain.clone(), Party { link, server: Server::Im2000 { node, private }, users });
                 }
             }
         }
@@ -182,8 +196,8 @@ impl World {
         content: Vec<u8>,
     ) -> Result<Sent, LabError> {
         let domain = domain_of(sender);
-        let message_id = super::mailbox::message_id_of(&content)
-            .ok_or_else(|| LabError::Party("a lab message needs a Message-ID".into()))?;
+        let message_id =
+            message_id_of(&content).ok_or_else(|| LabError::Party("a lab message needs a Message-ID".into()))?;
         let at = self.clock.now();
         let im2000 = match &self.party(domain)?.server {
             Server::Legacy(mta) => {
@@ -260,12 +274,13 @@ impl World {
                 Ok(copies.iter().any(|c| c.mailbox.eq_ignore_ascii_case(reader)))
             }
             Server::Im2000 { node, .. } => {
-                let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
-                let Some(n) = inbox(node, reader)?.into_iter().find(|(_, n)| &n.digest == digest).map(|(_, n)| n)
-                else {
-                    return Ok(false);
+                let Some((_, n)) = self.notification(node, reader, sent)? else { return Ok(false) };
+                // The reader pulls from the sender's store over the network,
+                // or from their own gateway's store, which is local.
+                let store = match self.node(&n.store) {
+                    Some(own) if n.store.eq_ignore_ascii_case(domain_of(reader)) => own.public_addrs()[0],
+                    _ => self.party(&n.store)?.link.addr,
                 };
-                let store = self.party(&n.store)?.link.addr;
                 let url = format!("http://{store}/im2000/v1/messages/{}", n.id);
                 let resp = self.http.get(&url).send().await.map_err(|e| LabError::Party(format!("read: {e}")))?;
                 if !resp.status().is_success() {
@@ -288,11 +303,34 @@ impl World {
                     self.mailboxes(domain_of(recipient)).map(|m| m.copies(&sent.message_id)).unwrap_or_default();
                 copies.iter().find(|c| c.mailbox.eq_ignore_ascii_case(recipient)).map(|c| c.stored_at)
             }
-            Server::Im2000 { node, .. } => {
-                let (_, digest) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
-                inbox(node, recipient)?.into_iter().find(|(_, n)| &n.digest == digest).map(|(at, _)| at)
-            }
+            Server::Im2000 { node, .. } => self.notification(node, recipient, sent)?.map(|(at, _)| at),
         })
+    }
+
+    /// The notification of `sent` in `user`'s inbox at `node`, and when it
+    /// was filed: matched by digest when the lab submitted the message to
+    /// a store itself, else by the Message-ID of the body it points at.
+    fn notification(&self, node: &Node, user: &str, sent: &Sent) -> Result<Option<(Millis, Notification)>, LabError> {
+        for (at, n) in inbox(node, user)? {
+            let matches = match &sent.im2000 {
+                Some((_, digest)) => &n.digest == digest,
+                None => self.body_of(&n)?.and_then(|(_, b)| message_id_of(&b)).as_deref() == Some(&sent.message_id),
+            };
+            if matches {
+                return Ok(Some((at, n)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The stored message a notification points at (looked up in the
+    /// store's database, in process), with its identifier there.
+    fn body_of(&self, n: &Notification) -> Result<Option<(MessageId, Vec<u8>)>, LabError> {
+        let Some(node) = self.node(&n.store) else { return Ok(None) };
+        let Ok(rid) = n.id.parse::<RecipientId>() else { return Ok(None) };
+        let store = &node.context().store;
+        let Ok(found) = store.find(&rid).map_err(failed)? else { return Ok(None) };
+        Ok(store.body(&found.message_id).map_err(failed)?.map(|b| (found.message_id, b)))
     }
 
     /// Takes `domain` off the network or puts it back.
@@ -361,19 +399,29 @@ impl World {
     /// The copies of a message in `domain`'s mailboxes (SMTP), to count
     /// trace headers in.
     pub fn copies_of(&self, domain: &str, sent: &Sent) -> Result<Vec<Arc<Vec<u8>>>, LabError> {
-        let copies = self.party(domain)?.server.mailboxes().map(|m| m.copies(&sent.message_id)).unwrap_or_default();
-        Ok(copies.into_iter().map(|c| c.content).collect())
-    }
-
-    /// The stored body of an IM2000 message at its sender's store.
-    pub fn stored_body(&self, sent: &Sent) -> Result<Option<Vec<u8>>, LabError> {
-        let (Server::Im2000 { node, .. }, Some((message, _))) =
-            (&self.party(domain_of(&sent.sender))?.server, &sent.im2000)
-        else {
-            return Ok(None);
+        let party = self.party(domain)?;
+        let Server::Im2000 { node, .. } = &party.server else {
+            let copies = party.server.mailboxes().map(|m| m.copies(&sent.message_id)).unwrap_or_default();
+            return Ok(copies.into_iter().map(|c| c.content).collect());
         };
-        let Ok(id) = message.parse() else { return Ok(None) };
-        node.context().store.body(&id).map_err(|e| LabError::Party(e.to_string()))
+        // A store holds one body per message: the sender's, or a gateway's
+        // for the mail it took by SMTP, found through its users' inboxes.
+        let mut bodies: BTreeMap<MessageId, Vec<u8>> = BTreeMap::new();
+        if let Some((message, _)) = sent.im2000.as_ref().filter(|_| domain_of(&sent.sender) == domain)
+            && let Ok(id) = message.parse::<MessageId>()
+            && let Some(body) = node.context().store.body(&id).map_err(failed)?
+        {
+            bodies.insert(id, body);
+        }
+        for user in &party.users {
+            if let Some((_, n)) = self.notification(node, user, sent)?
+                && n.store.eq_ignore_ascii_case(domain)
+                && let Some((id, body)) = self.body_of(&n)?
+            {
+                bodies.insert(id, body);
+            }
+        }
+        Ok(bodies.into_values().map(Arc::new).collect())
     }
 
     /// Whether any party has work to do at the current time.
@@ -433,6 +481,16 @@ fn setup(e: impl std::fmt::Display) -> LabError {
     LabError::Setup(e.to_string())
 }
 
+fn failed(e: impl std::fmt::Display) -> LabError {
+    LabError::Party(e.to_string())
+}
+
+async fn start_node(config: &str, domain: &str, clock: Arc<dyn Clock>) -> Result<Node, LabError> {
+    let config = Config::parse(config, domain).map_err(setup)?;
+    let parts = NodeParts { clock: Some(clock), ..Default::default() };
+    Node::start_with(config, parts).await.map_err(setup)
+}
+
 pub fn domain_of(address: &str) -> &str {
     address.rsplit_once('@').map_or(address, |(_, d)| d)
 }
@@ -459,13 +517,20 @@ fn inbox(node: &Node, user: &str) -> Result<Vec<(Millis, crate::proto::api::Noti
 
 /// An imgate node's configuration for one lab domain: plain HTTP on
 /// loopback, the lab's DNS, the users with mailboxes.
-fn node_config(domain: &str, users: &[String], hash: &str, dir: &std::path::Path, dns: SocketAddr) -> String {
+fn node_config(
+    domain: &str,
+    users: &[String],
+    hash: &str,
+    dir: &std::path::Path,
+    dns: SocketAddr,
+    extra: &str,
+) -> String {
     let data = dir.join(domain);
     let mut t = format!(
         "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
          [im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\nplain_to_loopback = true\n\
          [dns]\nnameservers = [\"{dns}\"]\ntimeout = \"2s\"\n\
-         [[domain]]\nname = \"{domain}\"\n"
+         {extra}[[domain]]\nname = \"{domain}\"\n"
     );
     for u in users {
         t.push_str(&format!("[[user]]\naddress = \"{u}@{domain}\"\npassword_hash = \"{hash}\"\n"));

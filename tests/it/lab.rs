@@ -77,6 +77,21 @@ async fn a_list_is_one_stored_copy_in_im2000_and_one_per_subscriber_in_smtp() {
     let held = |m: &ModelReport| recipients(m).map(|p| p.stored_bytes_end).sum::<u64>();
     assert!(held(&im) * 20 < held(&smtp), "{} vs {}", held(&im), held(&smtp));
     world.shutdown().await;
+
+    // Behind imgate MX gateways, the SMTP senders' mail is stored once per
+    // recipient domain: each gateway's quota account holds one message, and
+    // its subscribers each a notification of it.
+    let (world, gw) = run_and_keep(&scenario, Model::Gateway).await;
+    for domain in (1..=10).map(|n| format!("r{n}.test")) {
+        let store = world.node(&domain).unwrap().context().store.clone();
+        assert_eq!(store.accounts().unwrap().iter().map(|(_, a)| a.messages).sum::<u64>(), 1, "{domain}");
+        assert_eq!(gw.party(&domain).unwrap().copies_end, 1);
+        assert_eq!(gw.party(&domain).unwrap().notifications_end, 20);
+    }
+    assert_eq!(gw.trace_headers_added, 10, "one SMTP hop per domain");
+    assert_eq!(gw.reads.succeeded, 66);
+    assert_eq!(gw.network.connections, 10, "one SMTP transaction per domain, reads are local");
+    world.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,6 +115,13 @@ async fn an_unknown_recipient_is_a_bounce_message_in_smtp_and_a_tracked_status_i
     assert_eq!(im.sender.delivered_seen, 1, "the sender sees the other recipient's delivery too");
     // The known recipient got and read the message in both.
     assert_eq!((smtp.reads.succeeded, im.reads.succeeded), (1, 1));
+
+    // An imgate gateway refuses the unknown user at RCPT: the SMTP sender
+    // gets its usual bounce from its own MTA, and the gateway sends none.
+    let gw = r.model(Model::Gateway).unwrap();
+    assert_eq!((gw.failure_messages, gw.sender.bounce_messages), (1, 1));
+    assert_eq!(gw.party("r1.test").unwrap().bounces_generated, 0);
+    assert_eq!(gw.reads.succeeded, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,7 +205,7 @@ fn the_compare_command_runs_a_scenario_file_and_refuses_a_malformed_one() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["scenario"], "two-readers");
     let models: Vec<&str> = report["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
-    assert_eq!(models, ["smtp", "im2000"]);
+    assert_eq!(models, ["smtp", "im2000", "gateway"]);
     assert_eq!(report["models"][1]["reads"]["succeeded"], 2);
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("r2.test") && chart.contains("IM2000"), "{chart}");
