@@ -132,6 +132,7 @@ const MAX_RECIPIENTS: u32 = 5_000;
 const MAX_DOMAINS: u32 = 200;
 const MAX_MESSAGES: u32 = 5_000;
 const MAX_SIZE: u64 = 1 << 20;
+const MAX_DELIVERIES: u64 = 100_000;
 
 impl Scenario {
     /// A built-in scenario by name, or a file by path.
@@ -213,6 +214,13 @@ impl Scenario {
             let domains = count("domains", t.domains, 1, 1, MAX_DOMAINS)?;
             let unknown = count("unknown", t.unknown, 0, 0, MAX_RECIPIENTS)?;
             let messages = count("messages", t.messages, 1, 1, MAX_MESSAGES)?;
+            let deliveries = u64::from(recipients + unknown) * u64::from(messages);
+            if deliveries > MAX_DELIVERIES {
+                let why = format!(
+                    "expected at most {MAX_DELIVERIES} deliveries per traffic (recipients and unknown, times messages), found {deliveries}"
+                );
+                return Err(fail(key("messages"), why));
+            }
             if recipients + unknown == 0 {
                 return Err(fail(key("recipients"), "expected at least one recipient (or unknown one)".into()));
             }
@@ -393,6 +401,11 @@ mod tests {
             (&format!("{base}size = \"big\"\n"), "traffic[0].size", "expected a size"),
             (&format!("{base}read_after = \"soon\"\n"), "traffic[0].read_after", "expected a duration"),
             (&format!("{base}domains = 0\n"), "traffic[0].domains", "from 1 to 200"),
+            (
+                &format!("{base}recipients = 5000\nmessages = 5000\n"),
+                "traffic[0].messages",
+                "at most 100000 deliveries",
+            ),
             ("description = \"d\"\n[[traffic]]\nfrom = \"nobody\"\n", "traffic[0].from", "expected an address"),
             (&format!("{base}forged_from = \"b@s.test\"\n"), "traffic[0].forged_from", "another .test domain"),
             (
