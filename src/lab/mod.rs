@@ -146,7 +146,8 @@ fn timetable(scenario: &Scenario) -> Vec<(Duration, Action)> {
             events.push((at, Action::Recall { traffic: ti }));
         }
     }
-    // Stable: at one moment, outages first, then sends, reads, recalls.
+    // A stable sort: at one moment, outages come first, then each
+    // traffic's sends and reads, then its recall.
     events.sort_by_key(|(at, _)| *at);
     events
 }

@@ -167,12 +167,13 @@ impl World {
         self.parties.keys().map(String::as_str)
     }
 
-    /// `domain`'s mailboxes, in the SMTP model.
+    /// `domain`'s mailboxes, when it is a legacy domain.
     pub fn mailboxes(&self, domain: &str) -> Option<&Mailboxes> {
         self.parties.get(domain)?.server.mailboxes()
     }
 
-    /// `domain`'s imgate node, in the IM2000 model.
+    /// `domain`'s imgate node (every domain in the IM2000 model; the
+    /// receiving domains' gateways in the GATEWAY model).
     pub fn node(&self, domain: &str) -> Option<&Node> {
         match &self.parties.get(domain)?.server {
             Server::Im2000 { node, .. } => Some(node),
@@ -248,7 +249,9 @@ impl World {
             Server::Legacy(mta) => Ok(mta.recall(&sent.message_id) as u64),
             Server::Mailin(_) => Err(LabError::Party("a receive-only domain sent nothing".into())),
             Server::Im2000 { private, .. } => {
-                let (message, _) = sent.im2000.as_ref().expect("IM2000 sends have an identifier");
+                let Some((message, _)) = &sent.im2000 else {
+                    return Err(LabError::Party("only messages submitted to a store can be cancelled there".into()));
+                };
                 let before = self.track(&sent.sender, message).await?;
                 let resp = self
                     .http
