@@ -313,6 +313,7 @@ async fn measure(
     let mut latency: BTreeMap<String, (Vec<f64>, u64)> = BTreeMap::new();
     let mut trace_headers_added = 0;
     let mut sender = SenderView::default();
+    let (mut delivered_after, mut read_after) = (Vec::new(), Vec::new());
     for ((ti, _), s) in sent {
         let t = &scenario.traffic[*ti];
         for (rcpt, known) in t.recipient_list() {
@@ -335,8 +336,9 @@ async fn measure(
             for r in &track.recipients {
                 use crate::proto::NotificationStatus as N;
                 let ms = |t: &Option<String>| t.as_deref().and_then(crate::clock::parse_rfc3339);
-                sender.delivered_seen += u64::from(r.accepted_at.is_some());
-                sender.read_seen += u64::from(r.read_at.is_some());
+                let after = |t: &Option<String>| ms(t).map(|at| at.saturating_sub(s.at) as f64 / 1000.0);
+                delivered_after.extend(after(&r.accepted_at));
+                read_after.extend(after(&r.read_at));
                 if matches!(
                     r.notification,
                     N::Nouser | N::Baddomain | N::Noservice | N::Noserver | N::Refused | N::Protocolerror
@@ -380,6 +382,10 @@ async fn measure(
         }
     }
     sender.failures.sort_by(|a, b| a.after_secs.total_cmp(&b.after_secs));
+    sender.delivered_seen = delivered_after.len() as u64;
+    sender.read_seen = read_after.len() as u64;
+    sender.delivered_after = Latency::of(delivered_after);
+    sender.read_after = Latency::of(read_after);
     let mut parties = Vec::new();
     let mut network = link::Traffic::default();
     let mut failure_messages = 0;

@@ -104,6 +104,10 @@ pub struct SenderView {
     pub delivered_seen: u64,
     /// Recipients the sender can see have read the message.
     pub read_seen: u64,
+    /// How long after sending the sender could see each delivery and each
+    /// read (virtual seconds).
+    pub delivered_after: Option<Latency>,
+    pub read_after: Option<Latency>,
     /// Bounce messages that reached the sender's mailbox.
     pub bounce_messages: u64,
 }
@@ -189,6 +193,7 @@ impl Report {
             Some(o) => format!("{} ({}), after {}", o.how, m.sender.failures.len(), human_secs(o.after_secs)),
         });
         row("sender sees delivered / read", &|m| format!("{} / {}", m.sender.delivered_seen, m.sender.read_seen));
+        row("  sees the first read after", &|m| m.sender.read_after.map_or("-".into(), |l| human_secs(l.min_secs)));
         row("messages made by failures", &|m| format!("{}", m.failure_messages));
         row("  of them backscatter", &|m| format!("{}", m.backscatter));
         row("trace headers added", &|m| format!("{}", m.trace_headers_added));

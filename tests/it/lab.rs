@@ -72,6 +72,9 @@ async fn a_list_is_one_stored_copy_in_im2000_and_one_per_subscriber_in_smtp() {
     // sender's link as bytes out, and seen by the sender as read.
     assert_eq!(im.reads.succeeded, 66);
     assert_eq!(im.sender.read_seen, 66);
+    let seen = im.sender.read_after.unwrap();
+    assert!(seen.min_secs >= 3.0 * 3600.0 && seen.max_secs < 4.0 * 3600.0, "read after 3h: {seen:?}");
+    assert_eq!((smtp.sender.read_seen, smtp.sender.read_after), (0, None), "SMTP shows the sender nothing");
     assert!(im.party("list.test").unwrap().network.bytes_out >= 66 * list.size);
     // Recipients hold a small fraction of what SMTP makes them hold.
     let held = |m: &ModelReport| recipients(m).map(|p| p.stored_bytes_end).sum::<u64>();
