@@ -87,7 +87,11 @@ impl Link {
 
 async fn accept_loop(listener: TcpListener, server: SocketAddr, counters: Arc<Counters>, up: watch::Receiver<bool>) {
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            // Out of descriptors, say: let connections close first.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        };
         if !*up.borrow() {
             counters.refused.fetch_add(1, Ordering::SeqCst);
             drop(client);

@@ -261,7 +261,11 @@ impl Drop for Busy<'_> {
 
 async fn accept_loop(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else { continue };
+        let Ok((tcp, peer)) = listener.accept().await else {
+            // Out of descriptors, say: let connections close first.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         let inner = inner.clone();
         tokio::spawn(async move {
             let _busy = Busy::new(&inner.busy);
