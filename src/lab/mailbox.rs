@@ -2,9 +2,13 @@
 //! recipient-stores model keeps mail. Shared by the lab's MTA and its
 //! mailin-embedded receiving hosts, and counted for the report.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{Clock, Millis};
+use crate::proto::MessageId;
+use crate::smtp_in::accept::received_header;
+use crate::smtp_in::session::Envelope;
 
 /// A message copy in a mailbox.
 #[derive(Debug, Clone)]
@@ -44,6 +48,21 @@ impl Mailboxes {
         let (mailbox, message_id) = (mailbox.to_ascii_lowercase(), message_id_of(&content));
         let copy = StoredCopy { mailbox, message_id, content, stored_at: self.clock.now(), bounce };
         self.lock().push(copy);
+    }
+
+    /// Delivers a message received by SMTP: one copy per recipient, each
+    /// with its own trace header (`hostname` received it from `ip`).
+    /// Returns the identifier the copies' headers name.
+    pub fn deliver(&self, env: &Envelope, ip: IpAddr, hostname: &str, data: &[u8]) -> MessageId {
+        let id = MessageId::random();
+        let date = chrono::DateTime::from_timestamp_millis(self.now() as i64).unwrap_or_default().to_rfc2822();
+        for rcpt in &env.recipients {
+            let one = Envelope { recipients: vec![rcpt.clone()], ..env.clone() };
+            let mut content = received_header(&one, ip, hostname, &id, &date).into_bytes();
+            content.extend_from_slice(data);
+            self.file(&rcpt.to_string(), Arc::new(content), env.sender.is_none());
+        }
+        id
     }
 
     /// The copies of a message (bounces about it aside).

@@ -28,7 +28,6 @@ use super::mailbox::{Mailboxes, message_id_of};
 use crate::clock::{Clock, Millis};
 use crate::dns::{Dns, DnsError, HickoryDns};
 use crate::proto::MessageId;
-use crate::smtp_in::accept::received_header;
 use crate::smtp_in::policy::{Destination, recipient_verdict};
 use crate::smtp_in::reply::Reply;
 use crate::smtp_in::session::{ListenerKind, Session, SessionConfig, Step};
@@ -300,18 +299,7 @@ async fn serve(inner: &Inner, mut tcp: tokio::net::TcpStream, peer: SocketAddr) 
             }
             Step::Authenticate { .. } => session.authenticated(None),
             Step::Message(env, data) => {
-                let id = MessageId::random();
-                let now = inner.clock.now();
-                let date = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default().to_rfc2822();
-                let bounce = env.sender.is_none();
-                for rcpt in &env.recipients {
-                    // One copy per recipient, each with its own trace header.
-                    let mut one = env.clone();
-                    one.recipients = vec![rcpt.clone()];
-                    let mut content = received_header(&one, peer.ip(), &inner.hostname, &id, &date).into_bytes();
-                    content.extend_from_slice(&data);
-                    inner.mailboxes.file(&rcpt.to_string(), Arc::new(content), bounce);
-                }
+                let id = inner.mailboxes.deliver(&env, peer.ip(), &inner.hostname, &data);
                 session.stored(Reply::new(250, "2.0.0", format!("Ok: stored as {}", id.short())))
             }
             other => other,

@@ -17,8 +17,7 @@ use mailin_embedded::response::OK;
 use mailin_embedded::{Handler, Response, Server};
 
 use super::mailbox::Mailboxes;
-use crate::proto::{Address, MessageId};
-use crate::smtp_in::accept::received_header;
+use crate::proto::Address;
 use crate::smtp_in::session::Envelope;
 
 /// A running receive-only host.
@@ -105,26 +104,17 @@ impl Handler for Filer {
     }
 
     fn data_end(&mut self) -> Response {
-        let s = std::mem::take(&mut self.session.data);
         let env = Envelope {
             helo: self.session.helo.clone(),
             sender: self.session.sender.clone(),
-            recipients: Vec::new(),
+            recipients: std::mem::take(&mut self.session.recipients),
             relay: Vec::new(),
             authenticated: None,
             tls: false,
             esmtp: true,
         };
-        let id = MessageId::random();
-        let now = self.mailboxes.now() as i64;
-        let date = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc2822();
         let ip = self.session.ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        for rcpt in &self.session.recipients {
-            let one = Envelope { recipients: vec![rcpt.clone()], ..env.clone() };
-            let mut content = received_header(&one, ip, &self.hostname, &id, &date).into_bytes();
-            content.extend_from_slice(&s);
-            self.mailboxes.file(&rcpt.to_string(), Arc::new(content), false);
-        }
+        self.mailboxes.deliver(&env, ip, &self.hostname, &std::mem::take(&mut self.session.data));
         OK
     }
 }
