@@ -143,9 +143,9 @@ impl ModelReport {
         self.parties.iter().find(|p| p.domain == domain)
     }
 
-    /// Sum over the recipients' domains.
-    pub fn recipients_total(&self, f: impl Fn(&PartyReport) -> f64) -> f64 {
-        self.parties.iter().filter(|p| p.role == Role::Recipient).map(f).sum()
+    /// Sum of `f` over the parties in `role`.
+    pub fn total(&self, role: Role, f: impl Fn(&PartyReport) -> f64) -> f64 {
+        self.parties.iter().filter(|p| p.role == role).map(f).sum()
     }
 }
 
@@ -164,10 +164,10 @@ impl Report {
         let mut row = |label: &str, f: &dyn Fn(&ModelReport) -> String| {
             rows.push((label.to_string(), self.models.iter().map(f).collect()));
         };
-        row("stored at the sender (end)", &|m| bytes(sender_sum(m, |p| p.stored_bytes_end as f64)));
-        row("stored at recipients (end)", &|m| bytes(m.recipients_total(|p| p.stored_bytes_end as f64)));
-        row("byte-hours at the sender", &|m| byte_hours(sender_sum(m, |p| p.byte_hours)));
-        row("byte-hours at recipients", &|m| byte_hours(m.recipients_total(|p| p.byte_hours)));
+        row("stored at the sender (end)", &|m| bytes(m.total(Role::Sender, |p| p.stored_bytes_end as f64)));
+        row("stored at recipients (end)", &|m| bytes(m.total(Role::Recipient, |p| p.stored_bytes_end as f64)));
+        row("byte-hours at the sender", &|m| byte_hours(m.total(Role::Sender, |p| p.byte_hours)));
+        row("byte-hours at recipients", &|m| byte_hours(m.total(Role::Recipient, |p| p.byte_hours)));
         row("message copies (peak, all)", &|m| format!("{}", m.parties.iter().map(|p| p.copies_peak).sum::<u64>()));
         row("notifications held (end)", &|m| format!("{}", m.parties.iter().map(|p| p.notifications_end).sum::<u64>()));
         row("network bytes", &|m| bytes((m.network.bytes_in + m.network.bytes_out) as f64));
@@ -219,10 +219,6 @@ impl Report {
         }
         out
     }
-}
-
-fn sender_sum(m: &ModelReport, f: impl Fn(&PartyReport) -> f64) -> f64 {
-    m.parties.iter().filter(|p| p.role == Role::Sender).map(f).sum()
 }
 
 /// 1536 → "1.5 KiB".
