@@ -33,6 +33,24 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// Whether `user` may submit `content`: every address its `From:`
+    /// names must be the user's own or one of their aliases (Stalwart's
+    /// `must-match-sender`). The answer says what is wrong.
+    pub fn check_from(&self, user: &Address, content: &[u8]) -> Result<(), String> {
+        let from = crate::proto::from::from_addresses(content);
+        if from.is_empty() {
+            return Err("the message has no From: address".into());
+        }
+        let allowed =
+            |a: &String| a.parse::<Address>().is_ok_and(|a| self.config.user(user).is_some_and(|u| u.may_send_as(&a)));
+        match from.iter().find(|a| !allowed(a)) {
+            None => Ok(()),
+            Some(other) => Err(format!("From: {other} is not an address {user} may send as")),
+        }
+    }
+}
+
 pub struct Context {
     /// The configuration the node started with (listeners, limits, …).
     pub config: Config,
@@ -52,10 +70,18 @@ pub struct Context {
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
     pub transports: crate::smtp_out::pool::Transports,
     pub metrics: crate::metrics::Metrics,
-    /// Failed authentications, keyed `ip:…` and `user:…`.
+    /// Failed authentications per client address, keyed `ip:…`; attempts
+    /// are charged before they are judged (see [`crate::im2000::auth`]).
     pub auth_failures: crate::limits::Limiter,
+    /// Failed authentications per user name, keyed `user:…`: they slow
+    /// that user's checks down (backoff), never lock the user out.
+    pub user_failures: crate::limits::Limiter,
     /// Lookups of unknown message identifiers, keyed `ip:…`.
     pub misses: crate::limits::Limiter,
+    /// Notifications considered per store domain, keyed `store:…`.
+    pub store_notifications: crate::limits::Limiter,
+    /// Message data SMTP sessions hold in memory, in KiB permits.
+    pub smtp_data: Arc<tokio::sync::Semaphore>,
     /// Rung when new work is queued, so the worker need not wait its timer.
     pub wake: Notify,
 }

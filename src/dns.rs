@@ -3,9 +3,8 @@
 //! Tests point the hickory resolver at a real in-process DNS server.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -193,22 +192,6 @@ pub fn order_srv(mut records: Vec<Srv>, rng: &mut impl Rng) -> Vec<Srv> {
         }
     }
     out
-}
-
-/// A reqwest resolver that resolves through [`Dns`], so HTTP clients see the
-/// same names (and the same test zones) as service discovery.
-pub struct ReqwestDns(pub Arc<dyn Dns>);
-
-impl reqwest::dns::Resolve for ReqwestDns {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let dns = self.0.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let ips = dns.ips(&host).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-            let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }
 
 #[cfg(test)]

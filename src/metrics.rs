@@ -18,7 +18,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("imgate_notifications_received_total", "Notifications answered by this agent, by result."),
     ("imgate_retrievals_total", "Messages served to recipients, by part."),
     ("imgate_smtp_deliveries_total", "SMTP deliveries to legacy hosts, by outcome."),
-    ("imgate_rate_limited_total", "Requests refused by a rate limit, by what was limited."),
+    ("imgate_rate_limited_total", "Limits hit (a request refused, slowed or closed), by which limit."),
     ("imgate_peer_bytes_sent_total", "Octets of request bodies sent to other domains' services, by what."),
     ("imgate_dsns_sent_total", "Delivery status notifications (bounces) generated, by kind."),
 ];

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+
+use crate::im2000::auth::AUTH_FAILURES_PER_IP;
+use crate::limits::ConnectionSlots;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +115,8 @@ impl Node {
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
         let admin = addrs(&admin_listeners);
 
+        let config_store_rate = config.im2000.store_rate;
+        let inflight_kib = (config.smtp.max_inflight_data / 1024).min(Semaphore::MAX_PERMITS as u64) as usize;
         let ctx: Shared = Arc::new(Context {
             config,
             directory,
@@ -124,32 +129,39 @@ impl Node {
             authenticator,
             transports: Default::default(),
             metrics: Default::default(),
-            auth_failures: crate::limits::Limiter::new(10, 10 * 60_000),
+            auth_failures: crate::limits::Limiter::new(AUTH_FAILURES_PER_IP, 10 * 60_000),
+            user_failures: crate::limits::Limiter::new(u32::MAX, 10 * 60_000),
             misses: crate::limits::Limiter::new(100, 60_000),
+            store_notifications: crate::limits::Limiter::new(config_store_rate, 60_000),
+            smtp_data: Arc::new(Semaphore::new(inflight_kib)),
             wake: Notify::new(),
         });
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        for l in public_listeners {
-            let router = im2000::public_router(ctx.clone());
-            tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
-        }
-        for l in private_listeners {
-            let router = im2000::private_router(ctx.clone());
-            tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
-        }
-        for l in admin_listeners {
-            let router = im2000::admin_router(ctx.clone());
-            tasks.push(tokio::spawn(server::serve(l, router, acceptor.clone(), shutdown.clone(), DRAIN)));
-        }
-        let sessions = Arc::new(Semaphore::new(ctx.config.smtp.max_sessions));
+        let http = |ls: Vec<tokio::net::TcpListener>, router: fn(Shared) -> axum::Router| {
+            ls.into_iter()
+                .map(|l| {
+                    let im = &ctx.config.im2000;
+                    let slots = ConnectionSlots::new(im.max_connections, im.max_connections_per_ip);
+                    let serving = server::Serving { tls: acceptor.clone(), slots, ctx: ctx.clone() };
+                    tokio::spawn(server::serve(l, router(ctx.clone()), serving, shutdown.clone(), DRAIN))
+                })
+                .collect::<Vec<_>>()
+        };
+        tasks.extend(http(public_listeners, im2000::public_router));
+        tasks.extend(http(private_listeners, im2000::private_router));
+        tasks.extend(http(admin_listeners, im2000::admin_router));
+        // MX and submission have pools of their own: strangers holding every
+        // MX session cannot keep the node's own users from sending.
+        let smtp_cfg = &ctx.config.smtp;
+        let mx_slots = ConnectionSlots::new(smtp_cfg.max_sessions, smtp_cfg.max_sessions_per_ip);
+        let submission_slots = ConnectionSlots::new(smtp_cfg.max_submission_sessions, smtp_cfg.max_sessions_per_ip);
         let smtp = mx_listeners
             .into_iter()
-            .map(|l| (ListenerKind::Mx, l))
-            .chain(submission_listeners.into_iter().map(|l| (ListenerKind::Submission, l)));
-        for (kind, l) in smtp {
-            let task =
-                smtp_in::listen(ctx.clone(), kind, l, acceptor.clone(), sessions.clone(), shutdown.clone(), DRAIN);
+            .map(|l| (ListenerKind::Mx, l, mx_slots.clone()))
+            .chain(submission_listeners.into_iter().map(|l| (ListenerKind::Submission, l, submission_slots.clone())));
+        for (kind, l, slots) in smtp {
+            let task = smtp_in::listen(ctx.clone(), kind, l, acceptor.clone(), slots, shutdown.clone(), DRAIN);
             tasks.push(tokio::spawn(task));
         }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
@@ -167,8 +179,8 @@ impl Node {
         &self.private
     }
 
-    /// Bound addresses of the admin listeners (none: admin routes are on
-    /// the private listeners).
+    /// Bound addresses of the admin listeners (none: the node serves no
+    /// admin API and no `/metrics`).
     pub fn admin_addrs(&self) -> &[SocketAddr] {
         &self.admin
     }

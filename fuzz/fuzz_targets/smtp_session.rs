@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_recipients: 5,
         tls_available: flags & 2 != 0,
         auth_without_tls: flags & 4 != 0,
+        max_refused_recipients: 3,
     };
     let (mut session, _greeting) = Session::new(cfg);
     // Split the input where the fuzzer put 0xff bytes: pieces as TCP reads.

@@ -19,12 +19,10 @@ pub fn private_url(config: &Config) -> Option<String> {
     listener_url(config, config.im2000.private.first()?)
 }
 
-/// The URL of the admin API: the admin listener, else the private one.
+/// The URL of the admin API: the admin listener (the node serves it
+/// nowhere else).
 pub fn admin_url(config: &Config) -> Option<String> {
-    match config.im2000.admin.first() {
-        Some(a) => listener_url(config, a),
-        None => private_url(config),
-    }
+    listener_url(config, config.im2000.admin.first()?)
 }
 
 fn listener_url(config: &Config, a: &std::net::SocketAddr) -> Option<String> {
@@ -71,7 +69,9 @@ impl Api {
     ) -> anyhow::Result<Api> {
         let base = match (server, config) {
             (Some(s), _) => s.trim_end_matches('/').to_string(),
-            (None, Some(c)) => url(c).ok_or_else(|| anyhow!("{} has no im2000.private listener", c.source))?,
+            (None, Some(c)) => url(c).ok_or_else(|| {
+                anyhow!("{} has no listener for this (im2000.private, or im2000.admin for admin commands)", c.source)
+            })?,
             (None, None) => bail!("say which node: --config FILE or --server URL"),
         };
         let password = password_for(config, user)?;
@@ -85,8 +85,13 @@ impl Api {
         Ok(Api { http, base, auth: format!("Basic {token}") })
     }
 
+    /// A request with the user's credentials. Changes (POST, PUT) say their
+    /// body is JSON, as the node requires of them — except a submission,
+    /// whose body is the message.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{BASE}{path}", self.base)).header("authorization", &self.auth)
+        let json_body = matches!(method, Method::POST | Method::PUT) && path != "/submissions";
+        let req = self.http.request(method, format!("{}{BASE}{path}", self.base)).header("authorization", &self.auth);
+        if json_body { req.header(reqwest::header::CONTENT_TYPE, "application/json") } else { req }
     }
 
     /// Sends and returns the JSON answer, or the node's error as text.

@@ -141,8 +141,10 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow!("no notification with id {id} in {user}'s inbox"))?;
             let n = &entry.notification;
             let peers = peer_client(config.as_ref())?;
-            let got =
-                peers.retrieve(&n.store, &n.id, 0).await.map_err(|e| anyhow!("retrieving from {}: {e}", n.store))?;
+            let got = peers
+                .retrieve(&n.store, &n.id, 0, n.size)
+                .await
+                .map_err(|e| anyhow!("retrieving from {}: {e}", n.store))?;
             let digest = sha256_field(&got.content);
             if digest != n.digest {
                 bail!("the message from {} does not match its notification's digest; not marked read", n.store);
@@ -168,6 +170,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
                 n.sender,
                 if keep { "" } else { "; silenced and un-pinned" }
             );
+            let dns = config.as_ref().map(|c| c.dns.clone()).unwrap_or_else(|| Config::embedded().dns);
+            eprintln!("{}", super::evidence::describe(n, &got.content, &dns).await);
             Ok(())
         }
         Command::Track { conn, msg, user } => {

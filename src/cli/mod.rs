@@ -6,6 +6,7 @@ mod api;
 mod commands;
 mod compare;
 pub mod dns;
+mod evidence;
 mod output;
 
 use std::path::PathBuf;

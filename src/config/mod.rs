@@ -53,6 +53,29 @@ pub struct Im2000Config {
     /// Whether plain HTTP may be used toward peers on loopback addresses.
     pub plain_to_loopback: bool,
     pub max_message_size: u64,
+    /// Whether peers found through DNS may be at loopback, private or
+    /// link-local addresses (labs and tests; `[peers]` entries always may).
+    pub private_peers: bool,
+    /// Store domains whose SMTP-origin notifications (mail a gateway took in
+    /// by SMTP) this agent accepts, besides its own.
+    pub trusted_gateways: Vec<String>,
+    /// Notifications one user's inbox holds at most.
+    pub max_inbox: u64,
+    /// Notifications one store domain may send this agent per minute.
+    pub store_rate: u32,
+    /// Open HTTP connections per listener, and per client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+impl Im2000Config {
+    /// Whether SMTP-origin notifications from `store` are taken: the node's
+    /// own domains are checked by the caller; these are the listed ones.
+    pub fn trusts_gateway(&self, store: &str) -> bool {
+        self.trusted_gateways.iter().any(|g| g.eq_ignore_ascii_case(store))
+    }
 }
 
 /// The SMTP listeners.
@@ -80,6 +103,19 @@ pub struct SmtpConfig {
     pub relay_port: u16,
     /// Deliveries in flight to one SMTP host at most.
     pub relay_concurrency: usize,
+    /// Sessions open at once on the submission listeners (`max_sessions`
+    /// is the MX listeners' own pool).
+    pub max_submission_sessions: usize,
+    /// Sessions one client address may hold open, per pool.
+    pub max_sessions_per_ip: usize,
+    /// Refused recipients in one session before it is closed (harvesting).
+    pub max_refused_recipients: u32,
+    /// Message data all sessions together may hold in memory.
+    pub max_inflight_data: u64,
+    /// Bytes stored at once for one outside sender address, and for all
+    /// outside senders of one domain.
+    pub sender_quota: u64,
+    pub sender_domain_quota: u64,
 }
 
 impl SmtpConfig {
@@ -137,6 +173,16 @@ pub struct UserConfig {
     pub route: Option<Route>,
     /// May use the admin API (queue control).
     pub admin: bool,
+    /// Other addresses the user may put in `From:` when submitting.
+    pub aliases: Vec<Address>,
+}
+
+impl UserConfig {
+    /// Whether the user may send as `address` (their own or an alias).
+    pub fn may_send_as(&self, address: &Address) -> bool {
+        let key = address.key();
+        self.address.key() == key || self.aliases.iter().any(|a| a.key() == key)
+    }
 }
 
 /// Where a recipient's mail goes: an IM2000 mailbox here, or by SMTP to the
@@ -371,7 +417,29 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         admin: c.listeners("im2000.admin", raw.im2000.admin),
         plain_to_loopback: raw.im2000.plain_to_loopback.unwrap_or(true),
         max_message_size: c.size("im2000.max_message_size", raw.im2000.max_message_size, 25 << 20),
+        private_peers: raw.im2000.private_peers.unwrap_or(false),
+        trusted_gateways: raw.im2000.trusted_gateways.iter().map(|g| g.to_lowercase()).collect(),
+        max_inbox: raw.im2000.max_inbox.unwrap_or(10_000),
+        store_rate: raw.im2000.store_rate.unwrap_or(6_000),
+        max_connections: raw.im2000.max_connections.unwrap_or(1024),
+        max_connections_per_ip: raw.im2000.max_connections_per_ip.unwrap_or(64),
+        body_timeout: c.duration("im2000.body_timeout", raw.im2000.body_timeout, 120),
     };
+    for (i, g) in im2000.trusted_gateways.iter().enumerate() {
+        if !valid_domain(g) {
+            c.problem(format!("im2000.trusted_gateways[{i}]"), format!("{g:?} is not a domain name"));
+        }
+    }
+    for (key, v) in [
+        ("im2000.max_inbox", im2000.max_inbox as usize),
+        ("im2000.store_rate", im2000.store_rate as usize),
+        ("im2000.max_connections", im2000.max_connections),
+        ("im2000.max_connections_per_ip", im2000.max_connections_per_ip),
+    ] {
+        if v == 0 {
+            c.problem(key, "must be at least 1");
+        }
+    }
 
     let smtp_raw = raw.smtp;
     let store_domain = smtp_raw.store_domain.map(|d| d.to_lowercase());
@@ -389,7 +457,25 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         verify_sender: smtp_raw.verify_sender.unwrap_or(true),
         relay_port: smtp_raw.relay_port.unwrap_or(25),
         relay_concurrency: smtp_raw.relay_concurrency.unwrap_or(10),
+        max_submission_sessions: smtp_raw.max_submission_sessions.unwrap_or(100),
+        max_sessions_per_ip: smtp_raw.max_sessions_per_ip.unwrap_or(50),
+        max_refused_recipients: smtp_raw.max_refused_recipients.unwrap_or(20),
+        max_inflight_data: c.size("smtp.max_inflight_data", smtp_raw.max_inflight_data, 512 << 20),
+        sender_quota: c.size("smtp.sender_quota", smtp_raw.sender_quota, 100 << 20),
+        sender_domain_quota: c.size("smtp.sender_domain_quota", smtp_raw.sender_domain_quota, 1 << 30),
     };
+    for (key, v) in [
+        ("smtp.max_submission_sessions", smtp.max_submission_sessions),
+        ("smtp.max_sessions_per_ip", smtp.max_sessions_per_ip),
+        ("smtp.max_refused_recipients", smtp.max_refused_recipients as usize),
+    ] {
+        if v == 0 {
+            c.problem(key, "must be at least 1");
+        }
+    }
+    if smtp.max_inflight_data < smtp.max_message_size {
+        c.problem("smtp.max_inflight_data", "must be at least smtp.max_message_size");
+    }
     if smtp.relay_concurrency == 0 {
         c.problem("smtp.relay_concurrency", "must be at least 1");
     }
@@ -544,10 +630,22 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
             }
         };
         let quota = u.quota.map(|q| c.size(&format!("{key}.quota"), Some(q), 0));
+        let aliases: Vec<Address> = u
+            .aliases
+            .iter()
+            .enumerate()
+            .filter_map(|(j, a)| match a.parse::<Address>() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    c.problem(format!("{key}.aliases[{j}]"), e.to_string());
+                    None
+                }
+            })
+            .collect();
         if let Some(address) = address
             && (secret.is_some() || !needs_secret)
         {
-            users.push(UserConfig { address, secret, quota, route, admin: u.admin.unwrap_or(false) });
+            users.push(UserConfig { address, secret, quota, route, admin: u.admin.unwrap_or(false), aliases });
         }
     }
 

@@ -41,6 +41,14 @@ pub struct RawIm2000 {
     pub admin: Vec<String>,
     pub plain_to_loopback: Option<bool>,
     pub max_message_size: Option<String>,
+    pub private_peers: Option<bool>,
+    #[serde(default)]
+    pub trusted_gateways: Vec<String>,
+    pub max_inbox: Option<u64>,
+    pub store_rate: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +99,8 @@ pub struct RawUser {
     pub quota: Option<String>,
     pub route: Option<String>,
     pub admin: Option<bool>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,4 +132,10 @@ pub struct RawSmtp {
     pub verify_sender: Option<bool>,
     pub relay_port: Option<u16>,
     pub relay_concurrency: Option<usize>,
+    pub max_submission_sessions: Option<usize>,
+    pub max_sessions_per_ip: Option<usize>,
+    pub max_refused_recipients: Option<u32>,
+    pub max_inflight_data: Option<String>,
+    pub sender_quota: Option<String>,
+    pub sender_domain_quota: Option<String>,
 }

@@ -1,14 +1,14 @@
-//! The admin API on the private listener, for users with `admin = true`:
+//! The admin API on the admin listener, for users with `admin = true`:
 //! the queue (list, show, retry, drop, pause, resume), the routing table
 //! (list, explain, set) and migration figures.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Shared;
 use super::error::{ApiError, parse_json};
+use super::guard::Caller;
 use crate::clock::{Millis, rfc3339};
 use crate::proto::Address;
 use crate::routing::{DomainStatus, RouteError, check_change, last_day, users_by_side};
@@ -16,8 +16,7 @@ use crate::store::JobView;
 use crate::store::records::{QueuePause, RouteRecord, RouteSource};
 
 /// The admin making the request.
-async fn admin(s: &Shared, headers: &HeaderMap) -> Result<Address, ApiError> {
-    let user = s.dir().users.authenticate(headers).await?;
+fn admin(s: &Shared, Caller(user): Caller) -> Result<Address, ApiError> {
     if s.dir().users.is_admin(&user) { Ok(user) } else { Err(ApiError::Forbidden(format!("{user} is not an admin"))) }
 }
 
@@ -96,10 +95,10 @@ pub struct QueueFilter {
 /// `GET /admin/queue[?state=&recipient=&host=]`.
 pub async fn queue(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(f): Query<QueueFilter>,
 ) -> Result<Response, ApiError> {
-    admin(&s, &headers).await?;
+    admin(&s, caller)?;
     const STATES: [&str; 4] = ["running", "held", "due", "scheduled"];
     if let Some(st) = &f.state
         && !STATES.contains(&st.as_str())
@@ -120,8 +119,8 @@ pub async fn queue(
 }
 
 /// `GET /admin/queue/{id}`.
-pub async fn show(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&s, &headers).await?;
+pub async fn show(State(s): State<Shared>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
+    admin(&s, caller)?;
     let job = job_id(&id)?;
     let (store, now) = (s.store.clone(), s.clock.now());
     let Some(j) = s.blocking(move || store.job(job)).await?? else {
@@ -142,8 +141,8 @@ pub async fn show(State(s): State<Shared>, Path(id): Path<String>, headers: Head
 }
 
 /// `POST /admin/queue/{id}/retry`.
-pub async fn retry(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let by = admin(&s, &headers).await?;
+pub async fn retry(State(s): State<Shared>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
+    let by = admin(&s, caller)?;
     let job = job_id(&id)?;
     let (store, now) = (s.store.clone(), s.clock.now());
     if !s.blocking(move || store.retry_job(job, now)).await?? {
@@ -162,10 +161,10 @@ pub struct HostFilter {
 /// `POST /admin/queue/retry[?host=]`: every waiting job (for a host) due now.
 pub async fn retry_all(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(f): Query<HostFilter>,
 ) -> Result<Response, ApiError> {
-    let by = admin(&s, &headers).await?;
+    let by = admin(&s, caller)?;
     let n = retry_matching(&s, f.host.as_deref()).await?;
     tracing::info!(jobs = n, host = ?f.host, by = %by, "queue retried by an admin");
     Ok(json(serde_json::json!({ "retried": n })))
@@ -181,12 +180,8 @@ async fn retry_matching(s: &Shared, host: Option<&str>) -> Result<usize, ApiErro
 }
 
 /// `DELETE /admin/queue/{id}`.
-pub async fn drop_job(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let by = admin(&s, &headers).await?;
+pub async fn drop_job(State(s): State<Shared>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
+    let by = admin(&s, caller)?;
     let job = job_id(&id)?;
     let store = s.store.clone();
     if !s.blocking(move || store.drop_job(job)).await?? {
@@ -197,12 +192,8 @@ pub async fn drop_job(
 }
 
 /// `POST /admin/queue/pause[?host=]`: hold back everything, or one host's jobs.
-pub async fn pause(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Query(f): Query<HostFilter>,
-) -> Result<Response, ApiError> {
-    let by = admin(&s, &headers).await?;
+pub async fn pause(State(s): State<Shared>, caller: Caller, Query(f): Query<HostFilter>) -> Result<Response, ApiError> {
+    let by = admin(&s, caller)?;
     let changed = change_pause(&s, |p| match &f.host {
         None => p.all = true,
         Some(h) => {
@@ -219,10 +210,10 @@ pub async fn pause(
 /// `POST /admin/queue/resume[?host=]`: the reverse; held jobs come due now.
 pub async fn resume(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(f): Query<HostFilter>,
 ) -> Result<Response, ApiError> {
-    let by = admin(&s, &headers).await?;
+    let by = admin(&s, caller)?;
     let host = f.host.as_deref().map(str::to_lowercase);
     if let Some(h) = &host
         && !s.pause.read().unwrap_or_else(|p| p.into_inner()).hosts.contains(h)
@@ -262,8 +253,8 @@ pub struct RouteView {
 }
 
 /// `GET /admin/routes`: every rule of the routing table.
-pub async fn routes(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&s, &headers).await?;
+pub async fn routes(State(s): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    admin(&s, caller)?;
     let routes: Vec<RouteView> = s
         .routes()
         .rules
@@ -283,9 +274,9 @@ pub async fn routes(State(s): State<Shared>, headers: HeaderMap) -> Result<Respo
 pub async fn explain(
     State(s): State<Shared>,
     Path(address): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    admin(&s, &headers).await?;
+    admin(&s, caller)?;
     let a: Address = address.parse().map_err(|e| ApiError::BadAddress(format!("{address}: {e}")))?;
     if !s.dir().config.is_local_domain(a.domain()) {
         return Err(ApiError::Refused(
@@ -306,10 +297,10 @@ pub struct SetRoute {
 pub async fn set_route(
     State(s): State<Shared>,
     Path(target): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let by = admin(&s, &headers).await?;
+    let by = admin(&s, caller)?;
     let req: SetRoute = parse_json(&body)?;
     let refused = |e: RouteError| ApiError::Refused(e.code(), e.to_string());
     let (target, route) = check_change(&s.dir(), &target, &req.route).map_err(refused)?;
@@ -334,8 +325,8 @@ pub async fn set_route(
 }
 
 /// `GET /admin/migration`: per domain, users and the last day's mail on each side.
-pub async fn migration(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&s, &headers).await?;
+pub async fn migration(State(s): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    admin(&s, caller)?;
     let (dir, routes, since) = (s.dir(), s.routes(), last_day(s.clock.now()));
     let mut out = Vec::new();
     for domain in &dir.config.domains {

@@ -8,18 +8,25 @@
 //! minutes as a keyed SHA-256 of (user, password) — never the password —
 //! and failures are never cached. A reload builds new `Users`, which forgets
 //! them all.
+//!
+//! argon2 runs on a pool of its own ([`verify_on_pool`]): a few threads and
+//! a bounded queue, so guesses cannot take the blocking threads that store
+//! writes need, nor queue without end. [`authenticate`] is the one door for
+//! HTTP and SMTP alike: it charges the client address before verifying (so
+//! concurrent guesses cannot all pass a check made before any was counted),
+//! refunds a success, and slows — never locks — a user name under attack.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
-use axum::http::HeaderMap;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
 use crate::config::{Config, Secret};
 use crate::proto::Address;
 
@@ -51,6 +58,107 @@ type VerifiedCache = HashMap<[u8; 32], (String, Instant)>;
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 /// Most credentials remembered; the cache is emptied when it fills.
 const VERIFIED_MAX: usize = 10_000;
+
+/// Failed authentications one client address may make in ten minutes.
+pub const AUTH_FAILURES_PER_IP: u32 = 10;
+/// Failures of one user name (from anywhere) before its checks slow down.
+const USER_FAILURES_FREE: u32 = 5;
+/// The longest a check of a user name under attack is held back.
+const USER_BACKOFF_MAX: Duration = Duration::from_secs(4);
+/// Verifications waiting for the argon2 pool before more are refused.
+const POOL_QUEUE: usize = 64;
+
+/// How an authentication attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Valid(Address),
+    Invalid,
+    /// The client address has used up its failures for now.
+    Throttled,
+    /// The argon2 pool's queue is full: try again shortly.
+    Busy,
+}
+
+struct PoolJob {
+    hash: String,
+    password: String,
+    answer: tokio::sync::oneshot::Sender<bool>,
+}
+
+fn pool() -> &'static SyncSender<PoolJob> {
+    static POOL: OnceLock<SyncSender<PoolJob>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = sync_channel::<PoolJob>(POOL_QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("imgate-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        };
+                        let ok = PasswordHash::new(&job.hash)
+                            .map(|h| Argon2::default().verify_password(job.password.as_bytes(), &h).is_ok())
+                            .unwrap_or(false);
+                        let _ = job.answer.send(ok);
+                    }
+                })
+                .expect("spawning an argon2 thread");
+        }
+        tx
+    })
+}
+
+/// Verifies `password` against an argon2 `hash` on the pool; `None` when
+/// the pool's queue is full.
+pub async fn verify_on_pool(hash: String, password: String) -> Option<bool> {
+    let (answer, rx) = tokio::sync::oneshot::channel();
+    match pool().try_send(PoolJob { hash, password, answer }) {
+        Ok(()) => rx.await.ok(),
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => None,
+    }
+}
+
+/// Authenticates `user` from `ip` for any service of the node: the one
+/// place that applies the failed-authentication limits.
+pub async fn authenticate(ctx: &crate::context::Context, ip: IpAddr, user: &str, password: &str) -> AuthOutcome {
+    let ip_key = format!("ip:{ip}");
+    let user_key = format!("user:{}", user.to_lowercase());
+    let now = ctx.clock.now();
+    if !ctx.auth_failures.charge(&ip_key, now) {
+        ctx.metrics.inc("imgate_rate_limited_total", "what", "auth");
+        return AuthOutcome::Throttled;
+    }
+    // A user name many addresses keep failing for is checked more slowly,
+    // for everyone: it slows a distributed guesser without locking out the
+    // user, whose right password still works.
+    let failures = ctx.user_failures.count_of(&user_key, now);
+    if failures > USER_FAILURES_FREE {
+        let steps = (failures - USER_FAILURES_FREE).min(16);
+        let wait = (Duration::from_millis(50) * 2u32.pow(steps)).min(USER_BACKOFF_MAX);
+        ctx.metrics.inc("imgate_rate_limited_total", "what", "auth_user_backoff");
+        tokio::time::sleep(wait).await;
+    }
+    match ctx.dir().users.verify(user, password).await {
+        Some(Ok(address)) => {
+            ctx.auth_failures.refund(&ip_key);
+            AuthOutcome::Valid(address)
+        }
+        Some(Err(())) => {
+            ctx.auth_failures.refund(&ip_key);
+            ctx.metrics.inc("imgate_rate_limited_total", "what", "auth_pool");
+            AuthOutcome::Busy
+        }
+        None => {
+            ctx.user_failures.record(&user_key, now);
+            AuthOutcome::Invalid
+        }
+    }
+}
 
 /// Hashes a password into an argon2id PHC string.
 pub fn hash_password(password: &str) -> String {
@@ -87,6 +195,16 @@ impl Users {
         self.by_key.contains_key(&address.key())
     }
 
+    /// The user named in an `Authorization: Basic` header and the password
+    /// given, if the header is one.
+    pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+        let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+        let (user, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.into(), p.into()))?;
+        Some((user, password))
+    }
+
     /// Whether `address` may use the admin API.
     pub fn is_admin(&self, address: &Address) -> bool {
         self.by_key.get(&address.key()).is_some_and(|e| e.admin)
@@ -97,47 +215,28 @@ impl Users {
         self.by_key.get(&address.key()).and_then(|e| e.quota)
     }
 
-    /// The user named by a valid `Authorization: Basic` header.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Address, ApiError> {
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let encoded =
-            value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")).ok_or(ApiError::Unauthorized)?;
-        let decoded =
-            base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ApiError::Unauthorized)?;
-        let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
-        let (user, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
-        self.verify(user, password).await.ok_or(ApiError::Unauthorized)
-    }
-
-    /// The user's address if `password` is theirs. Unknown users cost the
-    /// same time as known ones.
-    pub async fn verify(&self, user: &str, password: &str) -> Option<Address> {
+    /// The user's address if `password` is theirs (`Some(Ok)`), `None` if
+    /// not, `Some(Err)` if the argon2 pool is too busy to say. Unknown
+    /// users cost the same time as known ones.
+    pub async fn verify(&self, user: &str, password: &str) -> Option<Result<Address, ()>> {
         let entry = user.parse::<Address>().ok().and_then(|a| self.by_key.get(&a.key()).cloned());
         let digest = self.credential_digest(user, password);
         if let Some(e) = &entry
             && self.recently_verified(&digest, &e.address.key())
         {
-            return Some(e.address.clone());
+            return Some(Ok(e.address.clone()));
         }
         let hash = entry.as_ref().map_or_else(|| self.decoy.as_str().to_string(), |e| e.hash.clone());
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let Some(ok) = verify_on_pool(hash, password.to_string()).await else {
+            return Some(Err(()));
+        };
         let address = entry.filter(|_| ok).map(|e| e.address)?;
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_MAX {
             cache.clear();
         }
         cache.insert(digest, (address.key(), Instant::now()));
-        Some(address)
+        Some(Ok(address))
     }
 
     fn credential_digest(&self, user: &str, password: &str) -> [u8; 32] {
@@ -175,6 +274,7 @@ mod tests {
         ];
         for (user, password, ok) in cases {
             assert_eq!(users.verify(user, password).await.is_some(), ok, "{user} {password}");
+            assert!(!matches!(users.verify(user, password).await, Some(Err(()))), "the pool is not busy");
         }
         assert_eq!(users.verified.lock().unwrap().len(), 1, "only successes are remembered");
     }

@@ -2,6 +2,10 @@
 //! (notify), the notification agent (probe) and the CLI (retrieve, silence,
 //! un-pin). Each call locates the service itself and walks the endpoints in
 //! order until one answers.
+//!
+//! Peers are strangers: redirects are never followed, connections go only
+//! to checked addresses (see [`crate::discovery`]), and every body read is
+//! bounded — a pull stops at the size the notification gave.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +13,6 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 
 use crate::discovery::{Endpoint, LocateError, Locator, Service};
-use crate::dns::ReqwestDns;
 use crate::proto::api::{self, BASE, ErrorBody, Notification, NotifyOutcome, NotifyResponse};
 
 /// Why an exchange with a peer failed.
@@ -84,7 +87,8 @@ impl PeerClient {
     pub fn new(locator: Locator, timeout: Duration, tls: rustls::ClientConfig) -> Result<PeerClient, String> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .dns_resolver(Arc::new(ReqwestDns(locator.dns().clone())))
+            .dns_resolver(Arc::new(locator.connecting_dns()))
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -140,8 +144,9 @@ impl PeerClient {
             })
             .await?;
         let resp = check(resp).await?;
+        let (body, _) = read_bounded(resp, MAX_ANSWER).await?;
         let body: NotifyResponse =
-            resp.json().await.map_err(|e| PeerError::Protocol(format!("notification answer: {e}")))?;
+            serde_json::from_slice(&body).map_err(|e| PeerError::Protocol(format!("notification answer: {e}")))?;
         if body.results.len() != batch.len() {
             return Err(PeerError::Protocol(format!(
                 "{} results for {} notifications",
@@ -166,8 +171,10 @@ impl PeerClient {
         })
     }
 
-    /// Retrieves a message; `from` resumes at that octet.
-    pub async fn retrieve(&self, store: &str, id: &str, from: u64) -> Result<Retrieved, PeerError> {
+    /// Retrieves a message of at most `size` octets (the notified size);
+    /// `from` resumes at that octet. A store that sends more is answering
+    /// outside the protocol, and what it sent is dropped.
+    pub async fn retrieve(&self, store: &str, id: &str, from: u64, size: u64) -> Result<Retrieved, PeerError> {
         let path = format!("/messages/{id}");
         let resp = self
             .exchange(Service::Store, store, |ep| {
@@ -181,19 +188,16 @@ impl PeerClient {
         let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (sender, digest) = (text(api::SENDER_HEADER), text("repr-digest"));
         let expected = resp.content_length();
-        let mut resp = resp;
-        let mut content = Vec::with_capacity(expected.unwrap_or(0).min(64 << 20) as usize);
-        let mut complete = true;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => content.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(_) => {
-                    complete = false;
-                    break;
-                }
-            }
+        let room = if partial { size.saturating_sub(from) } else { size };
+        if expected.is_some_and(|n| n > room) {
+            return Err(PeerError::Protocol(format!("{store}'s store sends more than the notified {size} octets")));
         }
+        let (content, mut complete) = read_bounded(resp, room as usize).await.map_err(|e| match e {
+            PeerError::Protocol(_) => {
+                PeerError::Protocol(format!("{store}'s store sends more than the notified {size} octets"))
+            }
+            other => other,
+        })?;
         if expected.is_some_and(|n| content.len() as u64 != n) {
             complete = false;
         }
@@ -222,13 +226,41 @@ impl PeerClient {
     }
 }
 
+/// Most octets read of an answer that is not a message (JSON, errors).
+const MAX_ANSWER: usize = 4 << 20;
+/// Most octets read of an error answer.
+const MAX_ERROR: usize = 16 << 10;
+
+/// Reads a body of at most `limit` octets: the octets and whether the body
+/// arrived whole (`false`: the connection broke; what came is kept). More
+/// than `limit` is a protocol error.
+async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<(Vec<u8>, bool), PeerError> {
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit as u64) as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(PeerError::Protocol(format!("answer over {limit} octets")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok((body, true)),
+            Err(_) => return Ok((body, false)),
+        }
+    }
+}
+
 /// Turns an error status into [`PeerError::Status`] with the peer's JSON error.
 pub async fn check(resp: reqwest::Response) -> Result<reqwest::Response, PeerError> {
     if resp.status().is_success() {
         return Ok(resp);
     }
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let body = match read_bounded(resp, MAX_ERROR).await {
+        Ok((body, _)) => body,
+        Err(_) => b"(an error answer over 16 KiB)".to_vec(),
+    };
+    let text = String::from_utf8_lossy(&body);
     Err(match serde_json::from_str::<ErrorBody>(&text) {
         Ok(e) => PeerError::Status { status, code: e.error, message: e.message },
         Err(_) => PeerError::Status { status, code: "http".into(), message: text.chars().take(200).collect() },

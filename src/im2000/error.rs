@@ -34,6 +34,12 @@ pub enum ApiError {
     OverQuota(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// A bounded resource is in use; the same request may work shortly.
+    #[error("{0}")]
+    Busy(String),
     /// A well-formed request the node will not carry out, with the code
     /// saying why (`bad_route`, `route_loop`, …).
     #[error("{1}")]
@@ -57,6 +63,8 @@ impl ApiError {
             Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
             Self::OverQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "over_quota"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Refused(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         }

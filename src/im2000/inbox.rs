@@ -3,12 +3,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Shared;
 use super::error::{ApiError, parse_json};
+use super::guard::Caller;
 use crate::clock::rfc3339;
 use crate::proto::api::{ClearRequest, ClearResponse, InboxEntry, InboxPage};
 
@@ -26,9 +26,8 @@ fn cursor(s: &str, what: &str) -> Result<u64, ApiError> {
 pub async fn list(
     State(s): State<Shared>,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
+    Caller(user): Caller,
 ) -> Result<Response, ApiError> {
-    let user = s.dir().users.authenticate(&headers).await?;
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(c) => cursor(c, "after")?,
@@ -50,8 +49,7 @@ pub async fn list(
 }
 
 /// `POST /inbox/clear` with `{"through": CURSOR}`.
-pub async fn clear(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let user = s.dir().users.authenticate(&headers).await?;
+pub async fn clear(State(s): State<Shared>, Caller(user): Caller, body: Bytes) -> Result<Response, ApiError> {
     let req: ClearRequest = parse_json(&body)?;
     let through = cursor(&req.through, "through")?;
     let store = s.store.clone();

@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 
 pub use crate::context::Shared;
 
-/// Largest notification request body.
-const MAX_NOTIFY_BODY: usize = 4 << 20;
+/// Largest request body on the public listener (a notification batch).
+pub(crate) const MAX_NOTIFY_BODY: usize = 4 << 20;
 
 /// Routes of the public listener.
 pub fn public_router(s: Shared) -> Router {
@@ -36,12 +36,14 @@ pub fn public_router(s: Shared) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_NOTIFY_BODY))
-        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::guard))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::timed_body))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::lookups))
         .with_state(s)
 }
 
-/// Routes of the private listener (with the admin routes when the node has
-/// no admin listener of its own).
+/// Routes of the private listener: the node's users' own services. The
+/// admin API and `/metrics` are never here: only on an admin listener,
+/// where the operator puts one.
 pub fn private_router(s: Shared) -> Router {
     let limit = s.config.im2000.max_message_size as usize + 4096;
     let router = Router::new()
@@ -49,7 +51,6 @@ pub fn private_router(s: Shared) -> Router {
         .route("/im2000/v1/submissions/{msg}", get(originator::track).delete(originator::cancel))
         .route("/im2000/v1/inbox", get(inbox::list))
         .route("/im2000/v1/inbox/clear", post(inbox::clear));
-    let router = if s.config.im2000.admin.is_empty() { router.merge(admin_routes()) } else { router };
     finish(router, s, limit)
 }
 
@@ -77,7 +78,7 @@ fn finish(router: Router<Shared>, s: Shared, body_limit: usize) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::guard))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), guard::authenticated))
         .with_state(s)
 }
 

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Shared;
 use super::error::ApiError;
+use super::guard::Caller;
 use crate::clock::rfc3339;
 use crate::proto::api::{ListEntry, SubmitRecipient, SubmitResponse, TrackRecipient, TrackResponse};
 use crate::proto::units::parse_duration;
@@ -46,9 +47,9 @@ pub async fn submit(
     State(s): State<Shared>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    Caller(sender): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let sender = s.dir().users.authenticate(&headers).await?;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ctype.trim().to_ascii_lowercase().starts_with("message/rfc822") {
         return Err(ApiError::UnsupportedMediaType("send the message as Content-Type: message/rfc822".into()));
@@ -63,6 +64,7 @@ pub async fn submit(
             s.config.im2000.max_message_size
         )));
     }
+    s.dir().check_from(&sender, &body).map_err(|why| ApiError::Refused("from_mismatch", why))?;
     if env.to.len() > MAX_RECIPIENTS {
         return Err(ApiError::BadRequest(format!("at most {MAX_RECIPIENTS} recipients")));
     }
@@ -106,6 +108,7 @@ pub async fn submit(
     let new = NewMessage {
         store: sender.domain().to_string(),
         account: sender.key(),
+        also_charge: vec![],
         sender: sender.clone(),
         recipients,
         relay: vec![],
@@ -172,8 +175,7 @@ pub fn track_view(id: &MessageId, m: &MessageRecord, rs: &[RecipientRecord]) -> 
     }
 }
 
-async fn owned(s: &Shared, headers: &HeaderMap, id: &str) -> Result<(MessageId, Address), ApiError> {
-    let user = s.dir().users.authenticate(headers).await?;
+fn owned(Caller(user): Caller, id: &str) -> Result<(MessageId, Address), ApiError> {
     let id: MessageId = id.parse().map_err(|_| ApiError::NotFound("no such message".into()))?;
     Ok((id, user))
 }
@@ -188,8 +190,8 @@ fn check_owner(user: &Address, m: &MessageRecord) -> Result<(), ApiError> {
 }
 
 /// `GET /submissions/{msg}`.
-pub async fn track(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (id, user) = owned(&s, &headers, &id).await?;
+pub async fn track(State(s): State<Shared>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
+    let (id, user) = owned(caller, &id)?;
     let store = s.store.clone();
     let (m, rs) =
         s.blocking(move || store.track(&id)).await??.ok_or_else(|| ApiError::NotFound("no such message".into()))?;
@@ -198,8 +200,8 @@ pub async fn track(State(s): State<Shared>, Path(id): Path<String>, headers: Hea
 }
 
 /// `DELETE /submissions/{msg}`: recall.
-pub async fn cancel(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (id, user) = owned(&s, &headers, &id).await?;
+pub async fn cancel(State(s): State<Shared>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
+    let (id, user) = owned(caller, &id)?;
     let store = s.store.clone();
     let m = s.blocking(move || store.track(&id)).await??.ok_or_else(|| ApiError::NotFound("no such message".into()))?.0;
     check_owner(&user, &m)?;

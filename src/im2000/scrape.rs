@@ -1,4 +1,4 @@
-//! `GET /metrics` on the private listener: the node's counters, and gauges
+//! `GET /metrics` on the admin listener: the node's counters, and gauges
 //! read from the store (queue depth by state, stored bytes by sender class).
 
 use axum::extract::State;
@@ -8,7 +8,7 @@ use super::Shared;
 use super::error::ApiError;
 use crate::metrics::Gauge;
 
-/// `GET /metrics`: Prometheus text, on the private listener.
+/// `GET /metrics`: Prometheus text, on the admin listener.
 pub async fn metrics(State(s): State<Shared>) -> Response {
     let (store, now) = (s.store.clone(), s.clock.now());
     let gauges = s
@@ -22,7 +22,8 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
     let queue = queue.into_iter().map(|((kind, state), n)| (format!("kind=\"{kind}\",state=\"{state}\""), n)).collect();
     let (mut legacy, mut users) = ((0, 0), (0, 0));
     for (account, a) in accounts {
-        let class = if account == crate::smtp_in::accept::LEGACY_ACCOUNT { &mut legacy } else { &mut users };
+        let outside = account.starts_with(crate::smtp_in::accept::OUTSIDE_ACCOUNT);
+        let class = if outside { &mut legacy } else { &mut users };
         class.0 += a.bytes;
         class.1 += a.messages;
     }

@@ -22,6 +22,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::config::TlsConfig;
+use crate::limits::{ConnectionSlots, NoSlot};
 use crate::proto::api::ErrorBody;
 
 /// The server's certificate and key, replaceable while the node runs: a
@@ -100,22 +101,46 @@ async fn json_errors(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// How a listener serves: TLS or not, and its connection slots (a total,
+/// and a share per client address).
+pub struct Serving {
+    pub tls: Option<TlsAcceptor>,
+    pub slots: ConnectionSlots,
+    /// The node, whose metrics count refused connections.
+    pub ctx: crate::context::Shared,
+}
+
 /// Serves `router` on `listener` until `shutdown`, then drains connections
-/// for at most `drain`.
+/// for at most `drain`. A connection over the listener's slots is closed at
+/// once, before TLS or a byte of HTTP.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Option<TlsAcceptor>,
+    serving: Serving,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
+    let Serving { tls, slots, ctx } = serving;
     let router = router.layer(axum::middleware::map_response(json_errors));
     let graceful = GracefulShutdown::new();
     while let Some((stream, peer)) = crate::listen::next_connection(&listener, &shutdown).await {
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let what = match why {
+                    NoSlot::Full => "http_connections",
+                    NoSlot::PerAddress => "http_connections_per_ip",
+                };
+                ctx.metrics.inc("imgate_rate_limited_total", "what", what);
+                drop(stream);
+                continue;
+            }
+        };
         let router = router.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(super::guard::ClientAddr(peer));

@@ -282,6 +282,7 @@ async fn serve(inner: &Inner, mut tcp: tokio::net::TcpStream, peer: SocketAddr) 
         max_recipients: 1000,
         tls_available: false,
         auth_without_tls: false,
+        max_refused_recipients: 1000,
     };
     let (mut session, greeting) = Session::new(cfg);
     let mut out = greeting.to_wire();

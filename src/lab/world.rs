@@ -531,7 +531,7 @@ fn node_config(
     let data = dir.join(domain);
     let mut t = format!(
         "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
-         [im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\nplain_to_loopback = true\n\
+         [im2000]\npublic = [\"127.0.0.1:0\"]\nprivate = [\"127.0.0.1:0\"]\nplain_to_loopback = true\nprivate_peers = true\n\
          [dns]\nnameservers = [\"{dns}\"]\ntimeout = \"2s\"\n\
          {extra}[[domain]]\nname = \"{domain}\"\n"
     );

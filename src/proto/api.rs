@@ -38,6 +38,11 @@ pub struct Origin {
     pub dkim: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dmarc: Option<String>,
+    /// Set by the agent that filed the notification, never taken from the
+    /// wire: the store whose word the verdicts above are. They are that
+    /// gateway's assertion about the SMTP hop; the agent did not check them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asserted_by: Option<String>,
 }
 
 /// One notification, as a store posts it to a recipient's agent.
@@ -54,6 +59,50 @@ pub struct Notification {
     pub digest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+}
+
+/// Longest value of each notification field an agent takes; a longer one
+/// refuses the notification. Addresses: RFC 5321's 64 + 1 + 255 octets.
+pub const NOTIFICATION_FIELD_LIMITS: &[(&str, usize)] = &[
+    ("store", 253),
+    ("id", 64),
+    ("sender", 320),
+    ("recipient", 320),
+    ("digest", 128),
+    ("origin.protocol", 16),
+    ("origin.client_ip", 45),
+    ("origin.helo", 255),
+    ("origin.spf", 32),
+    ("origin.dkim", 32),
+    ("origin.dmarc", 32),
+    ("origin.asserted_by", 253),
+];
+
+impl Notification {
+    /// The first field longer than [`NOTIFICATION_FIELD_LIMITS`] allows.
+    pub fn oversized_field(&self) -> Option<(&'static str, usize)> {
+        let o = self.origin.as_ref();
+        let text = |v: Option<&String>| v.map_or(0, |s| s.len());
+        let lengths = [
+            self.store.len(),
+            self.id.len(),
+            self.sender.len(),
+            self.recipient.len(),
+            self.digest.len(),
+            o.map_or(0, |o| o.protocol.len()),
+            text(o.and_then(|o| o.client_ip.as_ref())),
+            text(o.and_then(|o| o.helo.as_ref())),
+            text(o.and_then(|o| o.spf.as_ref())),
+            text(o.and_then(|o| o.dkim.as_ref())),
+            text(o.and_then(|o| o.dmarc.as_ref())),
+            text(o.and_then(|o| o.asserted_by.as_ref())),
+        ];
+        NOTIFICATION_FIELD_LIMITS
+            .iter()
+            .zip(lengths)
+            .find(|((_, max), len)| len > max)
+            .map(|((name, max), _)| (*name, *max))
+    }
 }
 
 /// The agent's answer for one notification.

@@ -15,8 +15,19 @@ use crate::proto::api::Origin;
 use crate::proto::{Address, MessageId};
 use crate::store::{NewMessage, StoreError};
 
-/// The quota account SMTP mail from outside is charged to.
-pub const LEGACY_ACCOUNT: &str = "smtp:legacy";
+/// The prefix of the quota accounts of SMTP senders from outside: each
+/// sender address has its own, and each sender domain a group account.
+pub const OUTSIDE_ACCOUNT: &str = "smtp:";
+
+/// The quota accounts an outside sender's mail is charged to: the sender's
+/// address and the sender's domain (the client address for a null sender,
+/// whose mail no domain vouches for).
+pub fn outside_accounts(sender: Option<&Address>, ip: IpAddr) -> (String, String) {
+    match sender {
+        Some(a) => (format!("{OUTSIDE_ACCOUNT}{}", a.key()), format!("group:{OUTSIDE_ACCOUNT}{}", a.domain())),
+        None => (format!("{OUTSIDE_ACCOUNT}<>@[{ip}]"), format!("group:{OUTSIDE_ACCOUNT}[{ip}]")),
+    }
+}
 
 /// SPF, DKIM and DMARC verdicts, as words.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +117,12 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
             return Reply::new(250, "2.0.0", "Ok: delivery report processed");
         }
     }
+    if let (Some(user), ListenerKind::Submission) = (&env.authenticated, kind)
+        && let Err(why) = s.dir().check_from(user, &data)
+    {
+        s.metrics.inc("imgate_rate_limited_total", "what", "from_mismatch");
+        return Reply::new(550, "5.7.1", why);
+    }
     let id = MessageId::random();
     let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
     let mut content = received_header(&env, ip, &s.config.hostname, &id, &date).into_bytes();
@@ -124,8 +141,9 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         spf: verdicts.spf,
         dkim: verdicts.dkim,
         dmarc: verdicts.dmarc,
+        asserted_by: None,
     };
-    let (store_domain, sender, account, quota) = match &env.authenticated {
+    let (store_domain, sender, account, quota, also_charge) = match &env.authenticated {
         // A local user: their own message, in their own domain's store,
         // trackable with their own account.
         Some(user) => (
@@ -133,19 +151,22 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
             user.clone(),
             user.key(),
             s.dir().users.quota(user).unwrap_or(s.config.store.quota),
+            vec![],
         ),
         None => {
+            let (account, group) = outside_accounts(env.sender.as_ref(), ip);
             let sender = env
                 .sender
                 .clone()
                 .unwrap_or_else(|| format!("MAILER-DAEMON@{}", smtp.store_domain).parse().expect("a valid address"));
-            (smtp.store_domain.clone(), sender, LEGACY_ACCOUNT.to_string(), s.config.store.quota)
+            (smtp.store_domain.clone(), sender, account, smtp.sender_quota, vec![(group, smtp.sender_domain_quota)])
         }
     };
     let new = NewMessage {
         store: store_domain,
         sender,
         account,
+        also_charge,
         recipients: env.recipients.iter().filter(|r| !env.relay.contains(r)).cloned().collect(),
         relay: env.relay.clone(),
         lists: vec![],

@@ -18,6 +18,7 @@ use super::reply::Reply;
 use super::session::{ListenerKind, Session, SessionConfig, Step};
 use crate::context::Shared;
 use crate::discovery::{LocateError, Service};
+use crate::im2000::auth::{AuthOutcome, authenticate};
 use crate::proto::Address;
 
 /// How a drive of the session ended.
@@ -43,6 +44,7 @@ pub async fn serve_connection(
         max_recipients: smtp.max_recipients,
         tls_available: tls.is_some(),
         auth_without_tls: smtp.submission_plaintext,
+        max_refused_recipients: smtp.max_refused_recipients,
     };
     let deadline = Instant::now() + smtp.session_timeout;
     s.metrics.inc("imgate_smtp_sessions_total", "listener", listener_name(kind));
@@ -76,6 +78,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> End {
     let idle = s.config.smtp.idle_timeout;
     let mut pace = Pace::new(s.config.smtp.min_data_rate);
+    let mut budget = DataBudget::new(s.smtp_data.clone());
     let mut out: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -86,25 +89,23 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 let verdict = recipient_verdict(kind, &addr, &dest);
                 session.recipient_checked(addr, verdict, dest.is_relay())
             }
-            Step::Authenticate { user, password } => {
-                let now = s.clock.now();
-                let keys = [format!("ip:{}", peer.ip()), format!("user:{}", user.to_lowercase())];
-                if keys.iter().any(|k| s.auth_failures.exceeded(k, now)) {
-                    s.metrics.inc("imgate_rate_limited_total", "what", "auth");
+            Step::Authenticate { user, password } => match authenticate(s, peer.ip(), &user, &password).await {
+                AuthOutcome::Valid(a) => session.authenticated(Some(a)),
+                AuthOutcome::Invalid => {
+                    tracing::info!(%peer, user = ?user.chars().take(64).collect::<String>(), "SMTP AUTH failed");
+                    session.authenticated(None)
+                }
+                AuthOutcome::Throttled => {
                     let bye = Reply::new(421, "4.7.0", "Too many failed authentications; try again later");
                     out.extend_from_slice(&bye.to_wire());
                     let _ = stream.write_all(&out).await;
                     return End::Closed;
                 }
-                let who = s.dir().users.verify(&user, &password).await;
-                if who.is_none() {
-                    keys.iter().for_each(|k| s.auth_failures.record(k, now));
-                    tracing::info!(%peer, user = %user.chars().take(64).collect::<String>(), "SMTP AUTH failed");
-                }
-                session.authenticated(who)
-            }
+                AuthOutcome::Busy => session.authentication_unavailable(),
+            },
             Step::Message(env, data) => {
                 let reply = accept(s, kind, peer.ip(), env, data).await;
+                budget.release();
                 session.stored(reply)
             }
             other => other,
@@ -137,6 +138,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 let in_data = session.in_data();
                 if !in_data {
                     pace.reset();
+                    budget.release();
                 }
                 let idle_end = deadline.min(Instant::now() + idle);
                 let until = match pace.deadline() {
@@ -159,6 +161,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                             verdict = pace.record(n, now);
                         }
                         session.receive(&buf[..n]);
+                        // Data still buffered counts too: a message is held
+                        // in memory until it is stored or refused.
+                        let held = session.data_held() + n;
+                        if in_data && !budget.cover(held) {
+                            s.metrics.inc("imgate_rate_limited_total", "what", "smtp_inflight_data");
+                            session.data_out_of_resources();
+                            budget.release();
+                        }
                     }
                     // Only the pace window ended: judge it, then read on.
                     Err(_) if now < idle_end => verdict = pace.check(now),
@@ -179,6 +189,43 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 unreachable!("handled above")
             }
         }
+    }
+}
+
+/// This session's share of the node's budget for message data in memory
+/// (`smtp.max_inflight_data`), in KiB permits, grown as data arrives and
+/// given back once the message is stored or refused.
+struct DataBudget {
+    pool: std::sync::Arc<tokio::sync::Semaphore>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl DataBudget {
+    fn new(pool: std::sync::Arc<tokio::sync::Semaphore>) -> DataBudget {
+        DataBudget { pool, held: None }
+    }
+
+    /// Holds permits for `octets`; `false` when the node has none to spare.
+    fn cover(&mut self, octets: usize) -> bool {
+        let want = octets.div_ceil(1024) as u32;
+        let have = self.held.as_ref().map_or(0, |p| p.num_permits() as u32);
+        if want <= have {
+            return true;
+        }
+        match self.pool.clone().try_acquire_many_owned(want - have) {
+            Ok(more) => {
+                match &mut self.held {
+                    Some(p) => p.merge(more),
+                    None => self.held = Some(more),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn release(&mut self) {
+        self.held = None;
     }
 }
 

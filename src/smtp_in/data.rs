@@ -16,6 +16,11 @@ pub enum DataFault {
     LineTooLong,
     /// More than the size limit.
     TooBig,
+    /// A NUL octet: receivers that drop NULs would read `<CRLF><NUL>.<CRLF>`
+    /// as the end of data, so a relayed NUL is a smuggling vector.
+    Nul,
+    /// The node's budget for message data held in memory ran out.
+    NoResources,
 }
 
 /// Accumulates one message's data.
@@ -49,7 +54,7 @@ impl DataReader {
     fn flag(&mut self, f: DataFault) {
         // The first fault is the one reported, except that size wins: it
         // tells the client the one thing it can fix by sending less.
-        if self.fault.is_none() || f == DataFault::TooBig {
+        if self.fault.is_none() || (f == DataFault::TooBig && self.fault != Some(DataFault::NoResources)) {
             self.fault = Some(f);
         }
     }
@@ -79,10 +84,13 @@ impl DataReader {
             if line.contains(&b'\r') {
                 self.flag(DataFault::BareNewline);
             }
+            if line.contains(&0) {
+                self.flag(DataFault::Nul);
+            }
             let text = line.strip_prefix(b".").unwrap_or(&line);
             if self.message.len() + text.len() + 2 > self.max_size {
                 self.flag(DataFault::TooBig);
-            } else if self.fault != Some(DataFault::TooBig) {
+            } else if !matches!(self.fault, Some(DataFault::TooBig | DataFault::NoResources)) {
                 self.message.extend_from_slice(text);
                 self.message.extend_from_slice(b"\r\n");
             }
@@ -109,6 +117,18 @@ impl DataReader {
             self.partial.push(last);
             self.skipping = true;
         }
+    }
+
+    /// Octets of message data held so far.
+    pub fn held(&self) -> usize {
+        self.message.len() + self.partial.len()
+    }
+
+    /// The node cannot hold more data: what was held is dropped, the rest
+    /// is read and discarded, and the message is refused at its end.
+    pub fn out_of_resources(&mut self) {
+        self.fault = Some(DataFault::NoResources);
+        self.message = Vec::new();
     }
 
     /// The message (CRLF line endings, dot-unstuffed) or why it is refused.
@@ -149,6 +169,9 @@ mod tests {
             (b"Hi\n.\r\nMAIL FROM:<x>\r\n.\r\n", Some(24), Err(DataFault::BareNewline)),
             (b"a\rb\r\n.\r\n", Some(8), Err(DataFault::BareNewline)),
             (b"no end yet\r\n", None, Ok(b"no end yet\r\n")),
+            // A NUL before the dot: receivers that drop NULs end data there.
+            (b"Hi\r\n\0.\r\nMAIL FROM:<x>\r\n.\r\n", Some(26), Err(DataFault::Nul)),
+            (b"a\0b\r\n.\r\n", Some(8), Err(DataFault::Nul)),
         ];
         for (input, done, want) in cases {
             let (got_done, got) = run(input);

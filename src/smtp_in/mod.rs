@@ -16,39 +16,50 @@ pub mod policy;
 pub mod reply;
 pub mod session;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::context::Shared;
+use crate::limits::{ConnectionSlots, NoSlot};
 use reply::Reply;
 use session::ListenerKind;
 
 /// Accepts connections until `shutdown`, then waits up to `drain` for open
-/// sessions (which are told 421 at their next read).
+/// sessions (which are told 421 at their next read). `slots` is this kind
+/// of listener's pool: a total, and a share per client address.
 pub async fn listen(
     s: Shared,
     kind: ListenerKind,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    sessions: Arc<Semaphore>,
+    slots: ConnectionSlots,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
     let tracker = TaskTracker::new();
     while let Some((mut tcp, peer)) = crate::listen::next_connection(&listener, &shutdown).await {
-        let Ok(permit) = sessions.clone().try_acquire_owned() else {
-            tracker.spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let busy = Reply::new(421, "4.3.2", "Too many connections; try again later");
-                let _ = tcp.write_all(&busy.to_wire()).await;
-            });
-            continue;
+        let permit = match slots.take(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                let (what, busy) = match why {
+                    NoSlot::Full => {
+                        ("smtp_sessions", Reply::new(421, "4.3.2", "Too many connections; try again later"))
+                    }
+                    NoSlot::PerAddress => {
+                        ("smtp_sessions_per_ip", Reply::new(421, "4.7.0", "Too many connections from your address"))
+                    }
+                };
+                s.metrics.inc("imgate_rate_limited_total", "what", what);
+                tracker.spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = tcp.write_all(&busy.to_wire()).await;
+                });
+                continue;
+            }
         };
         let (s, tls, shutdown) = (s.clone(), tls.clone(), shutdown.clone());
         tracker.spawn(async move {

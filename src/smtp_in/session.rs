@@ -44,6 +44,9 @@ pub struct SessionConfig {
     pub tls_available: bool,
     /// AUTH may be used without TLS (a listener marked plaintext-allowed).
     pub auth_without_tls: bool,
+    /// Refused recipients before the session is closed (`421`): a client
+    /// trying name after name is harvesting the directory.
+    pub max_refused_recipients: u32,
 }
 
 /// A message received in full, ready to be stored.
@@ -113,6 +116,7 @@ pub struct Session {
     resume: Option<Box<State>>,
     auth_failures: u32,
     errors: u32,
+    refused_recipients: u32,
     /// The rest of an over-long command line is being discarded.
     skipping_line: bool,
 }
@@ -139,6 +143,7 @@ impl Session {
             resume: None,
             auth_failures: 0,
             errors: 0,
+            refused_recipients: 0,
             skipping_line: false,
         };
         (s, greeting)
@@ -156,6 +161,22 @@ impl Session {
     /// Whether message data is being received.
     pub fn in_data(&self) -> bool {
         matches!(self.state, State::Data(_))
+    }
+
+    /// Octets of message data held in memory now.
+    pub fn data_held(&self) -> usize {
+        match &self.state {
+            State::Data(reader) => reader.held(),
+            _ => 0,
+        }
+    }
+
+    /// The node's budget for message data is spent: this message is read
+    /// to its end, discarded, and refused with `452 4.3.1`.
+    pub fn data_out_of_resources(&mut self) {
+        if let State::Data(reader) = &mut self.state {
+            reader.out_of_resources();
+        }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -235,6 +256,10 @@ impl Session {
             Err(DataFault::LineTooLong) => r(500, "5.5.2", "Line too long (over 998 octets); message refused"),
             Err(DataFault::BareNewline) => {
                 r(554, "5.6.0", "Bare CR or LF in message data (RFC 5321 2.3.8); message refused")
+            }
+            Err(DataFault::Nul) => r(554, "5.6.0", "NUL octet in message data; message refused"),
+            Err(DataFault::NoResources) => {
+                r(452, "4.3.1", "Insufficient system resources for message data now; try again later")
             }
         }
     }
@@ -442,6 +467,12 @@ impl Session {
                 self.relay.push(addr.clone());
             }
             self.recipients.push(addr);
+        } else if verdict.code >= 500 {
+            self.refused_recipients += 1;
+            if self.refused_recipients >= self.cfg.max_refused_recipients {
+                self.state = State::Closed;
+                return Step::Close(Reply::new(421, "4.7.0", "Too many unknown recipients; closing"));
+            }
         }
         Step::Reply(verdict)
     }
@@ -573,6 +604,12 @@ impl Session {
         self.state = State::Waiting;
         self.resume = Some(Box::new(State::Ready));
         Step::Authenticate { user, password }
+    }
+
+    /// The caller could not check the credentials now (not a failure).
+    pub fn authentication_unavailable(&mut self) -> Step {
+        self.state = self.resume.take().map_or(State::Ready, |b| *b);
+        r(454, "4.7.0", "Temporary authentication failure; try again")
     }
 
     /// The caller's verdict on a [`Step::Authenticate`]: the user's address

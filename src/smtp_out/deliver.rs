@@ -206,7 +206,7 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
     // An interrupted pull resumes where it broke off, with Range.
     let mut content: Vec<u8> = Vec::new();
     for _ in 0..PULL_RESUMES {
-        match s.peers.retrieve(&n.store, &n.id, content.len() as u64).await {
+        match s.peers.retrieve(&n.store, &n.id, content.len() as u64, n.size).await {
             Ok(r) => {
                 if !r.partial {
                     // The store sent it all from the start (it may ignore Range).
@@ -234,6 +234,7 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String
     if sha256_field(&content) != n.digest {
         return Err(Failure::Temporary(format!("the content from {} does not match its digest", n.store)));
     }
+    render::relayable(&content).map_err(|why| Failure::Permanent(why.into()))?;
     let rcpt: Address = n.recipient.parse().map_err(|e| Failure::Permanent(format!("bad recipient: {e}")))?;
     let hosts = hosts::smtp_hosts(s, rcpt.domain()).await.map_err(|e| match e {
         NoHost::Permanent(m) => Failure::Permanent(m),
@@ -359,7 +360,7 @@ async fn send_dsn(s: &Shared, n: &Notification, to: &str, reason: &str) -> Resul
     let user: Address = to.parse().map_err(|e| format!("{to}: {e}"))?;
     let headers = pull(s, n).await.ok().map(|c| {
         let len = crate::proto::digest::header_section_len(&c);
-        c[..len].to_vec()
+        super::dsn::truncate_headers(&c[..len]).to_vec()
     });
     let now = s.clock.now();
     let date = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default().to_rfc2822();
@@ -378,15 +379,18 @@ async fn send_dsn(s: &Shared, n: &Notification, to: &str, reason: &str) -> Resul
     let new = crate::store::NewMessage {
         store: user.domain().to_string(),
         sender: format!("MAILER-DAEMON@{}", user.domain()).parse().map_err(|e| format!("{e}"))?,
-        account: crate::smtp_in::accept::LEGACY_ACCOUNT.to_string(),
-        recipients: vec![user],
+        // The submitter's own account: a user whose mail keeps failing pays
+        // for the reports, within their quota, like any mail they keep.
+        account: user.key(),
+        also_charge: vec![],
+        recipients: vec![user.clone()],
         relay: vec![],
         lists: vec![],
         lifetime_ms: s.config.store.default_lifetime.as_millis() as u64,
         content,
         origin: None,
     };
-    let (st, quota) = (s.store.clone(), u64::MAX);
+    let (st, quota) = (s.store.clone(), s.dir().users.quota(&user).unwrap_or(s.config.store.quota));
     s.blocking(move || st.submit(new, now, quota)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
     s.metrics.inc("imgate_dsns_sent_total", "kind", "failure");
     s.wake.notify_one();

@@ -49,6 +49,22 @@ pub fn failure_reason(raw: &[u8]) -> Option<String> {
     Some(format!("{reason} (reported later by the legacy host)"))
 }
 
+/// Most octets of the failed message's header section a DSN attaches
+/// (Postfix's `bounce_size_limit` is 50,000 for the whole message).
+pub const DSN_HEADERS_MAX: usize = 16 * 1024;
+
+/// `headers` cut to at most [`DSN_HEADERS_MAX`] octets, at a line end.
+pub fn truncate_headers(headers: &[u8]) -> &[u8] {
+    if headers.len() <= DSN_HEADERS_MAX {
+        return headers;
+    }
+    let cut = &headers[..DSN_HEADERS_MAX];
+    match cut.windows(2).rposition(|w| w == b"\r\n") {
+        Some(i) => &cut[..i + 2],
+        None => &[],
+    }
+}
+
 /// A delivery status notification (RFC 3464) telling `sender` that their
 /// message to `recipient` failed for good.
 pub struct Bounce<'a> {
@@ -178,6 +194,17 @@ Diagnostic-Code: smtp; 552 5.2.2 mailbox\r\n full\r\n\r\n--b--\r\n";
         .render();
         assert_eq!(failure_reason(&dsn).as_deref(), Some("550 5.1.1 no such user (reported later by the legacy host)"));
         assert!(String::from_utf8(dsn).unwrap().contains("Status: 5.1.1\r\n"));
+    }
+
+    #[test]
+    fn attached_headers_are_cut_at_a_line_end() {
+        let line = b"X-Filler: 0123456789012345678901234567890123456789\r\n";
+        let big: Vec<u8> = line.iter().copied().cycle().take(line.len() * 1000).collect();
+        let cut = truncate_headers(&big);
+        assert!(cut.len() <= DSN_HEADERS_MAX && cut.len() > DSN_HEADERS_MAX - line.len(), "{}", cut.len());
+        assert!(cut.ends_with(b"\r\n"));
+        assert_eq!(truncate_headers(line), line);
+        assert_eq!(truncate_headers(&vec![b'a'; DSN_HEADERS_MAX + 1]), b"");
     }
 
     #[test]

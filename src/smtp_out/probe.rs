@@ -40,6 +40,14 @@ pub async fn recipient(s: &Shared, rcpt: &Address) -> Verdict {
     for (host, port) in hosts {
         let ips = s.peers.locator().dns().ips(&host).await.unwrap_or_default();
         for ip in ips {
+            // The probe shares the host's delivery slots: it never puts more
+            // than `relay_concurrency` connections on one legacy host.
+            let per_host = s.config.smtp.relay_concurrency;
+            let dest = s.transports.get(ip, port, &host, &s.config.hostname, s.config.notify.timeout, per_host);
+            let _slot = match dest {
+                Ok(d) => d.slots.acquire_owned().await.ok(),
+                Err(_) => None,
+            };
             let mut conn = match AsyncSmtpConnection::connect_tokio1((ip, port), timeout, &hello, None, None).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -1,7 +1,9 @@
 //! Turning stored IM2000 content into what an SMTP host is sent: one
 //! Received header for the IM2000 hop, CRLF line endings throughout (a bare
 //! LF passed on would make the gateway a smuggling source), and no final
-//! CRLF (lettre adds the terminator).
+//! CRLF (lettre adds the terminator). Content with a NUL octet is not sent
+//! at all: receivers that drop NULs would read `<CRLF><NUL>.<CRLF>` as the
+//! end of data.
 
 /// The trace header for the pull from `store`.
 pub fn received_header(store: &str, hostname: &str, id_short: &str, date: &str) -> String {
@@ -25,6 +27,15 @@ pub fn normalize_line_endings(content: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// Whether `content` can be relayed by SMTP without becoming a smuggling
+/// source (CR and LF are normalised; a NUL cannot be made safe).
+pub fn relayable(content: &[u8]) -> Result<(), &'static str> {
+    if content.contains(&0) {
+        return Err("the message holds a NUL octet, which SMTP cannot carry safely");
+    }
+    Ok(())
 }
 
 /// The octets to hand to lettre's `send_raw`: header, normalised content,
@@ -69,5 +80,11 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "Received: from one.test by gw.test with IM2000 id abcd1234;\r\n\tThu, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nhi"
         );
+    }
+
+    #[test]
+    fn nul_octets_are_not_relayed() {
+        assert!(relayable(b"Subject: x\r\n\r\nhi\r\n").is_ok());
+        assert!(relayable(b"Subject: x\r\n\r\nhi\r\n\0.\r\nMAIL FROM:<x>\r\n").is_err());
     }
 }

@@ -12,7 +12,7 @@ impl Store {
     /// delivery job, once per (store, id, recipient).
     pub fn queue_delivery(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
         let filing = Filing { user_key: user_key.to_string(), notification: n.clone(), legacy: true };
-        Ok(self.file_notifications(std::slice::from_ref(&filing), now)?[0])
+        Ok(self.file_notifications(std::slice::from_ref(&filing), now, u64::MAX)?[0])
     }
 
     /// Adds a delivery job for a legacy-routed user's notification, its

@@ -18,18 +18,25 @@ impl Store {
     /// Files a verified notification in `user`'s inbox, once.
     pub fn inbox_accept(&self, user_key: &str, n: &Notification, now: Millis) -> Result<InboxAccept, StoreError> {
         let filing = Filing { user_key: user_key.to_string(), notification: n.clone(), legacy: false };
-        Ok(self.file_notifications(std::slice::from_ref(&filing), now)?[0])
+        Ok(self.file_notifications(std::slice::from_ref(&filing), now, u64::MAX)?[0])
     }
 
     /// Files verified notifications — each in its user's inbox, or as an
     /// SMTP delivery job for a legacy-routed user — once per (store, id,
     /// recipient), all in one synced batch: a request of many notifications
-    /// costs one fsync, not one each.
-    pub fn file_notifications(&self, filings: &[Filing], now: Millis) -> Result<Vec<InboxAccept>, StoreError> {
+    /// costs one fsync, not one each. An inbox holds at most `max_inbox`
+    /// notifications; those past it are answered [`InboxAccept::Full`].
+    pub fn file_notifications(
+        &self,
+        filings: &[Filing],
+        now: Millis,
+        max_inbox: u64,
+    ) -> Result<Vec<InboxAccept>, StoreError> {
         let _g = self.lock();
         let mut batch = WriteBatch::default();
         let mut seq = None;
         let mut filed_now: HashMap<[u8; 32], u64> = HashMap::new();
+        let mut held: HashMap<&str, u64> = HashMap::new();
         let mut out = Vec::with_capacity(filings.len());
         for f in filings {
             let seen = inbox_seen_key(&f.notification.store, &f.notification.id, &f.user_key);
@@ -40,6 +47,17 @@ impl Store {
             if let Some(v) = self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)? {
                 out.push(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
                 continue;
+            }
+            if !f.legacy {
+                let count = match held.get(f.user_key.as_str()) {
+                    Some(n) => *n,
+                    None => self.inbox_count(&f.user_key)?,
+                };
+                if count >= max_inbox {
+                    out.push(InboxAccept::Full);
+                    continue;
+                }
+                held.insert(&f.user_key, count + 1);
             }
             let s = if f.legacy {
                 self.queue_delivery_in(&mut batch, &f.user_key, &f.notification, now);
@@ -101,7 +119,14 @@ impl Store {
         batch.put_cf(self.cf(CF_INBOX), &key, to_json(&InboxRecord { received_at: now, notification: n.clone() }));
         batch.put_cf(self.cf(CF_INBOX_SEEN), inbox_seen_key(&n.store, &n.id, user_key), &key);
         self.count_traffic(batch, domain_of(user_key), SIDE_IM2000, n.size, now);
+        batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(n.size as i64, 1));
         Ok(seq)
+    }
+
+    /// Notifications `user_key`'s inbox holds now.
+    pub fn inbox_count(&self, user_key: &str) -> Result<u64, StoreError> {
+        let v = self.db().get_pinned_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key))?;
+        Ok(v.map_or(0, |v| parse_account_value(&v).1.max(0) as u64))
     }
 
     /// Up to `limit` inbox entries after sequence `after`.
@@ -129,15 +154,18 @@ impl Store {
         let mut batch = WriteBatch::default();
         let mut n = 0;
         let it = self.db().iterator_cf(self.cf(CF_INBOX), IteratorMode::From(&prefix, Direction::Forward));
+        let mut bytes = 0i64;
         for item in it {
-            let (k, _) = item?;
+            let (k, v) = item?;
             if !k.starts_with(&prefix) || inbox_key_seq(&k).is_none_or(|s| s > through) {
                 break;
             }
             batch.delete_cf(self.cf(CF_INBOX), &k);
+            bytes += from_json::<InboxRecord>(CF_INBOX, &v).map_or(0, |r| r.notification.size as i64);
             n += 1;
         }
         if n > 0 {
+            batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(-bytes, -(n as i64)));
             self.commit(batch)?;
         }
         Ok(n)

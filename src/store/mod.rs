@@ -75,6 +75,10 @@ pub struct NewMessage {
     pub store: String,
     pub sender: Address,
     pub account: String,
+    /// Further accounts charged the same bytes, each with its quota (the
+    /// sender's domain, for mail from outside): one sender cannot fill the
+    /// space of all senders of a domain, nor one domain that of all others.
+    pub also_charge: Vec<(String, u64)>,
     pub recipients: Vec<Address>,
     /// Recipients to deliver by SMTP from this store (smarthost relay)
     /// rather than notify; they get capabilities like the others.
@@ -188,6 +192,8 @@ pub struct Filing {
 pub enum InboxAccept {
     Accepted(u64),
     Duplicate(u64),
+    /// The user's inbox holds its most already.
+    Full,
 }
 
 #[derive(Clone)]
@@ -345,9 +351,12 @@ impl Store {
         // No lock: nothing here reads what another writer may be changing,
         // but the quota, which is checked against a moment-old total (a few
         // concurrent submissions may pass it together; none is lost).
-        let account = self.account(&m.account)?;
-        if account.bytes.saturating_add(size) > quota {
-            return Err(StoreError::OverQuota { used: account.bytes, quota, size });
+        let charges = std::iter::once((&m.account, quota)).chain(m.also_charge.iter().map(|(a, q)| (a, *q)));
+        for (name, quota) in charges {
+            let account = self.account(name)?;
+            if account.bytes.saturating_add(size) > quota {
+                return Err(StoreError::OverQuota { used: account.bytes, quota, size });
+            }
         }
         let expires_at = now.saturating_add(m.lifetime_ms);
         let digest = sha256_field(&m.content);
@@ -432,6 +441,7 @@ impl Store {
             store: m.store.clone(),
             sender: m.sender.to_string(),
             account: m.account.clone(),
+            also_charged: m.also_charge.iter().map(|(a, _)| a.clone()).collect(),
             submitted_at: now,
             expires_at,
             size,
@@ -445,7 +455,9 @@ impl Store {
         batch.put_cf(self.cf(CF_MESSAGES), message.0, to_json(&record));
         batch.put_cf(self.cf(CF_BODIES), message.0, &m.content);
         batch.put_cf(self.cf(CF_EXPIRY), expiry_key(expires_at, &message), []);
-        batch.merge_cf(self.cf(CF_ACCOUNTS), m.account.as_bytes(), account_value(size as i64, 1));
+        for account in std::iter::once(&m.account).chain(m.also_charge.iter().map(|(a, _)| a)) {
+            batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(size as i64, 1));
+        }
         self.commit(batch)?;
         Ok(Submitted { message, expires_at, size, digest, recipients, lists })
     }
@@ -503,7 +515,9 @@ impl Store {
                 batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
             }
         }
-        batch.merge_cf(self.cf(CF_ACCOUNTS), m.account.as_bytes(), account_value(-(m.size as i64), -1));
+        for account in std::iter::once(&m.account).chain(&m.also_charged) {
+            batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(-(m.size as i64), -1));
+        }
         m.state = state;
         batch.put_cf(self.cf(CF_MESSAGES), id.0, to_json(m));
         Ok(())
@@ -668,11 +682,15 @@ impl Store {
         Ok(Footprint { bodies, body_bytes, notifications, notification_bytes })
     }
 
-    /// Stored bytes and messages of every quota account.
+    /// Stored bytes and messages of every sender's quota account (group
+    /// accounts, which count the same bytes again, and inbox tallies left out).
     pub fn accounts(&self) -> Result<Vec<(String, AccountRecord)>, StoreError> {
         let mut out = Vec::new();
         for item in self.db().iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
             let (k, v) = item?;
+            if k.starts_with(GROUP_ACCOUNT.as_bytes()) || k.starts_with(INBOX_TALLY.as_bytes()) {
+                continue;
+            }
             let (bytes, messages) = parse_account_value(&v);
             let rec = AccountRecord { bytes: bytes.max(0) as u64, messages: messages.max(0) as u64 };
             out.push((String::from_utf8_lossy(&k).into_owned(), rec));

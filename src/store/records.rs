@@ -27,6 +27,9 @@ pub struct MessageRecord {
     pub sender: String,
     /// The quota account the body is charged to.
     pub account: String,
+    /// Group accounts charged the same bytes (an outside sender's domain).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_charged: Vec<String>,
     pub submitted_at: Millis,
     pub expires_at: Millis,
     pub size: u64,

@@ -11,7 +11,7 @@
 //! | `queue`      | due ms (8) · job key (8: a recipient selector, or a random delivery id) · kind (1, high bit: leased) | [`Job`] JSON |
 //! | `expiry`     | expires ms (8) · message id (16)        | empty |
 //! | `lists`      | list name · 0x00 · submitted ms (8) · message id (16) | [`ListRecord`] JSON |
-//! | `accounts`   | account (sender address key)            | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
+//! | `accounts`   | account (sender address key, or `smtp:` + an outside sender's); `group:` + a group account (an outside sender domain's total); `inbox:` + a user key (what the user's inbox holds) | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
 //! | `inbox`      | user key · 0x00 · sequence (8)          | [`InboxRecord`] JSON |
 //! | `inbox_seen` | sha-256(store · id · recipient) (32)    | user key · 0x00 · sequence (8) |
 //! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE) |
@@ -61,6 +61,15 @@ pub const ALL_CFS: &[&str] = &[
     CF_ROUTES,
     CF_TRAFFIC,
 ];
+
+/// Accounts that count bytes already counted in a sender's own account.
+pub const GROUP_ACCOUNT: &str = "group:";
+/// Per-user inbox tallies in the accounts family (bytes, notifications).
+pub const INBOX_TALLY: &str = "inbox:";
+
+pub fn inbox_tally_key(user_key: &str) -> Vec<u8> {
+    format!("{INBOX_TALLY}{user_key}").into_bytes()
+}
 
 /// Version of this layout, written at creation and checked at open.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -24,6 +24,7 @@ fn msg(to: &[&str], content: &[u8]) -> NewMessage {
         store: "one.test".into(),
         sender: "alice@one.test".parse().unwrap(),
         account: "alice@one.test".into(),
+        also_charge: vec![],
         recipients: to.iter().map(|a| a.parse().unwrap()).collect(),
         relay: vec![],
         lists: vec![],
@@ -210,6 +211,7 @@ fn a_batch_of_notifications_is_filed_once_each_in_one_write() {
                 filing("03", "c@one.test", true),
             ],
             5,
+            u64::MAX,
         )
         .unwrap();
     assert_eq!(

@@ -65,11 +65,14 @@ eventually() { # seconds, command...
   "$@"
 }
 
-read -r PUB PRIV MX SUB AIO PF < <(free_ports 6)
+read -r PUB PRIV MX SUB AIO PF ADM SMUG < <(free_ports 8)
 
 # --- legacy hosts: aiosmtpd (Maildir) and Postfix (virtual mailboxes) -----
 mkdir -p "$work/aio/tmp" "$work/aio/new" "$work/aio/cur"
 /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$AIO" -c aiosmtpd.handlers.Mailbox "$work/aio" &
+pids+=($!)
+# A raw recorder (aiosmtpd too) for the smuggling scenario's outbound half.
+/usr/bin/python3 tests/interop/smuggling.py serve "$SMUG" "$work/smuggled.jsonl" &
 pids+=($!)
 
 chmod 755 "$work"; mkdir -p "$work/vmail"; chmod 777 "$work/vmail"
@@ -100,6 +103,7 @@ data_dir = "$work/data"
 [im2000]
 public = ["127.0.0.1:$PUB"]
 private = ["127.0.0.1:$PRIV"]
+admin = ["127.0.0.1:$ADM"]
 [smtp]
 mx = ["127.0.0.1:$MX"]
 submission = ["127.0.0.1:$SUB"]
@@ -120,6 +124,10 @@ legacy_host = "127.0.0.1:$AIO"
 name = "pf.test"
 route = "legacy"
 legacy_host = "127.0.0.1:$PF"
+[[domain]]
+name = "smug.test"
+route = "legacy"
+legacy_host = "127.0.0.1:$SMUG"
 [[user]]
 address = "alice@one.test"
 password = "alice-pw"
@@ -136,7 +144,7 @@ admin = true
 TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 pids+=($!)
-wait_port "$MX" && wait_port "$AIO" && wait_port "$PF" || { echo "a server did not start"; cat "$work/imgate.log"; exit 1; }
+wait_port "$MX" && wait_port "$AIO" && wait_port "$PF" && wait_port "$SMUG" || { echo "a server did not start"; cat "$work/imgate.log"; exit 1; }
 
 # The CLI finds the private listener (HTTPS, our CA) and the users'
 # passwords in the configuration.
@@ -215,6 +223,16 @@ check "smtp-source: a burst of 200 messages over 10 sessions, all filed" bash -c
     n=\$(count dora@one.test)
     [ \"\${n:-0}\" -ge 201 ] && exit 0; sleep 0.2
   done; echo \"filed: \$n\"; exit 1"
+
+# --- SMTP smuggling: the public scanner's end-of-data variants ------------
+check "smuggling scanner variants inbound: all 7 refused, nothing filed" bash -c "
+  before=\$(count alice@one.test)
+  /usr/bin/python3 tests/interop/smuggling.py inbound $MX alice@one.test || exit 1
+  sleep 1; after=\$(count alice@one.test)
+  [ \"\$before\" = \"\$after\" ] || { echo \"inbox went from \$before to \$after\"; exit 1; }"
+check "smuggling scanner variants outbound: one clean copy each at the legacy host, NUL not relayed" \
+  /usr/bin/python3 tests/interop/smuggling.py outbound "https://127.0.0.1:$PRIV" "$work/ca.pem" \
+    alice@one.test alice-pw x@smug.test "$work/smuggled.jsonl"
 
 echo
 echo "interop: $passed passed, $failed failed"

@@ -177,7 +177,7 @@ async fn guessing_passwords_or_identifiers_is_rate_limited() {
     let err = t.send_raw(&env, MESSAGE.trim_end().as_bytes()).await.unwrap_err();
     assert!(err.to_string().contains("421"), "{err}");
 
-    let metrics = c.get(format!("http://{}/metrics", one.private)).send().await.unwrap().text().await.unwrap();
+    let metrics = c.get(format!("http://{}/metrics", one.admin.unwrap())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("imgate_rate_limited_total{what=\"auth\"} 2"), "{metrics}");
     assert!(metrics.contains("imgate_rate_limited_total{what=\"lookup\"} 1"), "{metrics}");
 }

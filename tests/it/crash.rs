@@ -115,7 +115,7 @@ async fn inbox_page(c: &reqwest::Client, inbox: &str, user: &str, after: &str) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let (public, private, mx) = (free_port(), free_port(), free_port());
+    let (public, private, mx, admin) = (free_port(), free_port(), free_port(), free_port());
     // far.test: an agent in this process that is never killed, reached and
     // reaching back through static [peers] entries.
     let far_public = free_port();
@@ -132,6 +132,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
         &config,
         format!(
             "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:{public}\"]\nprivate = [\"127.0.0.1:{private}\"]\n\
+             admin = [\"127.0.0.1:{admin}\"]\n\
              [smtp]\nmx = [\"127.0.0.1:{mx}\"]\nverify_sender = false\n[log]\nlevel = \"warn\"\n\
              [notify]\nretry_min = \"1s\"\nretry_max = \"2s\"\n\
              [peers.\"far.test\"]\nnotify = \"127.0.0.1:{far_public}\"\nplain = true\n\
@@ -246,7 +247,7 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 
     // Nothing left due or running in the queue.
     eventually_within(Duration::from_secs(60), "an idle queue", || async {
-        let text = c.get(format!("http://127.0.0.1:{private}/metrics")).send().await.ok()?.text().await.ok()?;
+        let text = c.get(format!("http://127.0.0.1:{admin}/metrics")).send().await.ok()?.text().await.ok()?;
         let busy = text.lines().filter(|l| {
             l.starts_with("imgate_queue_jobs{") && (l.contains("state=\"due\"") || l.contains("state=\"leased\""))
         });

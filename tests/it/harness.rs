@@ -25,6 +25,9 @@ pub struct World {
     pub relay_port: std::sync::Mutex<Option<u16>>,
     /// Extra keys for a domain's `[[domain]]` table (routes).
     domain_keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// `im2000.private_peers` of nodes started after: every test peer is
+    /// on loopback, so true unless a test checks the refusal itself.
+    pub private_peers: std::sync::Mutex<bool>,
 }
 
 /// A certificate authority made once per test process; every HTTP client in
@@ -86,6 +89,7 @@ impl World {
             tls: None,
             domain_keys: Default::default(),
             relay_port: Default::default(),
+            private_peers: std::sync::Mutex::new(true),
         }
     }
 
@@ -121,12 +125,13 @@ impl World {
         let mut t = format!(
             "hostname = \"node.{domain}\"\ndata_dir = {data:?}\n\
              [im2000]\n{admin}public = [\"{public}\"]\nprivate = [\"{private}\"]\nmax_message_size = \"1MiB\"\n\
-             plain_to_loopback = {}\n\
+             plain_to_loopback = {}\nprivate_peers = {}\n\
              [smtp]\nmx = [\"{mx}\"]\nsubmission = [\"{submission}\"]\nsubmission_plaintext = {}\nrelay_port = {}\n\
              [dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n\
              [notify]\ntimeout = \"5s\"\n\
              [[domain]]\nname = \"{domain}\"\n{}\n",
             self.tls.is_none(),
+            *self.private_peers.lock().unwrap(),
             self.tls.is_none(),
             self.relay_port.lock().unwrap().unwrap_or(25),
             self.dns.addr,
@@ -161,8 +166,13 @@ impl World {
 
     pub async fn start_with(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> TestNode {
         let any = "127.0.0.1:0".to_string();
-        let ports =
-            Ports { admin: None, public: public.into(), private: private.into(), mx: any.clone(), submission: any };
+        let ports = Ports {
+            admin: Some(any.clone()),
+            public: public.into(),
+            private: private.into(),
+            mx: any.clone(),
+            submission: any,
+        };
         self.start_on(domain, users, ports, extra).await
     }
 
@@ -195,6 +205,26 @@ impl World {
             admin,
             mx,
             submission,
+            scheme: self.scheme(),
+        }
+    }
+
+    /// Starts a node for `domain` from configuration text as written (its
+    /// listeners on port 0) and publishes it in DNS; it cannot be restarted.
+    pub async fn start_text(&self, domain: &str, text: &str) -> TestNode {
+        let config = Config::parse(text, domain).unwrap_or_else(|e| panic!("{e}"));
+        let node = Node::start_with(config, self.parts()).await.unwrap();
+        let (public, private) = (node.public_addrs()[0], node.private_addrs()[0]);
+        self.dns.publish_node(domain, public).await;
+        TestNode {
+            admin: node.admin_addrs().first().copied(),
+            mx: node.mx_addrs()[0],
+            submission: node.submission_addrs()[0],
+            node,
+            domain: domain.to_string(),
+            config_path: PathBuf::new(),
+            public,
+            private,
             scheme: self.scheme(),
         }
     }
@@ -232,9 +262,9 @@ impl TestNode {
     pub fn private_url(&self) -> String {
         format!("{}://{}/im2000/v1", self.scheme, self.private)
     }
-    /// Where the admin API is: the admin listener, else the private one.
+    /// Where the admin API is: the admin listener.
     pub fn admin_url(&self) -> String {
-        format!("{}://{}/im2000/v1", self.scheme, self.admin.unwrap_or(self.private))
+        format!("{}://{}/im2000/v1", self.scheme, self.admin.expect("nodes under test have an admin listener"))
     }
 }
 
@@ -365,6 +395,29 @@ pub async fn await_status(node: &TestNode, user: &str, msg: &str, want: &str) ->
 /// The first recipient's status in a track answer.
 pub fn status(t: &serde_json::Value) -> &str {
     t["recipients"][0]["notification"].as_str().unwrap()
+}
+
+/// A JSON request to `node`'s admin API as `ops@<domain>` (an admin the
+/// test configured): the status and the answer.
+pub async fn admin_json(
+    node: &TestNode,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = http()
+        .request(method, format!("{}{path}", node.admin_url()))
+        .header("authorization", basic(&format!("ops@{}", node.domain), PASSWORD));
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// The `[[user]]` table of an admin, `ops@<domain>`.
+pub fn admin_keys(domain: &str) -> String {
+    format!("[[user]]\naddress = \"ops@{domain}\"\npassword = \"{PASSWORD}\"\nadmin = true\n")
 }
 
 pub const MESSAGE: &str = "From: alice@one.test\r\nTo: bob@two.test\r\nSubject: hello\r\n\r\nHello, Bob.\r\n";

@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 mod disk_full;
 mod harness;
+mod hostile_clients;
+mod hostile_peers;
 mod lab;
 mod legacy;
 mod migration;

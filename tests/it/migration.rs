@@ -10,10 +10,6 @@ use crate::smtp::{envelope, plain_client, send};
 
 const FROM_SMTP: &str = "From: someone@legacy.test\r\nTo: x@two.test\r\nSubject: old world\r\n\r\nStill on SMTP.\r\n";
 
-fn admin_keys(domain: &str) -> String {
-    format!("[[user]]\naddress = \"ops@{domain}\"\npassword = \"{PASSWORD}\"\nadmin = true\n")
-}
-
 fn user_keys(address: &str, route: &str) -> String {
     format!("[[user]]\naddress = \"{address}\"\npassword = \"{PASSWORD}\"\nroute = \"{route}\"\n")
 }
@@ -25,22 +21,6 @@ fn received_by(mailbox: &Mailbox, rcpt: &str) -> Vec<String> {
         .filter(|(_, to, _)| to.iter().any(|t| t == rcpt))
         .map(|(_, _, d)| String::from_utf8_lossy(d).into())
         .collect()
-}
-
-async fn admin_json(
-    node: &TestNode,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&str>,
-) -> (u16, serde_json::Value) {
-    let mut req = http()
-        .request(method, format!("{}{path}", node.admin_url()))
-        .header("authorization", basic(&format!("ops@{}", node.domain), PASSWORD));
-    if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
 /// The CLI against `node` as its admin, with `--json`.

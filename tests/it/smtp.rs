@@ -203,7 +203,11 @@ async fn raw_session(addr: std::net::SocketAddr, input: &[u8]) -> String {
 async fn smuggling_through_a_real_socket_stores_nothing() {
     let w = World::new().await;
     let two = w.start("two.test", &["bob"]).await;
-    let stored = || two.node.context().store.account_usage(imgate::smtp_in::accept::LEGACY_ACCOUNT).unwrap().messages;
+    let stored = || {
+        let accounts = two.node.context().store.accounts().unwrap();
+        let outside = accounts.iter().filter(|(a, _)| a.starts_with(imgate::smtp_in::accept::OUTSIDE_ACCOUNT));
+        outside.map(|(_, a)| a.messages).sum::<u64>()
+    };
     for terminator in ["\n.\r\n", "\n.\n", "\r\n.\n", "\r.\r"] {
         let input = format!(
             "EHLO attacker.example\r\nMAIL FROM:<a@legacy.example>\r\nRCPT TO:<bob@two.test>\r\nDATA\r\n\
@@ -307,7 +311,8 @@ async fn a_client_trickling_message_data_is_closed_and_a_brisk_one_is_not() {
 
 /// `GET /metrics` parsed into "name{labels}" → value.
 async fn scrape(node: &TestNode) -> std::collections::HashMap<String, u64> {
-    let text = http().get(format!("http://{}/metrics", node.private)).send().await.unwrap().text().await.unwrap();
+    let text =
+        http().get(format!("http://{}/metrics", node.admin.unwrap())).send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {

@@ -31,7 +31,7 @@ enum Line {
 }
 
 fn unescape(s: &str) -> Vec<u8> {
-    s.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t").into_bytes()
+    s.replace("\\r", "\r").replace("\\0", "\0").replace("\\n", "\n").replace("\\t", "\t").into_bytes()
 }
 
 fn parse(name: &str, text: &str) -> Fixture {
@@ -42,6 +42,7 @@ fn parse(name: &str, text: &str) -> Fixture {
         max_recipients: 50,
         tls_available: false,
         auth_without_tls: false,
+        max_refused_recipients: 20,
     };
     let mut stored = None;
     let mut script = Vec::new();
@@ -54,6 +55,7 @@ fn parse(name: &str, text: &str) -> Fixture {
                     "plaintext_auth" => cfg.auth_without_tls = v == "yes",
                     "max_size" => cfg.max_size = v.parse().unwrap(),
                     "max_recipients" => cfg.max_recipients = v.parse().unwrap(),
+                    "max_refused" => cfg.max_refused_recipients = v.parse().unwrap(),
                     "stored" => stored = Some(v.parse().unwrap()),
                     _ => {}
                 }
