@@ -148,7 +148,22 @@ impl World {
                 let hash = crate::im2000::auth::hash_password(PASSWORD);
                 for domain in &domains {
                     let users = scenario.users(domain);
-                    let config = node_config(domain, &users, &hash, dir.path(), dns.addr, "");
+                    // A sender that claims another's address in From: runs a
+                    // store that lets it (imgate's own would refuse).
+                    let claims: String = scenario
+                        .traffic
+                        .iter()
+                        .filter_map(|t| Some((t.from.clone(), t.forged_from.clone()?)))
+                        .filter(|(from, _)| from.domain().eq_ignore_ascii_case(domain))
+                        .map(|(from, forged)| {
+                            format!(
+                                "[[user]]\naddress = \"{from}\"\npassword_hash = \"{hash}\"\naliases = [\"{forged}\"]\n"
+                            )
+                        })
+                        .collect();
+                    let users: Vec<String> =
+                        users.into_iter().filter(|u| !claims.contains(&format!("\"{u}@{domain}\""))).collect();
+                    let config = node_config(domain, &users, &hash, dir.path(), dns.addr, "") + &claims;
                     let node = start_node(&config, domain, Arc::new(clock.clone())).await?;
                     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(setup)?;
                     let link = Link::start(listener, node.public_addrs()[0]).map_err(setup)?;

@@ -104,13 +104,17 @@ async fn every_bad_request_gets_a_json_error() {
             "not_found",
         ),
         (
-            c.post(format!("{}/inbox/clear", one.private_url())).header("authorization", &auth).body("{}"),
+            c.post(format!("{}/inbox/clear", one.private_url()))
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .body("{}"),
             400,
             "bad_json",
         ),
         (
             c.post(format!("{}/inbox/clear", one.private_url()))
                 .header("authorization", &auth)
+                .header("content-type", "application/json")
                 .body(r#"{"through":"x"}"#),
             400,
             "bad_request",
@@ -125,8 +129,12 @@ async fn every_bad_request_gets_a_json_error() {
         let (status, code) = error_of(req.send().await.unwrap()).await;
         assert_eq!((status, code.as_str()), (want_status, want_code), "case {i}");
     }
-    let resp = c.get(format!("{}/submissions?to=x", one.private_url())).send().await.unwrap();
+    let resp =
+        c.get(format!("{}/submissions?to=x", one.private_url())).header("authorization", &auth).send().await.unwrap();
     assert_eq!(resp.status(), 405);
+    // Without credentials the private listener says nothing of its paths.
+    let resp = c.get(format!("{}/submissions?to=x", one.private_url())).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
     let resp = c
         .post(format!("{}/submissions", one.private_url()))
         .header("authorization", &auth)

@@ -317,8 +317,11 @@ pub fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
-/// Submits `content` from `from` (a user of `node`) to `to`.
+/// Submits `content` from `from` (a user of `node`) to `to`. [`MESSAGE`]'s
+/// `From: alice@one.test` becomes `from`, which is all a node lets its
+/// users write there.
 pub async fn submit(node: &TestNode, from: &str, to: &[&str], content: &str) -> serde_json::Value {
+    let content = content.replacen("From: alice@one.test\r\n", &format!("From: {from}\r\n"), 1);
     let mut q: Vec<(&str, &str)> = to.iter().map(|t| ("to", *t)).collect();
     q.push(("lifetime", "7d"));
     let resp = http()

@@ -217,7 +217,9 @@ async fn a_node_delivers_to_its_own_users_without_dns() {
         config_path: dir.path().join("unused"),
         scheme: "http",
     };
-    let sent = submit(&n, "alice@solo.test", &["carol@solo.test"], MESSAGE).await;
+    let sent =
+        submit(&n, "alice@solo.test", &["carol@solo.test"], &MESSAGE.replace("alice@one.test", "alice@solo.test"))
+            .await;
     let msg = sent["message"].as_str().unwrap().to_string();
     let entry = eventually("carol's notification", || async { inbox(&n, "carol@solo.test").await.pop() }).await;
     assert_eq!(entry["notification"]["store"], "solo.test");

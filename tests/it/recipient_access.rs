@@ -157,7 +157,7 @@ async fn over_quota_is_a_clear_error() {
             .query(&[("to", "bob@two.test")])
             .header("authorization", basic("alice@small.test", PASSWORD))
             .header("content-type", "message/rfc822")
-            .body("Subject: x\r\n\r\n".to_string() + &"y".repeat(60))
+            .body("From: alice@small.test\r\n\r\n".to_string() + &"y".repeat(60))
             .send()
     };
     assert_eq!(send().await.unwrap().status(), 201);
