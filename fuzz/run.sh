@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60) with libFuzzer, from
 # the seeds in fixtures/fuzz/TARGET (new inputs go to a scratch corpus, not
-# the repository). A crash stops the script and leaves its input under
-# fuzz/artifacts/TARGET/; turn each into a regression test.
+# the repository). A crash, a hang (timeout), running out of memory (oom),
+# a leak, or the fuzzer exiting non-zero for any other reason stops the
+# script with its input under fuzz/artifacts/TARGET/; turn each into a
+# regression test.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
@@ -22,12 +24,20 @@ cargo +nightly fuzz build --target-dir "$TARGET_DIR"
 for t in "${TARGETS[@]}"; do
   scratch=$(mktemp -d)
   echo "== $t: ${SECONDS_EACH}s"
+  set +e
   cargo +nightly fuzz run --target-dir "$TARGET_DIR" "$t" "$scratch" "fixtures/fuzz/$t" -- \
-    -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=10 2>&1 | grep -E "^#[0-9]+ +DONE|Done [0-9]+ runs|ERROR|panicked|SUMMARY" || true
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=10 >"$scratch.log" 2>&1
+  status=$?
+  set -e
+  grep -E "^#[0-9]+ +DONE|Done [0-9]+ runs|ERROR|panicked|SUMMARY" "$scratch.log" || true
   rm -rf "$scratch"
-  if ls "fuzz/artifacts/$t"/crash-* >/dev/null 2>&1; then
-    echo "CRASH in $t: see fuzz/artifacts/$t" >&2
+  found=$(ls "fuzz/artifacts/$t" 2>/dev/null | grep -E '^(crash|timeout|oom|leak)-' || true)
+  if [ -n "$found" ] || [ "$status" -ne 0 ]; then
+    tail -20 "$scratch.log" >&2
+    echo "FAILED in $t (exit $status): ${found:-no artifact} in fuzz/artifacts/$t" >&2
+    rm -f "$scratch.log"
     exit 1
   fi
+  rm -f "$scratch.log"
 done
-echo "fuzz: ${#TARGETS[@]} targets, ${SECONDS_EACH}s each, no crash"
+echo "fuzz: ${#TARGETS[@]} targets, ${SECONDS_EACH}s each, no crash, hang or out-of-memory"

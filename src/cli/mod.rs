@@ -110,7 +110,7 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
         /// The admin user (default: the configuration's only admin).
-        #[arg(long)]
+        #[arg(long, global = true)]
         user: Option<String>,
         #[command(subcommand)]
         action: QueueAction,
@@ -120,7 +120,7 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
         /// The admin user (default: the configuration's only admin).
-        #[arg(long)]
+        #[arg(long, global = true)]
         user: Option<String>,
         #[command(subcommand)]
         action: RouteAction,
@@ -130,7 +130,7 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
         /// The admin user (default: the configuration's only admin).
-        #[arg(long)]
+        #[arg(long, global = true)]
         user: Option<String>,
         #[command(subcommand)]
         action: MigrationAction,
@@ -219,16 +219,40 @@ pub enum MigrationAction {
     Status,
 }
 
-/// How a client subcommand reaches its node.
+/// How a client subcommand reaches its node. Global: a command group's
+/// options work wherever the user puts them (`imgate queue list --json`).
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
     /// The node's configuration: its private listener, DNS, and users' passwords.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// The node's private listener, e.g. http://127.0.0.1:2581.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub server: Option<String>,
     /// Print the API's JSON instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_options_work_wherever_they_are_typed() {
+        let cases: &[&[&str]] = &[
+            &["imgate", "queue", "--config", "c.toml", "--json", "--user", "ops@a.test", "list"],
+            &["imgate", "queue", "list", "--json", "--config", "c.toml", "--user", "ops@a.test"],
+            &["imgate", "queue", "--config", "c.toml", "list", "--user", "ops@a.test", "--json"],
+        ];
+        for args in cases {
+            let cli = Cli::try_parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let Command::Queue { conn, user, action: QueueAction::List { .. } } = cli.command else {
+                panic!("{args:?}: not queue list");
+            };
+            assert!(conn.json, "{args:?}");
+            assert_eq!(conn.config.as_deref(), Some(std::path::Path::new("c.toml")), "{args:?}");
+            assert_eq!(user.as_deref(), Some("ops@a.test"), "{args:?}");
+        }
+    }
 }

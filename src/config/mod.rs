@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::proto::Address;
 use crate::proto::address::valid_domain;
 use crate::proto::units::{parse_duration, parse_size};
-use raw::RawConfig;
+use raw::{RawConfig, RawSize};
 
 /// The configuration `imgate serve` runs with when given no `--config`.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/imgate.toml");
@@ -362,8 +362,12 @@ impl Check<'_> {
             }
         }
     }
-    fn size(&mut self, key: &str, v: Option<String>, default: u64) -> u64 {
-        match v.map(|s| parse_size(&s)) {
+    fn size(&mut self, key: &str, v: Option<RawSize>, default: u64) -> u64 {
+        let parsed = v.map(|v| match v {
+            RawSize::Octets(n) => Ok(n),
+            RawSize::Text(s) => parse_size(&s),
+        });
+        match parsed {
             None => default,
             Some(Ok(n)) => n,
             Some(Err(e)) => {
@@ -420,7 +424,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         private_peers: raw.im2000.private_peers.unwrap_or(false),
         trusted_gateways: raw.im2000.trusted_gateways.iter().map(|g| g.to_lowercase()).collect(),
         max_inbox: raw.im2000.max_inbox.unwrap_or(10_000),
-        store_rate: raw.im2000.store_rate.unwrap_or(6_000),
+        store_rate: raw.im2000.store_rate.unwrap_or(30_000),
         max_connections: raw.im2000.max_connections.unwrap_or(1024),
         max_connections_per_ip: raw.im2000.max_connections_per_ip.unwrap_or(64),
         body_timeout: c.duration("im2000.body_timeout", raw.im2000.body_timeout, 120),
@@ -783,6 +787,22 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("t.toml: "), "{shown}");
         assert!(shown.contains("t.toml: colour: unknown key"), "{shown}");
+    }
+
+    #[test]
+    fn sizes_are_text_with_a_unit_or_plain_octets() {
+        let base = "[im2000]\npublic = [\"127.0.0.1:0\"]\n";
+        let cases = [
+            ("max_message_size = 10485760", Some(10_485_760)),
+            ("max_message_size = \"10485760\"", Some(10_485_760)),
+            ("max_message_size = \"10MiB\"", Some(10 << 20)),
+            ("max_message_size = \"ten\"", None),
+            ("max_message_size = -1", None),
+        ];
+        for (line, want) in cases {
+            let got = Config::parse(&format!("{base}{line}\n"), "t").ok().map(|c| c.im2000.max_message_size);
+            assert_eq!(got, want, "{line}");
+        }
     }
 
     #[test]

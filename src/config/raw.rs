@@ -5,6 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+/// A size as written: text with a unit (`25MiB`) or a plain number of
+/// octets (`max_message_size = 26214400`, as Postfix users write them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Octets(u64),
+    Text(String),
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     pub hostname: Option<String>,
@@ -40,7 +49,7 @@ pub struct RawIm2000 {
     #[serde(default)]
     pub admin: Vec<String>,
     pub plain_to_loopback: Option<bool>,
-    pub max_message_size: Option<String>,
+    pub max_message_size: Option<RawSize>,
     pub private_peers: Option<bool>,
     #[serde(default)]
     pub trusted_gateways: Vec<String>,
@@ -55,7 +64,7 @@ pub struct RawIm2000 {
 pub struct RawStore {
     pub default_lifetime: Option<String>,
     pub max_lifetime: Option<String>,
-    pub quota: Option<String>,
+    pub quota: Option<RawSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,7 +105,7 @@ pub struct RawUser {
     pub address: Option<String>,
     pub password: Option<String>,
     pub password_hash: Option<String>,
-    pub quota: Option<String>,
+    pub quota: Option<RawSize>,
     pub route: Option<String>,
     pub admin: Option<bool>,
     #[serde(default)]
@@ -122,12 +131,12 @@ pub struct RawSmtp {
     #[serde(default)]
     pub submission: Vec<String>,
     pub submission_plaintext: Option<bool>,
-    pub max_message_size: Option<String>,
+    pub max_message_size: Option<RawSize>,
     pub max_recipients: Option<usize>,
     pub max_sessions: Option<usize>,
     pub idle_timeout: Option<String>,
     pub session_timeout: Option<String>,
-    pub min_data_rate: Option<String>,
+    pub min_data_rate: Option<RawSize>,
     pub store_domain: Option<String>,
     pub verify_sender: Option<bool>,
     pub relay_port: Option<u16>,
@@ -135,7 +144,7 @@ pub struct RawSmtp {
     pub max_submission_sessions: Option<usize>,
     pub max_sessions_per_ip: Option<usize>,
     pub max_refused_recipients: Option<u32>,
-    pub max_inflight_data: Option<String>,
-    pub sender_quota: Option<String>,
-    pub sender_domain_quota: Option<String>,
+    pub max_inflight_data: Option<RawSize>,
+    pub sender_quota: Option<RawSize>,
+    pub sender_domain_quota: Option<RawSize>,
 }

@@ -96,6 +96,9 @@ pub async fn authenticated(State(s): State<Shared>, req: Request, next: Next) ->
     }
     let mut req = req;
     req.extensions_mut().insert(Caller(caller));
+    if !changes {
+        return next.run(req).await;
+    }
     let limit = s.config.im2000.max_message_size as usize + 64 * 1024;
     match read_body(&s, req, limit).await {
         Ok(req) => next.run(req).await,
@@ -104,7 +107,11 @@ pub async fn authenticated(State(s): State<Shared>, req: Request, next: Next) ->
 }
 
 /// Public listener: bodies (notifications, refusals) within the timeout.
+/// Retrievals have none to wait for.
 pub async fn timed_body(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
     match read_body(&s, req, super::MAX_NOTIFY_BODY).await {
         Ok(req) => next.run(req).await,
         Err(resp) => resp,
