@@ -80,7 +80,7 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
             (Err(e), _) => e.to_string(),
         };
         tracing::info!(msg = %l.record.message, rid = %crate::proto::hex::encode(&l.selector[..4]), recipient = %l.record.recipient, agent = %domain,
-            attempt = l.record.attempts, outcome = label, reply = %result, "notification attempt");
+            attempt = l.record.attempts, outcome = label, reply = ?result, "notification attempt");
         let tried = Attempt { at: now, host: domain.clone(), result };
         let st = s.store.clone();
         let sel = l.selector;

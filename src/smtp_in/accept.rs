@@ -184,6 +184,7 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
             Reply::new(250, "2.0.0", format!("Ok: queued as {}", sub.message))
         }
         Ok(Err(StoreError::OverQuota { .. })) => {
+            s.metrics.inc("imgate_rate_limited_total", "what", "sender_quota");
             Reply::new(452, "4.3.1", "Insufficient storage for this sender; try later")
         }
         Ok(Err(e)) if e.is_disk_full() => {
@@ -212,7 +213,7 @@ async fn consume_bounce(s: &Shared, returns: &[Address], data: &[u8]) -> Result<
         let (st, why, now) = (s.store.clone(), reason.clone(), s.clock.now());
         match s.blocking(move || st.bounce_received(token, &why, now)).await {
             Ok(Ok(known)) => {
-                tracing::info!(token = %r.local(), known, reason = %reason, "late bounce received");
+                tracing::info!(token = %r.local(), known, reason = ?reason, "late bounce received");
             }
             _ => return Err(Reply::new(451, "4.3.0", "Local storage error; try again later")),
         }

@@ -87,7 +87,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             Step::CheckRecipient(addr) => {
                 let dest = destination(s, kind, &addr).await;
                 let verdict = recipient_verdict(kind, &addr, &dest);
-                session.recipient_checked(addr, verdict, dest.is_relay())
+                let step = session.recipient_checked(addr, verdict, dest.is_relay());
+                if matches!(step, Step::Close(_)) {
+                    s.metrics.inc("imgate_rate_limited_total", "what", "smtp_refused_recipients");
+                }
+                step
             }
             Step::Authenticate { user, password } => match authenticate(s, peer.ip(), &user, &password).await {
                 AuthOutcome::Valid(a) => session.authenticated(Some(a)),

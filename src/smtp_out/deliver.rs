@@ -65,7 +65,7 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
             Err(Failure::Gone) => "the message is no longer at its store".to_string(),
         };
         tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, host = %host,
-            attempt = d.attempts, outcome = label, reply = %result, "smtp delivery attempt");
+            attempt = d.attempts, outcome = label, reply = ?result, "smtp delivery attempt");
         s.metrics.inc("imgate_smtp_deliveries_total", "outcome", label);
         remember_attempt(&mut d.history, Attempt { at: s.clock.now(), host, result });
         match outcome {

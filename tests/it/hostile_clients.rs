@@ -113,6 +113,8 @@ async fn one_outside_sender_cannot_fill_the_store_for_every_other() {
     // Everyone else is unaffected.
     assert!(send("d@y.test").await.starts_with("250"));
     assert_eq!(inbox(&two, "bob@two.test").await.len(), 4);
+    let metrics = http().get(format!("http://{}/metrics", two.admin.unwrap())).send().await.unwrap();
+    assert!(metrics.text().await.unwrap().contains("imgate_rate_limited_total{what=\"sender_quota\"} 2"));
 }
 
 /// Basic credentials for the private listener, from `from`.
@@ -210,6 +212,8 @@ async fn a_session_harvesting_addresses_is_closed() {
     let last = s.cmd("RCPT TO:<user20@two.test>").await;
     assert!(last.starts_with("421 4.7.0"), "{last}");
     assert_eq!(s.reply().await, "", "and the connection is closed");
+    let metrics = http().get(format!("http://{}/metrics", two.admin.unwrap())).send().await.unwrap();
+    assert!(metrics.text().await.unwrap().contains("imgate_rate_limited_total{what=\"smtp_refused_recipients\"} 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
