@@ -171,6 +171,40 @@ impl PeerClient {
         })
     }
 
+    /// Probes many identifiers at `store` in one request (`POST /probe`):
+    /// each is the probe, or the status (404, 410) `HEAD` would have given.
+    /// A store without the operation answers 404 or 405 for the request
+    /// itself, which the caller takes as "probe one by one".
+    pub async fn probe_many(&self, store: &str, ids: &[String]) -> Result<Vec<Result<Probe, u16>>, PeerError> {
+        let request = api::ProbeRequest { ids: ids.to_vec() };
+        let body = bytes::Bytes::from(serde_json::to_vec(&request).map_err(|e| PeerError::Protocol(e.to_string()))?);
+        let resp = self
+            .exchange(Service::Store, store, |ep| {
+                self.request(Method::POST, ep, "/probe")
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        let resp = check(resp).await?;
+        let (body, complete) = read_bounded(resp, MAX_ANSWER).await?;
+        if !complete {
+            return Err(PeerError::Unreachable("the probe answer broke off".into()));
+        }
+        let answer: api::ProbeResponse =
+            serde_json::from_slice(&body).map_err(|e| PeerError::Protocol(format!("probe answer: {e}")))?;
+        if answer.messages.len() != ids.len() || answer.messages.iter().zip(ids).any(|(a, id)| &a.id != id) {
+            return Err(PeerError::Protocol("the probe answer does not follow the identifiers asked".into()));
+        }
+        Ok(answer
+            .messages
+            .into_iter()
+            .map(|a| match a.status {
+                200 => Ok(Probe { sender: a.sender, size: a.size, digest: a.digest }),
+                other => Err(other),
+            })
+            .collect())
+    }
+
     /// Retrieves a message of at most `size` octets (the notified size);
     /// `from` resumes at that octet. A store that sends more is answering
     /// outside the protocol, and what it sent is dropped.

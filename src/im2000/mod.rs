@@ -32,6 +32,7 @@ pub fn public_router(s: Shared) -> Router {
         .route("/im2000/v1/messages/{id}/unpin", post(recipient_access::unpin))
         .route("/im2000/v1/messages/{id}/refuse", post(recipient_access::refuse))
         .route("/im2000/v1/lists/{list}", get(recipient_access::scan_list))
+        .route("/im2000/v1/probe", post(recipient_access::probe_many))
         .route("/im2000/v1/notifications", post(notifications::submit))
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -21,7 +21,7 @@ use super::client::{PeerError, Probe};
 use super::error::{ApiError, parse_json};
 use crate::config::Route;
 use crate::proto::address::valid_domain;
-use crate::proto::api::{Notification, NotifyOutcome, NotifyResponse, NotifyResult, Origin};
+use crate::proto::api::{MAX_PROBE_BATCH, Notification, NotifyOutcome, NotifyResponse, NotifyResult, Origin};
 use crate::proto::{Address, RecipientId};
 use crate::smtp_out::probe::Verdict;
 use crate::store::{Filing, InboxAccept, Unavailable};
@@ -49,17 +49,32 @@ pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, Ap
 }
 
 /// Decides notifications for recipients here, answering in order: each is
-/// checked (several at once: each may probe a store), then every verified
-/// one is filed in one synced batch. The queue calls this directly for
-/// recipients of this node's own domains.
+/// checked on its own (field lengths, rates, recipient, trust, inbox), then
+/// the survivors are verified at their stores — one batch probe per store,
+/// not one request per recipient — then legacy users are checked at their
+/// host, and every verified one is filed in one synced batch. The queue
+/// calls this directly for recipients of this node's own domains.
 pub async fn consider(s: &Shared, batch: &[Notification]) -> Vec<NotifyOutcome> {
     let checks = batch.iter().cloned().map(|n| {
         let s = s.clone();
-        async move { decide(&s, &n).await }
+        async move { precheck(&s, &n).await }
     });
-    // Ok: verified, to be filed; Err: answered without filing.
-    let checked: Vec<Result<Filing, NotifyOutcome>> =
+    // Ok: checked so far; Err: answered without filing.
+    let mut checked: Vec<Result<Pending, NotifyOutcome>> =
         futures::stream::iter(checks).buffered(PROBES_AT_ONCE).collect().await;
+    verify_at_stores(s, batch, &mut checked).await;
+    let legacy_checks = checked.into_iter().zip(batch.iter().cloned()).map(|(c, n)| {
+        let s = s.clone();
+        async move {
+            let pending = c?;
+            if pending.ask_legacy_host {
+                ask_legacy_host(&s, &n, &pending.filing.user_key).await?;
+            }
+            Ok(pending.filing)
+        }
+    });
+    let checked: Vec<Result<Filing, NotifyOutcome>> =
+        futures::stream::iter(legacy_checks).buffered(PROBES_AT_ONCE).collect().await;
     let filings: Vec<Filing> = checked.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
     let filed = if filings.is_empty() {
         Ok(Vec::new())
@@ -114,8 +129,19 @@ pub async fn consider(s: &Shared, batch: &[Notification]) -> Vec<NotifyOutcome> 
     outcomes
 }
 
-/// Checks one notification: the filing to make, or the answer.
-async fn decide(s: &Shared, n: &Notification) -> Result<Filing, NotifyOutcome> {
+/// A notification that passed the checks made on its own, waiting for its
+/// store to confirm it.
+struct Pending {
+    /// The filing to make once verified.
+    filing: Filing,
+    store: String,
+    /// A legacy user whose host is asked about them once verified.
+    ask_legacy_host: bool,
+}
+
+/// Checks one notification on its own: what to file once its store
+/// confirms it, or the answer.
+async fn precheck(s: &Shared, n: &Notification) -> Result<Pending, NotifyOutcome> {
     if let Some((field, max)) = n.oversized_field() {
         s.metrics.inc("imgate_rate_limited_total", "what", "notification_field");
         return Err(outcome(NotifyResult::Refused, format!("{field} is longer than {max} octets")));
@@ -165,23 +191,26 @@ async fn decide(s: &Shared, n: &Notification) -> Result<Filing, NotifyOutcome> {
             return Err(outcome(NotifyResult::Retry, INBOX_FULL));
         }
     }
-    verify_at_store(s, n, &store).await?;
-    // Only a notification verified at its store may make this node talk to
-    // the legacy host.
-    if legacy && dir.config.verify_legacy_users(recipient.domain()) {
-        match crate::smtp_out::probe::recipient(s, &recipient).await {
-            Verdict::Exists => {}
-            Verdict::NoUser(reply) => {
-                tracing::info!(rid = %rid(&n.id), %recipient, reply = ?reply, "legacy host refused the user");
-                return Err(outcome(NotifyResult::Nouser, format!("no user {recipient} here")));
-            }
-            Verdict::Unknown(why) => {
-                tracing::info!(rid = %rid(&n.id), %recipient, why = ?why, "cannot check the legacy user now");
-                return Err(outcome(NotifyResult::Retry, "cannot check the recipient now; try later"));
-            }
+    let ask_legacy_host = legacy && dir.config.verify_legacy_users(recipient.domain());
+    let filing = Filing { user_key: key, notification: Notification { origin, ..n.clone() }, legacy };
+    Ok(Pending { filing, store, ask_legacy_host })
+}
+
+/// Only a notification verified at its store may make this node talk to
+/// the legacy host: asks it whether the user exists.
+async fn ask_legacy_host(s: &Shared, n: &Notification, user_key: &str) -> Result<(), NotifyOutcome> {
+    let recipient: Address = user_key.parse().map_err(|_| outcome(NotifyResult::Refused, "bad recipient address"))?;
+    match crate::smtp_out::probe::recipient(s, &recipient).await {
+        Verdict::Exists => Ok(()),
+        Verdict::NoUser(reply) => {
+            tracing::info!(rid = %rid(&n.id), %recipient, reply = ?reply, "legacy host refused the user");
+            Err(outcome(NotifyResult::Nouser, format!("no user {recipient} here")))
+        }
+        Verdict::Unknown(why) => {
+            tracing::info!(rid = %rid(&n.id), %recipient, why = ?why, "cannot check the legacy user now");
+            Err(outcome(NotifyResult::Retry, "cannot check the recipient now; try later"))
         }
     }
-    Ok(Filing { user_key: key, notification: Notification { origin, ..n.clone() }, legacy })
 }
 
 /// The trust rule (docs/protocol.md, "Who may notify"): a store speaks for
@@ -233,11 +262,30 @@ fn trusted_origin(
     Ok(origin)
 }
 
-/// Probes the message at its store: it must be there, from that sender,
-/// of that size and digest.
-async fn verify_at_store(s: &Shared, n: &Notification, store: &str) -> Result<(), NotifyOutcome> {
+/// Verifies every pending notification at its store, one batch probe per
+/// store: each must be there, from that sender, of that size and digest.
+async fn verify_at_stores(s: &Shared, batch: &[Notification], checked: &mut [Result<Pending, NotifyOutcome>]) {
+    let mut by_store: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, c) in checked.iter().enumerate() {
+        if let Ok(p) = c {
+            by_store.entry(p.store.clone()).or_default().push(i);
+        }
+    }
+    for (store, indexes) in by_store {
+        let ids: Vec<String> = indexes.iter().map(|&i| batch[i].id.clone()).collect();
+        let probes = probe_all(s, &store, ids).await;
+        for (i, probe) in indexes.into_iter().zip(probes) {
+            if let Err(answer) = judge(&batch[i], &store, probe) {
+                checked[i] = Err(answer);
+            }
+        }
+    }
+}
+
+/// Whether `probe` of the message at `store` confirms notification `n`.
+fn judge(n: &Notification, store: &str, probe: Result<Probe, PeerError>) -> Result<(), NotifyOutcome> {
     let refused = |why: &str| Err(outcome(NotifyResult::Refused, why.to_string()));
-    match probe(s, store, &n.id).await {
+    match probe {
         Ok(p) => {
             if !p.sender.as_deref().is_some_and(|ps| ps.eq_ignore_ascii_case(&n.sender)) {
                 return refused("the store names another sender for this message");
@@ -262,28 +310,51 @@ async fn verify_at_store(s: &Shared, n: &Notification, store: &str) -> Result<()
     }
 }
 
+/// What `store` says of each of `ids`: this node's own store answers
+/// directly; any other is asked with batch probes, or with `HEAD` one by
+/// one if it has no batch probe.
+async fn probe_all(s: &Shared, store: &str, ids: Vec<String>) -> Vec<Result<Probe, PeerError>> {
+    let status = |status| PeerError::Status { status, code: "probe".into(), message: "not in this store".into() };
+    if s.dir().config.is_local_domain(store) {
+        let parsed: Vec<Option<RecipientId>> = ids.iter().map(|id| id.parse().ok()).collect();
+        let valid: Vec<RecipientId> = parsed.iter().flatten().copied().collect();
+        let st = s.store.clone();
+        let found = match s.blocking(move || st.probe(&valid)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return ids.iter().map(|_| Err(PeerError::Unreachable(e.to_string()))).collect(),
+            Err(e) => return ids.iter().map(|_| Err(PeerError::Unreachable(e.to_string()))).collect(),
+        };
+        let mut found = found.into_iter();
+        return parsed
+            .into_iter()
+            .map(|p| match p.and_then(|_| found.next()).unwrap_or(Err(Unavailable::Unknown)) {
+                Ok(p) => Ok(Probe { sender: Some(p.sender), size: Some(p.size), digest: Some(p.digest) }),
+                Err(Unavailable::Unknown) => Err(status(404)),
+                Err(Unavailable::Gone) => Err(status(410)),
+            })
+            .collect();
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_PROBE_BATCH) {
+        match s.peers.probe_many(store, chunk).await {
+            Ok(answers) => out.extend(answers.into_iter().map(|a| a.map_err(status))),
+            // A store without batch probes: HEAD each, as before.
+            Err(PeerError::Status { status: 404 | 405, .. }) => {
+                let heads = chunk.iter().cloned().map(|id| {
+                    let (peers, store) = (s.peers.clone(), store.to_string());
+                    async move { peers.probe(&store, &id).await }
+                });
+                let heads: Vec<_> = futures::stream::iter(heads).buffered(PROBES_AT_ONCE).collect().await;
+                out.extend(heads);
+            }
+            Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
+        }
+    }
+    out
+}
+
 /// How a recipient identifier is named in logs: its first 8 hex digits, of
 /// the public selector half (never the verifier).
 pub fn rid(id: &str) -> &str {
     id.get(..8).unwrap_or("")
-}
-
-/// `HEAD` of the message at `store`: this node's own store answers directly,
-/// any other is located and asked over HTTP.
-async fn probe(s: &Shared, store: &str, id: &str) -> Result<Probe, PeerError> {
-    if !s.dir().config.is_local_domain(store) {
-        return s.peers.probe(store, id).await;
-    }
-    let missing = |status| PeerError::Status { status, code: "local".into(), message: "not in this store".into() };
-    let id: RecipientId = id.parse().map_err(|_| missing(404))?;
-    let st = s.store.clone();
-    match s.blocking(move || st.find(&id)).await {
-        Ok(Ok(Ok(f))) => {
-            Ok(Probe { sender: Some(f.message.sender), size: Some(f.message.size), digest: Some(f.message.digest) })
-        }
-        Ok(Ok(Err(Unavailable::Unknown))) => Err(missing(404)),
-        Ok(Ok(Err(Unavailable::Gone))) => Err(missing(410)),
-        Ok(Err(e)) => Err(PeerError::Unreachable(e.to_string())),
-        Err(e) => Err(PeerError::Unreachable(e.to_string())),
-    }
 }

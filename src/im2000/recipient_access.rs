@@ -11,7 +11,10 @@ use serde::Deserialize;
 use super::Shared;
 use super::error::{ApiError, parse_json};
 use crate::clock::rfc3339;
-use crate::proto::api::{ListMessage, ListScan, RecipientState, RefuseRequest, SENDER_HEADER};
+use crate::proto::api::{
+    ListMessage, ListScan, MAX_PROBE_BATCH, ProbeAnswer, ProbeRequest, ProbeResponse, RecipientState, RefuseRequest,
+    SENDER_HEADER,
+};
 use crate::proto::digest::sha256_field;
 use crate::proto::range::{RangeAnswer, resolve};
 use crate::proto::{ReadStatus, RecipientId};
@@ -31,6 +34,47 @@ fn unavailable(u: Unavailable) -> ApiError {
         Unavailable::Unknown => ApiError::NotFound("unknown message identifier".into()),
         Unavailable::Gone => ApiError::Gone("the message was recalled, expired or released".into()),
     }
+}
+
+/// `POST /probe` with `{"ids": [...]}`: for each identifier what `HEAD`
+/// would say, in one request — an agent verifying a batch of notifications
+/// asks once, not once per recipient. Like HEAD it is not a read; unknown
+/// identifiers count against the client's lookup limit as HEAD's 404s do.
+pub async fn probe_many(
+    State(s): State<Shared>,
+    axum::Extension(client): axum::Extension<super::guard::ClientAddr>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: ProbeRequest = parse_json(&body)?;
+    if req.ids.is_empty() || req.ids.len() > MAX_PROBE_BATCH {
+        return Err(ApiError::BadRequest(format!("probe between 1 and {MAX_PROBE_BATCH} identifiers")));
+    }
+    let (ip, now) = (format!("ip:{}", client.0.ip()), s.clock.now());
+    if s.misses.exceeded(&ip, now) {
+        s.metrics.inc("imgate_rate_limited_total", "what", "lookup");
+        return Err(ApiError::RateLimited("too many unknown identifiers; try again later".into()));
+    }
+    let parsed: Vec<Option<RecipientId>> = req.ids.iter().map(|id| id.parse().ok()).collect();
+    let valid: Vec<RecipientId> = parsed.iter().flatten().copied().collect();
+    let mut found = s.store.probe(&valid)?.into_iter();
+    let mut messages = Vec::with_capacity(req.ids.len());
+    for (id, parsed) in req.ids.into_iter().zip(parsed) {
+        let answer = match parsed.and_then(|_| found.next()).unwrap_or(Err(Unavailable::Unknown)) {
+            Ok(p) => {
+                ProbeAnswer { id, status: 200, sender: Some(p.sender), size: Some(p.size), digest: Some(p.digest) }
+            }
+            Err(u) => {
+                if u == Unavailable::Unknown {
+                    s.misses.record(&ip, now);
+                }
+                let status = if u == Unavailable::Unknown { 404 } else { 410 };
+                ProbeAnswer { id, status, sender: None, size: None, digest: None }
+            }
+        };
+        messages.push(answer);
+    }
+    s.metrics.add("imgate_retrievals_total", "part", "probe", messages.len() as u64);
+    Ok(axum::Json(ProbeResponse { messages }).into_response())
 }
 
 /// `GET`/`HEAD /messages/{id}`.

@@ -240,6 +240,36 @@ pub struct InboxPage {
     pub next: String,
 }
 
+/// Most identifiers one batch probe may name.
+pub const MAX_PROBE_BATCH: usize = 1000;
+
+/// `POST /probe` body: identifiers to probe as `HEAD` would, in one request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeRequest {
+    pub ids: Vec<String>,
+}
+
+/// `POST /probe` answer: one entry per identifier, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeResponse {
+    pub messages: Vec<ProbeAnswer>,
+}
+
+/// What `HEAD /messages/{id}` would have said: `status` 200 with the
+/// sender, size and digest, or 404 / 410 alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeAnswer {
+    pub id: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
 /// `POST /inbox/clear` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

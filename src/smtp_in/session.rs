@@ -111,6 +111,9 @@ pub struct Session {
     user: Option<Address>,
     sender: Option<Option<Address>>,
     recipients: Vec<Address>,
+    /// The keys of `recipients`, so a duplicate is found at once however
+    /// long the list (a mailing list's 10,000).
+    recipient_keys: std::collections::HashSet<String>,
     relay: Vec<Address>,
     /// State to return to after a `Waiting` step.
     resume: Option<Box<State>>,
@@ -139,6 +142,7 @@ impl Session {
             user: None,
             sender: None,
             recipients: Vec::new(),
+            recipient_keys: Default::default(),
             relay: Vec::new(),
             resume: None,
             auth_failures: 0,
@@ -190,6 +194,7 @@ impl Session {
     fn reset_transaction(&mut self) {
         self.sender = None;
         self.recipients.clear();
+        self.recipient_keys.clear();
         self.relay.clear();
     }
 
@@ -234,6 +239,7 @@ impl Session {
 
     fn finish_data(&mut self, reader: DataReader) -> Step {
         let recipients = std::mem::take(&mut self.recipients);
+        self.recipient_keys.clear();
         let relay = std::mem::take(&mut self.relay);
         let sender = self.sender.take().flatten();
         self.state = State::Ready;
@@ -434,6 +440,7 @@ impl Session {
         }
         self.sender = Some(sender);
         self.recipients.clear();
+        self.recipient_keys.clear();
         self.relay.clear();
         self.state = State::Mail;
         r(250, "2.1.0", "Sender ok")
@@ -450,7 +457,7 @@ impl Session {
             Ok(a) => a,
             Err(e) => return self.error(553, "5.1.3", format!("Recipient address not accepted: {e}")),
         };
-        if self.recipients.iter().any(|a| a.key() == addr.key()) {
+        if self.recipient_keys.contains(&addr.key()) {
             return r(250, "2.1.5", "Recipient ok (duplicate)");
         }
         self.state = State::Waiting;
@@ -466,6 +473,7 @@ impl Session {
             if relay {
                 self.relay.push(addr.clone());
             }
+            self.recipient_keys.insert(addr.key());
             self.recipients.push(addr);
         } else if verdict.code >= 500 {
             self.refused_recipients += 1;

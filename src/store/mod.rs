@@ -100,6 +100,14 @@ pub struct Submitted {
     pub lists: Vec<(String, RecipientId)>,
 }
 
+/// What a probe says of a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub sender: String,
+    pub size: u64,
+    pub digest: String,
+}
+
 /// A recipient record found by its capability, with its message.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -540,6 +548,42 @@ impl Store {
             return Ok(Err(Unavailable::Gone));
         }
         Ok(Ok(Found { message_id, message, recipient: rec }))
+    }
+
+    /// What a probe tells of each capability — the message's sender, size
+    /// and digest — reading each message record once however many of its
+    /// recipients are asked about (a list's record names them all).
+    pub fn probe(&self, ids: &[RecipientId]) -> Result<Vec<Result<Probed, Unavailable>>, StoreError> {
+        let mut messages: std::collections::HashMap<String, Option<Probed>> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let rec = match self.recipient_by_selector(&id.selector())? {
+                Some(rec) if id.verifies(&rec.verifier) => rec,
+                _ => {
+                    out.push(Err(Unavailable::Unknown));
+                    continue;
+                }
+            };
+            if !messages.contains_key(&rec.message) {
+                let message_id: MessageId =
+                    rec.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
+                let m = self
+                    .message(&message_id)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("recipient {} lacks its message", id.short())))?;
+                let probed = (m.state == MessageState::Stored).then(|| Probed {
+                    sender: m.sender,
+                    size: m.size,
+                    digest: m.digest,
+                });
+                messages.insert(rec.message.clone(), probed);
+            }
+            let unpinned = rec.kind == RecipientKind::Mailbox && !rec.pinned;
+            out.push(match &messages[&rec.message] {
+                Some(p) if !unpinned => Ok(p.clone()),
+                _ => Err(Unavailable::Gone),
+            });
+        }
+        Ok(out)
     }
 
     /// The stored octets of a message, if still stored.

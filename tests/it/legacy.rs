@@ -337,6 +337,14 @@ async fn flaky_store(content: &'static str, sender: &'static str) -> (std::net::
                     }
                     None => [head("200 OK", content.len(), "").into_bytes(), content.as_bytes().to_vec()].concat(),
                 }
+            } else if line.starts_with("POST /im2000/v1/probe ") {
+                // A store from before batch probes: the agent falls back to HEAD.
+                let body = r#"{"error":"not_found","message":"no such operation"}"#;
+                format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
             } else {
                 let body = r#"{"notification":"silenced","read":"all","pinned":false}"#;
                 format!(

@@ -226,3 +226,37 @@ async fn a_node_delivers_to_its_own_users_without_dns() {
     let t = track(&n, "alice@solo.test", &msg).await;
     assert!(t["recipients"][0]["accepted_at"].is_string(), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_verifies_a_batch_with_one_probe_per_store() {
+    let w = World::new().await;
+    let one = w.start("one.test", &["alice"]).await;
+    let two = w.start("two.test", &["bob", "carol", "dave"]).await;
+    let sent = submit(&one, "alice@one.test", &["bob@two.test", "carol@two.test", "dave@two.test"], MESSAGE).await;
+    let msg = sent["message"].as_str().unwrap().to_string();
+    eventually("three accepted", || async {
+        let t = track(&one, "alice@one.test", &msg).await;
+        t["recipients"].as_array().unwrap().iter().all(|r| r["accepted_at"].is_string()).then_some(())
+    })
+    .await;
+    // The store was asked about all three in batch probes, never by HEAD.
+    let metrics = http().get(format!("http://{}/metrics", one.admin.unwrap())).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("imgate_retrievals_total{part=\"probe\"} 3"), "{metrics}");
+    assert!(!metrics.contains("imgate_retrievals_total{part=\"head\"}"), "{metrics}");
+
+    // A batch probe answers like HEAD, identifier by identifier, in order.
+    let ids: Vec<String> = inbox(&two, "bob@two.test")
+        .await
+        .iter()
+        .map(|e| e["notification"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let body = json!({"ids": [ids[0], "ab".repeat(16), "not an id"]});
+    let resp = http().post(format!("{}/probe", one.public_url())).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let m = v["messages"].as_array().unwrap();
+    assert_eq!((m[0]["status"].as_u64(), m[0]["sender"].as_str()), (Some(200), Some("alice@one.test")));
+    assert_eq!((m[1]["status"].as_u64(), m[2]["status"].as_u64()), (Some(404), Some(404)));
+    assert_eq!(m[0]["size"].as_u64(), Some(MESSAGE.len() as u64));
+}
