@@ -570,7 +570,7 @@ impl Store {
                 let m = self
                     .message(&message_id)?
                     .ok_or_else(|| StoreError::Corrupt(format!("recipient {} lacks its message", id.short())))?;
-                let probed = (m.state == MessageState::Stored).then(|| Probed {
+                let probed = (m.state == MessageState::Stored).then_some(Probed {
                     sender: m.sender,
                     size: m.size,
                     digest: m.digest,
