@@ -12,16 +12,27 @@
 # per recipient domain (DOMAINS copies over the network) and store it once
 # per recipient (RECIPIENTS copies in the mailboxes); the script prints those
 # figures next to the measured ones.
+#
+# The anchor, in the same run: a durable Postfix given the same message for
+# the same recipients by SMTP, delivering every recipient's copy to
+# smtp-sink (all domains relayed to it, Postfix's smarthost case). Measured
+# from the first SMTP command to the last recipient logged `status=sent`;
+# imgate from the first SMTP command to the last notification accepted.
+# Both totals are printed with their ratio. Installs Postfix with apt-get and
+# rewrites /etc/postfix/main.cf: run as root on a machine you may reconfigure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 RCPTS=${1:-10000}
 DOMAINS=${2:-100}
 SIZE=${3:-4096}
-PORT=${PORT:-2690} # sender public, +1 private, +2 submission; agents +3 public, +4 private
+PORT=${PORT:-2690} # sender public, +1 private, +2 submission, +5 admin; agents +3 public, +4 private
+need postfix:smtp-sink
+SINK_BIN=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 build_imgate
 
 make_work
+at_exit "postfix stop"
 HASH=$(echo bench | "$IMGATE" hash-password)
 
 python3 - "$work" "$PORT" "$RCPTS" "$DOMAINS" "$HASH" <<'PY'
@@ -33,6 +44,7 @@ data_dir = "{work}/sender"
 [im2000]
 public = ["127.0.0.1:{port}"]
 private = ["127.0.0.1:{port + 1}"]
+admin = ["127.0.0.1:{port + 5}"]
 [smtp]
 submission = ["127.0.0.1:{port + 2}"]
 submission_plaintext = true
@@ -83,7 +95,7 @@ head = "From: alice@one.bench\r\nTo: list-members:;\r\nSubject: fan-out\r\n\r\n"
 line = "f" * 78 + "\r\n"
 msg = (head + line * (size // len(line) + 1))[:size]
 def metric(name, label):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/metrics").read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port + 5}/metrics").read().decode()
     for l in text.splitlines():
         if l.startswith(name + "{") and label in l:
             return int(l.rsplit(" ", 1)[1])
@@ -102,12 +114,56 @@ t1 = time.time()
 sent = metric("imgate_peer_bytes_sent_total", 'what="notifications"')
 stored = metric("imgate_stored_bytes", 'class="im2000"')
 print(f"fan-out: one {size}-octet message to {len(rcpts)} recipients over {len(set(r.split('@')[1] for r in rcpts))} domains")
-print(f"  SMTP submission (10k RCPT, DATA, 250): {t0 - t_send:.2f} s")
+print(f"  SMTP submission ({len(rcpts)} RCPT, DATA, 250): {t0 - t_send:.2f} s")
 print(f"  250 -> every notification accepted:     {t1 - t0:.2f} s  ({len(rcpts) / (t1 - t0):.0f} notifications/s)")
 print(f"  bytes stored at the sender (bodies):    {stored}  (one copy)")
 print(f"  notification request bytes sent:        {sent}  ({sent / len(rcpts):.0f} per recipient)")
 domains = len(set(r.split('@')[1] for r in rcpts))
 print(f"  SMTP for scale: {domains} copies sent = {domains * size} octets; {len(rcpts)} copies stored = {len(rcpts) * size} octets")
+print(f"  imgate total (first SMTP command -> last notification accepted): {t1 - t_send:.2f} s")
+open(f"{work}/imgate_total", "w").write(f"{t1 - t_send}")
 PY
 du_b() { du -sb "$1" | cut -f1; }
 printf '  on disk: sender %s octets, agents %s octets (RocksDB, WAL included)\n' "$(du_b "$work/sender")" "$(du_b "$work/agents")"
+
+# --- the anchor: Postfix delivering the same fan-out to smtp-sink ---------
+SINK=$((PORT + 6)); PF=$((PORT + 7))
+"$SINK_BIN" -c "127.0.0.1:$SINK" 1000 &
+at_exit "kill $!"
+postfix_base
+postconf -e "inet_interfaces = loopback-only" "mydestination =" "myhostname = postfix.fanout.bench" \
+  "mynetworks = 127.0.0.0/8" "smtpd_recipient_restrictions = permit_mynetworks, reject" \
+  "smtpd_recipient_limit = $((RCPTS + 10))" "default_transport = smtp:[127.0.0.1]:$SINK" \
+  "relay_transport = smtp:[127.0.0.1]:$SINK" "default_process_limit = 200" \
+  "smtpd_client_connection_rate_limit = 0" "compatibility_level = 3.6" \
+  "maillog_file = /var/log/postfix-fanout.log"
+postconf -M "${PF}/inet=${PF} inet n - n - - smtpd"
+: > /var/log/postfix-fanout.log
+postfix_restart
+wait_port "$PF" && wait_port "$SINK" || { echo "postfix or smtp-sink did not start" >&2; exit 1; }
+python3 - "$work" "$PF" "$SIZE" <<'PY'
+import smtplib, sys, time
+work, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rcpts = open(f"{work}/rcpts").read().split()
+head = "From: alice@one.bench\r\nTo: list-members:;\r\nSubject: fan-out\r\n\r\n"
+line = "f" * 78 + "\r\n"
+msg = (head + line * (size // len(line) + 1))[:size]
+def sent():
+    return sum(1 for l in open("/var/log/postfix-fanout.log", errors="replace") if "status=sent" in l)
+s = smtplib.SMTP("127.0.0.1", port, timeout=600)
+t_send = time.time()
+s.sendmail("alice@one.bench", rcpts, msg)
+t0 = time.time()
+s.quit()
+while sent() < len(rcpts):
+    if time.time() - t0 > 600:
+        sys.exit(f"postfix sent {sent()} of {len(rcpts)} within 600 s")
+    time.sleep(0.05)
+t1 = time.time()
+ours = float(open(f"{work}/imgate_total").read())
+print(f"postfix: the same message to the same {len(rcpts)} recipients, delivered to smtp-sink")
+print(f"  SMTP submission ({len(rcpts)} RCPT, DATA, 250): {t0 - t_send:.2f} s")
+print(f"  250 -> every recipient sent:                {t1 - t0:.2f} s")
+print(f"  postfix total (first SMTP command -> last status=sent): {t1 - t_send:.2f} s")
+print(f"fan-out ratio, postfix time / imgate time: {(t1 - t_send) / ours:.2f}  (above 1: imgate is ahead)")
+PY

@@ -35,9 +35,12 @@ data_dir = "$work/imgate-data"
 [im2000]
 public = ["127.0.0.1:$((PORT + 2))"]
 private = ["127.0.0.1:$((PORT + 1))"]
+admin = ["127.0.0.1:$((PORT + 5))"]
 [smtp]
 mx = ["127.0.0.1:$PORT"]
 max_sessions = $((SESSIONS + 50))
+# Every idle session comes from 127.0.0.1.
+max_sessions_per_ip = $((SESSIONS + 50))
 verify_sender = false
 [notify]
 retry_min = "1h"
@@ -128,7 +131,7 @@ while sent < jobs:
     urllib.request.urlopen(req).read()
     sent += k
 def queued():
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/metrics").read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port + 5}/metrics").read().decode()
     return sum(int(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("imgate_queue_jobs{"))
 for _ in range(600):
     if queued() >= jobs:
