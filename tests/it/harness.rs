@@ -79,6 +79,14 @@ pub struct Ports {
     pub submission: String,
 }
 
+impl Ports {
+    /// Every listener, the admin one included, on a fresh loopback port.
+    pub fn any() -> Ports {
+        let any = || "127.0.0.1:0".to_string();
+        Ports { admin: Some(any()), public: any(), private: any(), mx: any(), submission: any() }
+    }
+}
+
 impl World {
     pub async fn new() -> World {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -165,14 +173,7 @@ impl World {
     }
 
     pub async fn start_with(&self, domain: &str, users: &[&str], public: &str, private: &str, extra: &str) -> TestNode {
-        let any = "127.0.0.1:0".to_string();
-        let ports = Ports {
-            admin: Some(any.clone()),
-            public: public.into(),
-            private: private.into(),
-            mx: any.clone(),
-            submission: any,
-        };
+        let ports = Ports { public: public.into(), private: private.into(), ..Ports::any() };
         self.start_on(domain, users, ports, extra).await
     }
 
@@ -207,6 +208,16 @@ impl World {
             submission,
             scheme: self.scheme(),
         }
+    }
+
+    /// Starts a node for `domain` with keys added to its `[im2000]` and
+    /// `[smtp]` tables (limits under test), and `extra` at the end; it
+    /// cannot be restarted.
+    pub async fn start_tuned(&self, domain: &str, users: &[&str], im2000: &str, smtp: &str, extra: &str) -> TestNode {
+        let text = self.config_text(domain, users, &Ports::any(), extra);
+        let text = text.replacen("[im2000]\n", &format!("[im2000]\n{im2000}"), 1);
+        let text = text.replacen("[smtp]\n", &format!("[smtp]\n{smtp}"), 1);
+        self.start_text(domain, &text).await
     }
 
     /// Starts a node for `domain` from configuration text as written (its

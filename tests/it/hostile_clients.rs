@@ -77,18 +77,8 @@ impl Smtp {
 
 /// Starts two.test (bob, and the admin ops) with `im2000` and `smtp` keys added.
 async fn node_with(w: &World, im2000: &str, smtp: &str, users: &str) -> TestNode {
-    let ports = Ports {
-        admin: Some("127.0.0.1:0".into()),
-        public: "127.0.0.1:0".into(),
-        private: "127.0.0.1:0".into(),
-        mx: "127.0.0.1:0".into(),
-        submission: "127.0.0.1:0".into(),
-    };
     let extra = format!("{}{users}", admin_keys("two.test"));
-    let text = w.config_text("two.test", &["bob"], &ports, &extra);
-    let text = text.replacen("[im2000]\n", &format!("[im2000]\n{im2000}"), 1);
-    let text = text.replacen("[smtp]\n", &format!("[smtp]\nverify_sender = false\n{smtp}"), 1);
-    w.start_text("two.test", &text).await
+    w.start_tuned("two.test", &["bob"], im2000, &format!("verify_sender = false\n{smtp}"), &extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

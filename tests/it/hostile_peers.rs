@@ -147,20 +147,7 @@ async fn a_trusted_gateways_verdicts_are_filed_as_its_assertion() {
 
 /// A node for `domain` (user dave) that trusts `gateway`.
 async fn start_trusting(w: &World, domain: &str, gateway: &str) -> TestNode {
-    let text = w.config_text(
-        domain,
-        &["dave"],
-        &Ports {
-            admin: Some("127.0.0.1:0".into()),
-            public: "127.0.0.1:0".into(),
-            private: "127.0.0.1:0".into(),
-            mx: "127.0.0.1:0".into(),
-            submission: "127.0.0.1:0".into(),
-        },
-        "",
-    );
-    let text = text.replacen("[im2000]\n", &format!("[im2000]\ntrusted_gateways = [\"{gateway}\"]\n"), 1);
-    w.start_text(domain, &text).await
+    w.start_tuned(domain, &["dave"], &format!("trusted_gateways = [\"{gateway}\"]\n"), "", "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,20 +259,7 @@ async fn notifications_are_bounded_per_field_per_inbox_and_per_store() {
 
 /// two.test (bob) with an inbox of 3 and 5 notifications per store a minute.
 async fn start_limited(w: &World) -> TestNode {
-    let text = w.config_text(
-        "two.test",
-        &["bob"],
-        &Ports {
-            admin: Some("127.0.0.1:0".into()),
-            public: "127.0.0.1:0".into(),
-            private: "127.0.0.1:0".into(),
-            mx: "127.0.0.1:0".into(),
-            submission: "127.0.0.1:0".into(),
-        },
-        "",
-    );
-    let text = text.replacen("[im2000]\n", "[im2000]\nmax_inbox = 3\nstore_rate = 5\n", 1);
-    w.start_text("two.test", &text).await
+    w.start_tuned("two.test", &["bob"], "max_inbox = 3\nstore_rate = 5\n", "", "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

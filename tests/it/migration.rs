@@ -156,14 +156,7 @@ async fn refused_route_changes_leave_the_table_as_it_was() {
     w.dns.mx("three.test", 10, "mx.three.test").await;
     w.dns.a("mx.three.test", mx.ip()).await;
     let extra = format!("[[domain]]\nname = \"three.test\"\n{}", admin_keys("two.test"));
-    let any = "127.0.0.1:0".to_string();
-    let ports = Ports {
-        admin: Some(any.clone()),
-        public: any.clone(),
-        private: any.clone(),
-        mx: mx.to_string(),
-        submission: any,
-    };
+    let ports = Ports { mx: mx.to_string(), ..Ports::any() };
     let two = w.start_on("two.test", &["bob"], ports, &extra).await;
 
     let (_, before) = admin_json(&two, reqwest::Method::GET, "/admin/routes", None).await;
