@@ -128,7 +128,7 @@ printf '  on disk: sender %s octets, agents %s octets (RocksDB, WAL included)\n'
 
 # --- the anchor: Postfix delivering the same fan-out to smtp-sink ---------
 SINK=$((PORT + 6)); PF=$((PORT + 7))
-"$SINK_BIN" -c "127.0.0.1:$SINK" 1000 &
+"$SINK_BIN" -u nobody -c "127.0.0.1:$SINK" 1000 &
 at_exit "kill $!"
 postfix_base
 postconf -e "inet_interfaces = loopback-only" "mydestination =" "myhostname = postfix.fanout.bench" \

@@ -584,6 +584,8 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
     }
 
     let mut users: Vec<UserConfig> = Vec::new();
+    // Keys seen so far: a list of 10,000 users is checked in one pass.
+    let mut seen = std::collections::HashSet::new();
     for (i, u) in raw.user.into_iter().enumerate() {
         let key = format!("user[{i}]");
         let address = match u.address.as_deref().map(str::parse::<Address>) {
@@ -599,7 +601,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
                 if !domains.iter().any(|d| d == a.domain()) {
                     c.problem(format!("{key}.address"), format!("{a} is in no configured [[domain]]"));
                 }
-                if users.iter().any(|o| o.address.key() == a.key()) {
+                if !seen.insert(a.key()) {
                     c.problem(format!("{key}.address"), format!("{a} is listed twice"));
                 }
                 Some(a)

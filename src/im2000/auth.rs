@@ -12,9 +12,11 @@
 //! argon2 runs on a pool of its own ([`verify_on_pool`]): a few threads and
 //! a bounded queue, so guesses cannot take the blocking threads that store
 //! writes need, nor queue without end. [`authenticate`] is the one door for
-//! HTTP and SMTP alike: it charges the client address before verifying (so
+//! HTTP and SMTP alike: credentials verified a moment ago pass at once;
+//! anything else charges the client address before it is verified (so
 //! concurrent guesses cannot all pass a check made before any was counted),
-//! refunds a success, and slows — never locks — a user name under attack.
+//! is refunded if right, and a user name under attack is slowed — never
+//! locked.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -126,9 +128,18 @@ pub async fn verify_on_pool(hash: String, password: String) -> Option<bool> {
 /// Authenticates `user` from `ip` for any service of the node: the one
 /// place that applies the failed-authentication limits.
 pub async fn authenticate(ctx: &crate::context::Context, ip: IpAddr, user: &str, password: &str) -> AuthOutcome {
+    let dir = ctx.dir();
     let ip_key = format!("ip:{ip}");
     let user_key = format!("user:{}", user.to_lowercase());
     let now = ctx.clock.now();
+    // Credentials verified a moment ago pass without being charged, so a
+    // client's concurrent requests are not held back — but not from an
+    // address that is held back, or its guesses would have an oracle.
+    if !ctx.auth_failures.exceeded(&ip_key, now)
+        && let Some(address) = dir.users.cached(user, password)
+    {
+        return AuthOutcome::Valid(address);
+    }
     if !ctx.auth_failures.charge(&ip_key, now) {
         ctx.metrics.inc("imgate_rate_limited_total", "what", "auth");
         return AuthOutcome::Throttled;
@@ -143,7 +154,7 @@ pub async fn authenticate(ctx: &crate::context::Context, ip: IpAddr, user: &str,
         ctx.metrics.inc("imgate_rate_limited_total", "what", "auth_user_backoff");
         tokio::time::sleep(wait).await;
     }
-    match ctx.dir().users.verify(user, password).await {
+    match dir.users.verify(user, password).await {
         Some(Ok(address)) => {
             ctx.auth_failures.refund(&ip_key);
             AuthOutcome::Valid(address)
@@ -213,6 +224,12 @@ impl Users {
     /// The user's own quota, if it has one.
     pub fn quota(&self, address: &Address) -> Option<u64> {
         self.by_key.get(&address.key()).and_then(|e| e.quota)
+    }
+
+    /// The user's address if these credentials were verified recently.
+    pub fn cached(&self, user: &str, password: &str) -> Option<Address> {
+        let entry = user.parse::<Address>().ok().and_then(|a| self.by_key.get(&a.key()).cloned())?;
+        self.recently_verified(&self.credential_digest(user, password), &entry.address.key()).then_some(entry.address)
     }
 
     /// The user's address if `password` is theirs (`Some(Ok)`), `None` if

@@ -61,6 +61,7 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
             .await
     };
     let now = s.clock.now();
+    let mut finished = Vec::with_capacity(jobs.len());
     for (i, l) in jobs.iter().enumerate() {
         let attempt = match &answer {
             Ok(outcomes) => from_outcome(s, l, &outcomes[i], now),
@@ -81,14 +82,15 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
         };
         tracing::info!(msg = %l.record.message, rid = %crate::proto::hex::encode(&l.selector[..4]), recipient = %l.record.recipient, agent = %domain,
             attempt = l.record.attempts, outcome = label, reply = ?result, "notification attempt");
-        let tried = Attempt { at: now, host: domain.clone(), result };
-        let st = s.store.clone();
-        let sel = l.selector;
-        match s.blocking(move || st.finish_notify(sel, attempt, tried, now)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "recording a notification outcome failed"),
-            Err(e) => tracing::error!(error = %e, "recording a notification outcome failed"),
-        }
+        finished.push((l.selector, attempt, Attempt { at: now, host: domain.clone(), result }));
+    }
+    // One request's outcomes are recorded together: one synced batch for
+    // all that stay pinned, rather than one each.
+    let st = s.store.clone();
+    match s.blocking(move || st.finish_notifies(finished, now)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "recording notification outcomes failed"),
+        Err(e) => tracing::error!(error = %e, "recording notification outcomes failed"),
     }
 }
 

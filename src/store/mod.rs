@@ -662,6 +662,12 @@ impl Store {
         changed: &RecipientRecord,
         changed_sel: &[u8; 8],
     ) -> Result<(), StoreError> {
+        if changed.pinned {
+            // Still held by this recipient: nothing to look up (a list's
+            // message record names all its recipients; reading it for
+            // every accepted notification is what made fan-out slow).
+            return Ok(());
+        }
         let id: MessageId =
             changed.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
         let Some(mut m) = self.message(&id)? else { return Ok(()) };

@@ -297,38 +297,66 @@ impl Store {
         tried: Attempt,
         now: Millis,
     ) -> Result<(), StoreError> {
+        self.finish_notifies(vec![(sel, attempt, tried)], now)
+    }
+
+    /// Records how leased notification attempts ended — those of one request
+    /// to an agent — in as few synced batches as is safe: outcomes that
+    /// leave their recipient pinned share one batch; one that un-pins (and
+    /// may free the body) is committed on its own, so that the check for
+    /// the last pin always reads committed records.
+    pub fn finish_notifies(
+        &self,
+        outcomes: Vec<([u8; 8], NotifyAttempt, Attempt)>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let _g = self.lock();
-        let Some(mut r) = self.recipient_by_selector(&sel)? else { return Ok(()) };
-        remember_attempt(&mut r.history, tried);
         let mut batch = WriteBatch::default();
-        if let Some(due) = r.next_attempt_at.take() {
-            self.delete_job(&mut batch, due, sel, JOB_NOTIFY);
-        }
-        // A silence or refusal that arrived while the attempt was in flight wins.
-        if !r.notification.is_final() {
-            let job = to_json(&Job::Notify { recipient: hex(&sel) });
-            match attempt {
-                NotifyAttempt::Accepted { resend_at } => {
-                    r.accepted_at.get_or_insert(now);
-                    r.reason = None;
-                    r.next_attempt_at = Some(resend_at);
-                    batch.put_cf(self.cf(CF_QUEUE), queue_key(resend_at, sel, JOB_NOTIFY), &job);
-                }
-                NotifyAttempt::Retry { retry_at, reason } => {
-                    r.reason = Some(reason);
-                    r.next_attempt_at = Some(retry_at);
-                    batch.put_cf(self.cf(CF_QUEUE), queue_key(retry_at, sel, JOB_NOTIFY), &job);
-                }
-                NotifyAttempt::Final { status, reason } => {
-                    r.notification = status;
-                    r.reason = Some(reason);
-                    r.pinned = false;
+        for (sel, attempt, tried) in outcomes {
+            let Some(mut r) = self.recipient_by_selector(&sel)? else { continue };
+            remember_attempt(&mut r.history, tried);
+            let old_due = r.next_attempt_at.take();
+            // A silence or refusal that arrived while the attempt was in flight wins.
+            if !r.notification.is_final() {
+                match attempt {
+                    NotifyAttempt::Accepted { resend_at } => {
+                        r.accepted_at.get_or_insert(now);
+                        r.reason = None;
+                        r.next_attempt_at = Some(resend_at);
+                    }
+                    NotifyAttempt::Retry { retry_at, reason } => {
+                        r.reason = Some(reason);
+                        r.next_attempt_at = Some(retry_at);
+                    }
+                    NotifyAttempt::Final { status, reason } => {
+                        r.notification = status;
+                        r.reason = Some(reason);
+                        r.pinned = false;
+                    }
                 }
             }
+            let mut own = WriteBatch::default();
+            let target = if r.pinned { &mut batch } else { &mut own };
+            if let Some(due) = old_due {
+                self.delete_job(target, due, sel, JOB_NOTIFY);
+            }
+            if let Some(due) = r.next_attempt_at {
+                let job = to_json(&Job::Notify { recipient: hex(&sel) });
+                target.put_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY), &job);
+            }
+            target.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
+            if !r.pinned {
+                if !batch.is_empty() {
+                    self.commit(std::mem::take(&mut batch))?;
+                }
+                self.release_if_done(&mut own, &r, &sel)?;
+                self.commit(own)?;
+            }
         }
-        batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
-        self.release_if_done(&mut batch, &r, &sel)?;
-        self.commit(batch)
+        if !batch.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(())
     }
 
     /// Frees every message whose lifetime ended by `now`; returns how many.

@@ -185,3 +185,36 @@ async fn dns_records_are_printed_and_checked_against_real_dns() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(!text.contains("missing") && !text.contains("elsewhere"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_says_what_the_store_asserted_and_what_it_checked_itself() {
+    let w = World::new().await;
+    let two = w.start("two.test", &["bob"]).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(two.mx).await.unwrap();
+    tcp.write_all(
+        b"EHLO mta.legacy.test\r\nMAIL FROM:<someone@legacy.test>\r\nRCPT TO:<bob@two.test>\r\nDATA\r\n\
+          From: someone@legacy.test\r\nSubject: unsigned\r\n\r\nhello\r\n.\r\nQUIT\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 1024];
+    while !got.contains("221") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "{got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("250 2.0.0 Ok: queued"), "{got}");
+    let entry = eventually("bob's notification", || async { inbox(&two, "bob@two.test").await.pop() }).await;
+    assert_eq!(entry["notification"]["origin"]["asserted_by"], "two.test");
+    let id = entry["notification"]["id"].as_str().unwrap().to_string();
+    let c2 = two.config_path.display().to_string();
+    let out = tokio::task::spawn_blocking(move || imgate(&["fetch", "--config", &c2, "--keep", "bob@two.test", &id]))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("asserted by two.test: spf="), "{err}");
+    assert!(err.contains("checked here: dkim=none"), "{err}");
+}
