@@ -213,7 +213,18 @@ struct Inner {
     db: DB,
     /// Serialises read-modify-write operations.
     write: Mutex<()>,
+    /// Account totals read a moment ago, for quota checks (see
+    /// [`Store::recent_account`]).
+    recent: Mutex<std::collections::HashMap<String, (std::time::Instant, AccountRecord)>>,
 }
+
+/// How long a quota check may use a total it read before. Summed accounts
+/// are merge-operator keys: reading one walks every operand not yet
+/// compacted, which on the ingest path cost more than the rest of a store
+/// write. A check already works on a moment-old total (concurrent
+/// submissions may pass it together); this makes the moment a quarter
+/// second.
+const RECENT_TOTAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialise")
@@ -255,7 +266,7 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        let store = Store { inner: Arc::new(Inner { db, write: Mutex::new(()) }) };
+        let store = Store { inner: Arc::new(Inner { db, write: Mutex::new(()), recent: Default::default() }) };
         store.check_schema()?;
         Ok(store)
     }
@@ -335,6 +346,34 @@ impl Store {
         Ok(AccountRecord { bytes: bytes.max(0) as u64, messages: messages.max(0) as u64 })
     }
 
+    /// `account`'s total as of at most [`RECENT_TOTAL`] ago.
+    fn recent_account(&self, account: &str) -> Result<AccountRecord, StoreError> {
+        let now = std::time::Instant::now();
+        if let Some((at, a)) = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner()).get(account)
+            && now.duration_since(*at) < RECENT_TOTAL
+        {
+            return Ok(a.clone());
+        }
+        let a = self.account(account)?;
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= 100_000 {
+            recent.clear();
+        }
+        recent.insert(account.to_string(), (now, a.clone()));
+        Ok(a)
+    }
+
+    /// Adds a committed charge to the totals read a moment ago.
+    fn recent_charged<'a>(&self, accounts: impl Iterator<Item = &'a String>, size: u64) {
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for account in accounts {
+            if let Some((_, a)) = recent.get_mut(account) {
+                a.bytes += size;
+                a.messages += 1;
+            }
+        }
+    }
+
     /// Bytes currently charged to `account`.
     pub fn account_usage(&self, account: &str) -> Result<AccountRecord, StoreError> {
         self.account(account)
@@ -361,7 +400,7 @@ impl Store {
         // concurrent submissions may pass it together; none is lost).
         let charges = std::iter::once((&m.account, quota)).chain(m.also_charge.iter().map(|(a, q)| (a, *q)));
         for (name, quota) in charges {
-            let account = self.account(name)?;
+            let account = self.recent_account(name)?;
             if account.bytes.saturating_add(size) > quota {
                 return Err(StoreError::OverQuota { used: account.bytes, quota, size });
             }
@@ -467,6 +506,7 @@ impl Store {
             batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(size as i64, 1));
         }
         self.commit(batch)?;
+        self.recent_charged(std::iter::once(&m.account).chain(m.also_charge.iter().map(|(a, _)| a)), size);
         Ok(Submitted { message, expires_at, size, digest, recipients, lists })
     }
 
@@ -526,6 +566,12 @@ impl Store {
         for account in std::iter::once(&m.account).chain(&m.also_charged) {
             batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(-(m.size as i64), -1));
         }
+        // Forget the totals read before: the next check reads the store.
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for account in std::iter::once(&m.account).chain(&m.also_charged) {
+            recent.remove(account);
+        }
+        drop(recent);
         m.state = state;
         batch.put_cf(self.cf(CF_MESSAGES), id.0, to_json(m));
         Ok(())
