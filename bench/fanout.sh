@@ -92,12 +92,10 @@ wait_port "$((PORT + 2))" && wait_port "$((PORT + 4))" || { tail "$work"/*.log; 
 python3 - "$work" "$PORT" "$SIZE" <<'PY'
 import sys, time, urllib.request
 sys.path.insert(0, "bench")
-from pipelined_send import send
+from pipelined_send import list_message, send
 work, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rcpts = open(f"{work}/rcpts").read().split()
-head = "From: alice@one.bench\r\nTo: list-members:;\r\nSubject: fan-out\r\n\r\n"
-line = "f" * 78 + "\r\n"
-msg = (head + line * (size // len(line) + 1))[:size]
+msg = list_message("alice@one.bench", size)
 def metric(name, label):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port + 5}/metrics").read().decode()
     for l in text.splitlines():
@@ -146,12 +144,10 @@ wait_port "$PF" && wait_port "$SINK" || { echo "postfix or smtp-sink did not sta
 python3 - "$work" "$PF" "$SIZE" <<'PY'
 import sys, time
 sys.path.insert(0, "bench")
-from pipelined_send import send
+from pipelined_send import list_message, send
 work, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rcpts = open(f"{work}/rcpts").read().split()
-head = "From: alice@one.bench\r\nTo: list-members:;\r\nSubject: fan-out\r\n\r\n"
-line = "f" * 78 + "\r\n"
-msg = (head + line * (size // len(line) + 1))[:size]
+msg = list_message("alice@one.bench", size)
 def sent():
     return sum(1 for l in open("/var/log/postfix-fanout.log", errors="replace") if "status=sent" in l)
 took = send(port, "alice@one.bench", rcpts, msg)

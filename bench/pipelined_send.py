@@ -2,12 +2,20 @@
 server sends it: MAIL and every RCPT in one write, then DATA. Used by
 bench/fanout.sh for imgate and Postfix alike.
 
-  send(port, sender, rcpts, message, login=None) -> seconds from the first
-  command to the 250 after the data
+  send(port, sender, rcpts, message, login=None) -> seconds from MAIL FROM
+  to the 250 after the data
+  list_message(sender, size) -> the message both are sent
 """
 import base64
 import socket
 import time
+
+
+def list_message(sender, size):
+    """A list post of `size` octets from `sender`."""
+    head = f"From: {sender}\r\nTo: list-members:;\r\nSubject: fan-out\r\n\r\n"
+    line = "f" * 78 + "\r\n"
+    return (head + line * (size // len(line) + 1))[:size]
 
 
 def _replies(f, n):
