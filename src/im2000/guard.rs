@@ -40,9 +40,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// Unknown-identifier lookups per client address (public listener).
 pub async fn lookups(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    let lookup = req.uri().path().starts_with("/im2000/v1/messages/");
-    let ip = req.extensions().get::<ClientAddr>().map(|c| format!("ip:{}", c.0.ip()));
-    let (Some(ip), true) = (ip, lookup) else { return next.run(req).await };
+    if !req.uri().path().starts_with("/im2000/v1/messages/") {
+        return next.run(req).await;
+    }
+    let Some(ip) = req.extensions().get::<ClientAddr>().map(|c| format!("ip:{}", c.0.ip())) else {
+        return next.run(req).await;
+    };
     let now = s.clock.now();
     if s.misses.exceeded(&ip, now) {
         s.metrics.inc("imgate_rate_limited_total", "what", "lookup");

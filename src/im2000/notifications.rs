@@ -316,18 +316,16 @@ fn judge(n: &Notification, store: &str, probe: Result<Probe, PeerError>) -> Resu
 async fn probe_all(s: &Shared, store: &str, ids: Vec<String>) -> Vec<Result<Probe, PeerError>> {
     let status = |status| PeerError::Status { status, code: "probe".into(), message: "not in this store".into() };
     if s.dir().config.is_local_domain(store) {
-        let parsed: Vec<Option<RecipientId>> = ids.iter().map(|id| id.parse().ok()).collect();
-        let valid: Vec<RecipientId> = parsed.iter().flatten().copied().collect();
         let st = s.store.clone();
-        let found = match s.blocking(move || st.probe(&valid)).await {
+        let asked = ids.clone();
+        let found = match s.blocking(move || st.probe(&asked)).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => return ids.iter().map(|_| Err(PeerError::Unreachable(e.to_string()))).collect(),
             Err(e) => return ids.iter().map(|_| Err(PeerError::Unreachable(e.to_string()))).collect(),
         };
-        let mut found = found.into_iter();
-        return parsed
+        return found
             .into_iter()
-            .map(|p| match p.and_then(|_| found.next()).unwrap_or(Err(Unavailable::Unknown)) {
+            .map(|f| match f {
                 Ok(p) => Ok(Probe { sender: Some(p.sender), size: Some(p.size), digest: Some(p.digest) }),
                 Err(Unavailable::Unknown) => Err(status(404)),
                 Err(Unavailable::Gone) => Err(status(410)),

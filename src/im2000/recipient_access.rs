@@ -54,12 +54,10 @@ pub async fn probe_many(
         s.metrics.inc("imgate_rate_limited_total", "what", "lookup");
         return Err(ApiError::RateLimited("too many unknown identifiers; try again later".into()));
     }
-    let parsed: Vec<Option<RecipientId>> = req.ids.iter().map(|id| id.parse().ok()).collect();
-    let valid: Vec<RecipientId> = parsed.iter().flatten().copied().collect();
-    let mut found = s.store.probe(&valid)?.into_iter();
+    let found = s.store.probe(&req.ids)?;
     let mut messages = Vec::with_capacity(req.ids.len());
-    for (id, parsed) in req.ids.into_iter().zip(parsed) {
-        let answer = match parsed.and_then(|_| found.next()).unwrap_or(Err(Unavailable::Unknown)) {
+    for (id, found) in req.ids.into_iter().zip(found) {
+        let answer = match found {
             Ok(p) => {
                 ProbeAnswer { id, status: 200, sender: Some(p.sender), size: Some(p.size), digest: Some(p.digest) }
             }

@@ -599,10 +599,15 @@ impl Store {
     /// What a probe tells of each capability — the message's sender, size
     /// and digest — reading each message record once however many of its
     /// recipients are asked about (a list's record names them all).
-    pub fn probe(&self, ids: &[RecipientId]) -> Result<Vec<Result<Probed, Unavailable>>, StoreError> {
+    /// Identifiers as they arrived: one that does not parse is unknown.
+    pub fn probe(&self, ids: &[String]) -> Result<Vec<Result<Probed, Unavailable>>, StoreError> {
         let mut messages: std::collections::HashMap<String, Option<Probed>> = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
+            let Ok(id) = id.parse::<RecipientId>() else {
+                out.push(Err(Unavailable::Unknown));
+                continue;
+            };
             let rec = match self.recipient_by_selector(&id.selector())? {
                 Some(rec) if id.verifies(&rec.verifier) => rec,
                 _ => {
