@@ -67,6 +67,8 @@ pub struct Context {
     pub peers: PeerClient,
     /// SPF/DKIM/DMARC checks for SMTP mail, through the node's resolver.
     pub authenticator: Option<mail_auth::MessageAuthenticator>,
+    /// The DKIM keys outgoing SMTP is signed with.
+    pub dkim: crate::smtp_out::dkim::Signers,
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
     pub transports: crate::smtp_out::pool::Transports,
     pub metrics: crate::metrics::Metrics,

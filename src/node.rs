@@ -20,7 +20,7 @@ use crate::discovery::Locator;
 use crate::dns::{Dns, HickoryDns};
 use crate::im2000::client::{PeerClient, tls_client_config};
 use crate::im2000::{self, server};
-use crate::smtp_in::{self, session::ListenerKind};
+use crate::smtp_in::{self, ListenerTls, session::ListenerKind};
 use crate::store::Store;
 
 /// How long open HTTP connections may take to finish at shutdown.
@@ -54,6 +54,7 @@ pub struct Node {
     admin: Vec<SocketAddr>,
     mx: Vec<SocketAddr>,
     submission: Vec<SocketAddr>,
+    submissions: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -87,8 +88,12 @@ impl Node {
             let (rc, opts) = crate::dns::resolver_parts(&config.dns).map_err(StartError::Setup)?;
             Some(mail_auth::MessageAuthenticator::new(rc, opts).map_err(|e| StartError::Setup(e.to_string()))?)
         };
+        // Keys are read before privileges are dropped: they may be root's.
+        let dkim = crate::smtp_out::dkim::Signers::load(&config.outbound.dkim).map_err(|errors| {
+            StartError::Setup(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?;
         let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
-        let (mx_listeners, submission_listeners) = smtp_listeners(&config).await?;
+        let [mx_listeners, submission_listeners, submissions_listeners] = smtp_listeners(&config).await?;
         let private_listeners = crate::listen::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
         let admin_listeners = crate::listen::bind(&config.im2000.admin).await.map_err(StartError::Setup)?;
         if let Some(user) = &parts.run_as {
@@ -113,6 +118,7 @@ impl Node {
         let addrs = |ls: &[tokio::net::TcpListener]| ls.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>();
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
+        let submissions = addrs(&submissions_listeners);
         let admin = addrs(&admin_listeners);
 
         let config_store_rate = config.im2000.store_rate;
@@ -127,6 +133,7 @@ impl Node {
             clock,
             peers,
             authenticator,
+            dkim,
             transports: Default::default(),
             metrics: Default::default(),
             auth_failures: crate::limits::Limiter::new(AUTH_FAILURES_PER_IP, 10 * 60_000),
@@ -156,18 +163,29 @@ impl Node {
         let smtp_cfg = &ctx.config.smtp;
         let mx_slots = ConnectionSlots::new(smtp_cfg.max_sessions, smtp_cfg.max_sessions_per_ip);
         let submission_slots = ConnectionSlots::new(smtp_cfg.max_submission_sessions, smtp_cfg.max_sessions_per_ip);
+        let starttls = acceptor.clone().map_or(ListenerTls::None, ListenerTls::StartTls);
+        let implicit = acceptor.clone().map_or(ListenerTls::None, ListenerTls::Implicit);
         let smtp = mx_listeners
             .into_iter()
-            .map(|l| (ListenerKind::Mx, l, mx_slots.clone()))
-            .chain(submission_listeners.into_iter().map(|l| (ListenerKind::Submission, l, submission_slots.clone())));
-        for (kind, l, slots) in smtp {
-            let task = smtp_in::listen(ctx.clone(), kind, l, acceptor.clone(), slots, shutdown.clone(), DRAIN);
+            .map(|l| (ListenerKind::Mx, l, mx_slots.clone(), starttls.clone()))
+            .chain(
+                submission_listeners
+                    .into_iter()
+                    .map(|l| (ListenerKind::Submission, l, submission_slots.clone(), starttls.clone())),
+            )
+            .chain(
+                submissions_listeners
+                    .into_iter()
+                    .map(|l| (ListenerKind::Submission, l, submission_slots.clone(), implicit.clone())),
+            );
+        for (kind, l, slots, tls) in smtp {
+            let task = smtp_in::listen(ctx.clone(), kind, l, tls, slots, shutdown.clone(), DRAIN);
             tasks.push(tokio::spawn(task));
         }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
         tracing::info!(public = ?public, private = ?private, admin = ?admin, mx = ?mx, submission = ?submission,
-            domains = ?ctx.config.domains, "imgate node started");
-        Ok(Node { ctx, public, private, admin, mx, submission, shutdown, tasks })
+            submissions = ?submissions, domains = ?ctx.config.domains, "imgate node started");
+        Ok(Node { ctx, public, private, admin, mx, submission, submissions, shutdown, tasks })
     }
 
     /// Bound addresses of the public listeners (useful with port 0).
@@ -193,6 +211,11 @@ impl Node {
     /// Bound addresses of the SMTP submission listeners.
     pub fn submission_addrs(&self) -> &[SocketAddr] {
         &self.submission
+    }
+
+    /// Bound addresses of the implicit-TLS submission listeners.
+    pub fn submissions_addrs(&self) -> &[SocketAddr] {
+        &self.submissions
     }
 
     pub fn context(&self) -> &Shared {
@@ -236,20 +259,19 @@ impl Node {
 /// The SMTP listeners: sockets passed by systemd (socket activation), so the
 /// daemon needs no privilege for port 25 — one per configured SMTP listener,
 /// MX ones first, in order — or else bound here.
-async fn smtp_listeners(
-    config: &Config,
-) -> Result<(Vec<tokio::net::TcpListener>, Vec<tokio::net::TcpListener>), StartError> {
+async fn smtp_listeners(config: &Config) -> Result<[Vec<tokio::net::TcpListener>; 3], StartError> {
     let smtp = &config.smtp;
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         let mx = crate::listen::bind(&smtp.mx).await.map_err(StartError::Setup)?;
         let submission = crate::listen::bind(&smtp.submission).await.map_err(StartError::Setup)?;
-        return Ok((mx, submission));
+        let submissions = crate::listen::bind(&smtp.submissions).await.map_err(StartError::Setup)?;
+        return Ok([mx, submission, submissions]);
     }
-    let wanted = smtp.mx.len() + smtp.submission.len();
+    let wanted = smtp.mx.len() + smtp.submission.len() + smtp.submissions.len();
     if fds.len() != wanted {
         return Err(StartError::Setup(format!(
-            "socket activation passed {} sockets, but the configuration has {wanted} SMTP listeners (MX first, then submission)",
+            "socket activation passed {} sockets, but the configuration has {wanted} SMTP listeners (MX first, then submission, then submissions)",
             fds.len()
         )));
     }
@@ -263,8 +285,9 @@ async fn smtp_listeners(
         all.push(tokio::net::TcpListener::from_std(std).map_err(|e| StartError::Setup(e.to_string()))?);
     }
     tracing::info!(sockets = wanted, "SMTP listeners from socket activation");
+    let submissions = all.split_off(smtp.mx.len() + smtp.submission.len());
     let submission = all.split_off(smtp.mx.len());
-    Ok((all, submission))
+    Ok([all, submission, submissions])
 }
 
 /// `imgate serve`: runs a node until SIGINT or SIGTERM; SIGHUP reloads

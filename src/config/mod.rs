@@ -2,6 +2,7 @@
 //! the validated form the rest of the program uses. Loading reports every
 //! problem at once — unknown keys included — each with the file and the key.
 
+mod outbound;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use crate::proto::Address;
 use crate::proto::address::valid_domain;
 use crate::proto::units::{parse_duration, parse_size};
+pub use outbound::{DkimKeyConfig, OutboundConfig, Password, RelayHost, RelayTls, TlsPolicy};
 use raw::{RawConfig, RawSize};
 
 /// The configuration `imgate serve` runs with when given no `--config`.
@@ -40,6 +42,8 @@ pub struct Config {
     pub routes: BTreeMap<String, DomainRoute>,
     pub users: Vec<UserConfig>,
     pub tls: Option<TlsConfig>,
+    /// DKIM keys, upstream relays, TLS policy of outgoing SMTP.
+    pub outbound: OutboundConfig,
     pub log_level: String,
 }
 
@@ -85,6 +89,9 @@ pub struct SmtpConfig {
     pub mx: Vec<SocketAddr>,
     /// Submission listeners: AUTH required, any recipient.
     pub submission: Vec<SocketAddr>,
+    /// Submission listeners speaking TLS from the first octet (port 465,
+    /// RFC 8314); they need `[tls]`.
+    pub submissions: Vec<SocketAddr>,
     /// Allow AUTH on submission listeners without STARTTLS.
     pub submission_plaintext: bool,
     pub max_message_size: u64,
@@ -116,12 +123,15 @@ pub struct SmtpConfig {
     /// outside senders of one domain.
     pub sender_quota: u64,
     pub sender_domain_quota: u64,
+    /// Refuse (`550 5.7.1`) MX mail that fails DMARC where the `From:`
+    /// domain's policy says reject; `false` only marks it.
+    pub dmarc_enforce: bool,
 }
 
 impl SmtpConfig {
     /// Whether `ip:port` reaches one of this node's own SMTP listeners.
     pub fn is_own_listener(&self, ip: std::net::IpAddr, port: u16) -> bool {
-        self.mx.iter().chain(&self.submission).any(|a| {
+        self.mx.iter().chain(&self.submission).chain(&self.submissions).any(|a| {
             a.port() == port && (a.ip() == ip || (a.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
         })
     }
@@ -412,7 +422,12 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
 
     let public = c.listeners("im2000.public", raw.im2000.public);
     let private = c.listeners("im2000.private", raw.im2000.private);
-    if public.is_empty() && private.is_empty() && raw.smtp.mx.is_empty() && raw.smtp.submission.is_empty() {
+    if public.is_empty()
+        && private.is_empty()
+        && raw.smtp.mx.is_empty()
+        && raw.smtp.submission.is_empty()
+        && raw.smtp.submissions.is_empty()
+    {
         c.problem("im2000", "no listeners: set im2000.public and/or im2000.private");
     }
     let im2000 = Im2000Config {
@@ -450,6 +465,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
     let smtp = SmtpConfig {
         mx: c.listeners("smtp.mx", smtp_raw.mx),
         submission: c.listeners("smtp.submission", smtp_raw.submission),
+        submissions: c.listeners("smtp.submissions", smtp_raw.submissions),
         submission_plaintext: smtp_raw.submission_plaintext.unwrap_or(false),
         max_message_size: c.size("smtp.max_message_size", smtp_raw.max_message_size, im2000.max_message_size),
         max_recipients: smtp_raw.max_recipients.unwrap_or(100),
@@ -467,6 +483,14 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         max_inflight_data: c.size("smtp.max_inflight_data", smtp_raw.max_inflight_data, 512 << 20),
         sender_quota: c.size("smtp.sender_quota", smtp_raw.sender_quota, 100 << 20),
         sender_domain_quota: c.size("smtp.sender_domain_quota", smtp_raw.sender_domain_quota, 1 << 30),
+        dmarc_enforce: smtp_raw.dmarc_enforce.unwrap_or(true),
+    };
+    let mut outbound = OutboundConfig {
+        dkim: BTreeMap::new(),
+        relayhost: smtp_raw.relayhost.and_then(|r| outbound::relayhost(&mut c, "smtp.relayhost", r)),
+        domain_relayhosts: BTreeMap::new(),
+        destinations: outbound::destinations(&mut c, smtp_raw.destinations),
+        mta_sts: smtp_raw.mta_sts.unwrap_or(true),
     };
     for (key, v) in [
         ("smtp.max_submission_sessions", smtp.max_submission_sessions),
@@ -564,6 +588,13 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
             Some(n) => n.to_lowercase(),
         };
         domains.push(name.clone());
+        let keys = outbound::dkim_keys(&mut c, &format!("domain[{i}]"), d.dkim);
+        if !keys.is_empty() {
+            outbound.dkim.insert(name.clone(), keys);
+        }
+        if let Some(r) = d.relayhost.and_then(|r| outbound::relayhost(&mut c, &format!("domain[{i}].relayhost"), r)) {
+            outbound.domain_relayhosts.insert(name.clone(), r);
+        }
         let route = match d.route.as_deref().map(|r| (r, Route::parse(r))) {
             None => Route::Im2000,
             Some((_, Some(r))) => r,
@@ -666,7 +697,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         },
         ..smtp
     };
-    if (!smtp.mx.is_empty() || !smtp.submission.is_empty()) && domains.is_empty() {
+    if (!smtp.mx.is_empty() || !smtp.submission.is_empty() || !smtp.submissions.is_empty()) && domains.is_empty() {
         c.problem("smtp", "SMTP listeners need at least one [[domain]]");
     }
     for (i, domain) in domains.iter().enumerate() {
@@ -701,6 +732,10 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         TlsConfig { cert: cert.unwrap_or_default(), key: key.unwrap_or_default(), ca }
     });
 
+    if !smtp.submissions.is_empty() && tls.is_none() {
+        c.problem("smtp.submissions", "implicit-TLS listeners need [tls] (cert and key)");
+    }
+
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         c.problem("log.level", format!("{log_level:?} is not a log filter (e.g. info, debug, imgate=debug)"));
@@ -721,6 +756,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         routes,
         users,
         tls,
+        outbound,
         log_level,
     }
 }

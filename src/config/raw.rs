@@ -98,6 +98,29 @@ pub struct RawDomain {
     pub route: Option<String>,
     pub legacy_host: Option<String>,
     pub verify_users: Option<bool>,
+    #[serde(default)]
+    pub dkim: Vec<RawDkimKey>,
+    pub relayhost: Option<RawRelayHost>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDkimKey {
+    pub selector: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRelayHost {
+    pub host: Option<String>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDestination {
+    pub tls: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +153,8 @@ pub struct RawSmtp {
     pub mx: Vec<String>,
     #[serde(default)]
     pub submission: Vec<String>,
+    #[serde(default)]
+    pub submissions: Vec<String>,
     pub submission_plaintext: Option<bool>,
     pub max_message_size: Option<RawSize>,
     pub max_recipients: Option<usize>,
@@ -147,4 +172,9 @@ pub struct RawSmtp {
     pub max_inflight_data: Option<RawSize>,
     pub sender_quota: Option<RawSize>,
     pub sender_domain_quota: Option<RawSize>,
+    pub dmarc_enforce: Option<bool>,
+    pub mta_sts: Option<bool>,
+    pub relayhost: Option<RawRelayHost>,
+    #[serde(default)]
+    pub destinations: BTreeMap<String, RawDestination>,
 }

@@ -38,6 +38,13 @@ pub struct Origin {
     pub dkim: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dmarc: Option<String>,
+    /// The RFC 5322 `From:` domain the DMARC verdict was judged for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_from: Option<String>,
+    /// On a DMARC failure, what that domain's policy asks: `quarantine`, or
+    /// `reject` when the gateway was set to mark rather than refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc_policy: Option<String>,
     /// Set by the agent that filed the notification, never taken from the
     /// wire: the store whose word the verdicts above are. They are that
     /// gateway's assertion about the SMTP hop; the agent did not check them.
@@ -75,6 +82,8 @@ pub const NOTIFICATION_FIELD_LIMITS: &[(&str, usize)] = &[
     ("origin.spf", 32),
     ("origin.dkim", 32),
     ("origin.dmarc", 32),
+    ("origin.header_from", 253),
+    ("origin.dmarc_policy", 16),
     ("origin.asserted_by", 253),
 ];
 
@@ -95,6 +104,8 @@ impl Notification {
             text(o.and_then(|o| o.spf.as_ref())),
             text(o.and_then(|o| o.dkim.as_ref())),
             text(o.and_then(|o| o.dmarc.as_ref())),
+            text(o.and_then(|o| o.header_from.as_ref())),
+            text(o.and_then(|o| o.dmarc_policy.as_ref())),
             text(o.and_then(|o| o.asserted_by.as_ref())),
         ];
         NOTIFICATION_FIELD_LIMITS

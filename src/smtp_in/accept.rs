@@ -4,12 +4,9 @@
 
 use std::net::IpAddr;
 
-use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, DmarcResult, MessageAuthenticator};
-
 use super::reply::Reply;
 use super::session::{Envelope, ListenerKind};
+use super::verdicts::{Disposition, Verdicts, disposition, verify_sender};
 use crate::context::Shared;
 use crate::proto::api::Origin;
 use crate::proto::{Address, MessageId};
@@ -27,54 +24,6 @@ pub fn outside_accounts(sender: Option<&Address>, ip: IpAddr) -> (String, String
         Some(a) => (format!("{OUTSIDE_ACCOUNT}{}", a.key()), format!("group:{OUTSIDE_ACCOUNT}{}", a.domain())),
         None => (format!("{OUTSIDE_ACCOUNT}<>@[{ip}]"), format!("group:{OUTSIDE_ACCOUNT}[{ip}]")),
     }
-}
-
-/// SPF, DKIM and DMARC verdicts, as words.
-#[derive(Debug, Clone, Default)]
-pub struct Verdicts {
-    pub spf: Option<String>,
-    pub dkim: Option<String>,
-    pub dmarc: Option<String>,
-}
-
-/// Checks the sender of MX mail through the node's resolver.
-pub async fn verify_sender(
-    auth: &MessageAuthenticator,
-    ip: IpAddr,
-    helo: &str,
-    hostname: &str,
-    sender: Option<&Address>,
-    data: &[u8],
-) -> Verdicts {
-    let mail_from = sender.map(Address::to_string);
-    let spf = match &mail_from {
-        Some(from) => auth.verify_spf(SpfParameters::verify_mail_from(ip, helo, hostname, from)).await,
-        None => auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname)).await,
-    };
-    let Some(message) = AuthenticatedMessage::parse(data) else {
-        return Verdicts { spf: Some(spf.result().to_string().to_lowercase()), dkim: None, dmarc: None };
-    };
-    let dkim = auth.verify_dkim(&message).await;
-    let dkim_word = if dkim.is_empty() {
-        "none".to_string()
-    } else if dkim.iter().any(|d| d.result() == &mail_auth::DkimResult::Pass) {
-        "pass".to_string()
-    } else {
-        word(&dkim[0].result().to_string())
-    };
-    let from_domain = sender.map_or(helo.to_string(), |s| s.domain().to_string());
-    let dmarc = auth.verify_dmarc(DmarcParameters::new(&message, &dkim, &from_domain, &spf)).await;
-    let dmarc_word = if dmarc.spf_result() == &DmarcResult::Pass || dmarc.dkim_result() == &DmarcResult::Pass {
-        "pass".to_string()
-    } else {
-        word(&dmarc.dkim_result().to_string())
-    };
-    Verdicts { spf: Some(spf.result().to_string().to_lowercase()), dkim: Some(dkim_word), dmarc: Some(dmarc_word) }
-}
-
-/// "fail; reason" → "fail"; "temp error; x" → "temperror".
-fn word(s: &str) -> String {
-    s.split(';').next().unwrap_or("").replace(' ', "").to_lowercase()
 }
 
 /// The trace header for this hop (RFC 5321 §4.4, RFC 3848 protocol names).
@@ -134,6 +83,20 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         }
         _ => Verdicts::default(),
     };
+    match disposition(&verdicts, smtp.dmarc_enforce) {
+        Disposition::Refuse(why) => {
+            s.metrics.inc("imgate_dmarc_total", "disposition", "refused");
+            tracing::info!(client = %ip, header_from = ?verdicts.header_from, "refused by the sender domain's DMARC policy");
+            return Reply::new(550, "5.7.1", why);
+        }
+        Disposition::Mark => {
+            s.metrics.inc("imgate_dmarc_total", "disposition", "marked");
+        }
+        Disposition::Accept if verdicts.dmarc.is_some() => {
+            s.metrics.inc("imgate_dmarc_total", "disposition", "accepted")
+        }
+        Disposition::Accept => {}
+    }
     let origin = Origin {
         protocol: "smtp".into(),
         client_ip: Some(ip.to_string()),
@@ -141,6 +104,8 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         spf: verdicts.spf,
         dkim: verdicts.dkim,
         dmarc: verdicts.dmarc,
+        header_from: verdicts.header_from,
+        dmarc_policy: verdicts.dmarc_policy,
         asserted_by: None,
     };
     let (store_domain, sender, account, quota, also_charge) = match &env.authenticated {

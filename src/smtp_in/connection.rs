@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::ListenerTls;
 use super::accept::accept;
 use super::pace::{Pace, Verdict};
 use super::policy::{Destination, recipient_verdict};
@@ -33,7 +34,7 @@ pub async fn serve_connection(
     kind: ListenerKind,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: ListenerTls,
     shutdown: CancellationToken,
 ) {
     let smtp = &s.config.smtp;
@@ -42,7 +43,7 @@ pub async fn serve_connection(
         kind,
         max_size: smtp.max_message_size as usize,
         max_recipients: smtp.max_recipients,
-        tls_available: tls.is_some(),
+        tls_available: matches!(tls, ListenerTls::StartTls(_)),
         auth_without_tls: smtp.submission_plaintext,
         max_refused_recipients: smtp.max_refused_recipients,
     };
@@ -50,19 +51,43 @@ pub async fn serve_connection(
     s.metrics.inc("imgate_smtp_sessions_total", "listener", listener_name(kind));
     let (mut session, greeting) = Session::new(cfg);
     let mut tcp = tcp;
+    if let ListenerTls::Implicit(acceptor) = &tls {
+        let Some(mut stream) = handshake(acceptor, tcp, peer).await else { return };
+        session.tls_started();
+        if stream.write_all(&greeting.to_wire()).await.is_ok() {
+            drive(&s, kind, &mut session, &mut stream, peer, deadline, &shutdown).await;
+        }
+        let _ = stream.shutdown().await;
+        return;
+    }
     if tcp.write_all(&greeting.to_wire()).await.is_err() {
         return;
     }
     let end = drive(&s, kind, &mut session, &mut tcp, peer, deadline, &shutdown).await;
-    if let (End::StartTls, Some(acceptor)) = (end, tls) {
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
-            Ok(Ok(mut stream)) => {
-                session.tls_started();
-                drive(&s, kind, &mut session, &mut stream, peer, deadline, &shutdown).await;
-                let _ = stream.shutdown().await;
-            }
-            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    if let (End::StartTls, ListenerTls::StartTls(acceptor)) = (end, &tls)
+        && let Some(mut stream) = handshake(acceptor, tcp, peer).await
+    {
+        session.tls_started();
+        drive(&s, kind, &mut session, &mut stream, peer, deadline, &shutdown).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// The server side of a TLS handshake, within 30 seconds.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
         }
     }
 }

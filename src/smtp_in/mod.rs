@@ -15,6 +15,7 @@ pub mod pace;
 pub mod policy;
 pub mod reply;
 pub mod session;
+pub mod verdicts;
 
 use std::time::Duration;
 
@@ -28,6 +29,17 @@ use crate::limits::{ConnectionSlots, NoSlot};
 use reply::Reply;
 use session::ListenerKind;
 
+/// How a listener offers TLS.
+#[derive(Clone)]
+pub enum ListenerTls {
+    /// No certificate: plain text only.
+    None,
+    /// STARTTLS (RFC 3207).
+    StartTls(TlsAcceptor),
+    /// TLS from the first octet (RFC 8314, port 465).
+    Implicit(TlsAcceptor),
+}
+
 /// Accepts connections until `shutdown`, then waits up to `drain` for open
 /// sessions (which are told 421 at their next read). `slots` is this kind
 /// of listener's pool: a total, and a share per client address.
@@ -35,7 +47,7 @@ pub async fn listen(
     s: Shared,
     kind: ListenerKind,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: ListenerTls,
     slots: ConnectionSlots,
     shutdown: CancellationToken,
     drain: Duration,
@@ -54,6 +66,10 @@ pub async fn listen(
                     }
                 };
                 s.metrics.inc("imgate_rate_limited_total", "what", what);
+                if matches!(tls, ListenerTls::Implicit(_)) {
+                    // A TLS client could not read a plain-text reply.
+                    continue;
+                }
                 tracker.spawn(async move {
                     use tokio::io::AsyncWriteExt;
                     let _ = tcp.write_all(&busy.to_wire()).await;

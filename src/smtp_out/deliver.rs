@@ -183,15 +183,24 @@ async fn moved_to_im2000(s: &Shared, leased: &LeasedDelivery) -> bool {
     }
 }
 
+/// A message pulled for delivery.
+struct Pulled {
+    content: Vec<u8>,
+    /// Written here: in this node's own store, by a local user or by the
+    /// node itself (a DSN) — never mail the MX took from outside. Only such
+    /// mail is DKIM-signed.
+    ours: bool,
+}
+
 /// The message from the sender's store: this node's own, or a peer's.
-async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
+async fn pull(s: &Shared, n: &Notification) -> Result<Pulled, Failure> {
     if s.dir().config.is_local_domain(&n.store) {
         let id: RecipientId = n.id.parse().map_err(|_| Failure::Gone)?;
         let st = s.store.clone();
         let found = s
             .blocking(move || -> Result<_, crate::store::StoreError> {
                 match st.find(&id)? {
-                    Ok(f) => Ok(Ok(st.body(&f.message_id)?)),
+                    Ok(f) => Ok(Ok((st.body(&f.message_id)?, f.message.account))),
                     Err(u) => Ok(Err(u)),
                 }
             })
@@ -199,8 +208,10 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
             .map_err(|e| Failure::Temporary(e.to_string()))?
             .map_err(|e| Failure::Temporary(e.to_string()))?;
         return match found {
-            Ok(Some(body)) => Ok(body),
-            Ok(None) | Err(Unavailable::Gone) | Err(Unavailable::Unknown) => Err(Failure::Gone),
+            Ok((Some(content), account)) => {
+                Ok(Pulled { content, ours: !account.starts_with(crate::smtp_in::accept::OUTSIDE_ACCOUNT) })
+            }
+            Ok((None, _)) | Err(Unavailable::Gone) | Err(Unavailable::Unknown) => Err(Failure::Gone),
         };
     }
     // An interrupted pull resumes where it broke off, with Range.
@@ -214,7 +225,7 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Vec<u8>, Failure> {
                 }
                 content.extend_from_slice(&r.content);
                 if r.complete {
-                    return Ok(content);
+                    return Ok(Pulled { content, ours: false });
                 }
                 tracing::info!(store = %n.store, have = content.len(), of = n.size, "pull interrupted; resuming");
             }
@@ -230,7 +241,7 @@ const PULL_RESUMES: usize = 5;
 
 /// One attempt; `tried` names the last host tried.
 async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String) -> Result<(), Failure> {
-    let content = pull(s, n).await?;
+    let Pulled { content, ours } = pull(s, n).await?;
     if sha256_field(&content) != n.digest {
         return Err(Failure::Temporary(format!("the content from {} does not match its digest", n.store)));
     }
@@ -250,7 +261,10 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String
         let date = chrono::DateTime::from_timestamp_millis(s.clock.now() as i64).unwrap_or_default().to_rfc2822();
         render::received_header(&n.store, &s.config.hostname, &n.id[..8.min(n.id.len())], &date)
     };
-    let octets = render::for_smtp(&received, &content);
+    let mut octets = render::for_smtp(&received, &content);
+    if ours {
+        octets = sign(s, octets)?;
+    }
 
     // A per-delivery return path on the gateway, so that late bounces come
     // back here rather than to anyone else.
@@ -289,6 +303,27 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String
         }
     }
     Err(Failure::Temporary(last))
+}
+
+/// `octets` with the DKIM signatures of its `From:` domain on top, when
+/// this node holds keys for it. A key that fails to sign defers the
+/// delivery: unsigned mail from a signing domain would fail DMARC.
+fn sign(s: &Shared, octets: Vec<u8>) -> Result<Vec<u8>, Failure> {
+    let from = crate::proto::from::from_addresses(&octets);
+    let Some(domain) = from.first().and_then(|a| a.rsplit_once('@')).map(|(_, d)| d.to_string()) else {
+        return Ok(octets);
+    };
+    // lettre's terminator restores the final CRLF the signed body has.
+    let mut message = octets;
+    message.extend_from_slice(b"\r\n");
+    let (headers, domains) =
+        s.dkim.sign(&domain, &message).map_err(|e| Failure::Temporary(format!("DKIM signing as {domain}: {e}")))?;
+    for d in &domains {
+        s.metrics.inc("imgate_dkim_signed_total", "domain", d);
+    }
+    let mut out = headers.into_bytes();
+    out.extend_from_slice(&message[..message.len() - 2]);
+    Ok(out)
 }
 
 /// A host's answer short of acceptance.
@@ -358,7 +393,7 @@ async fn report_to_store(s: &Shared, n: &Notification, report: &Report) -> Resul
 /// their inbox like any message.
 async fn send_dsn(s: &Shared, n: &Notification, to: &str, reason: &str) -> Result<(), String> {
     let user: Address = to.parse().map_err(|e| format!("{to}: {e}"))?;
-    let headers = pull(s, n).await.ok().map(|c| {
+    let headers = pull(s, n).await.ok().map(|Pulled { content: c, .. }| {
         let len = crate::proto::digest::header_section_len(&c);
         super::dsn::truncate_headers(&c[..len]).to_vec()
     });

@@ -7,6 +7,7 @@
 //! path on the gateway's MX ([`dsn`]) and become the same refusal.
 
 pub mod deliver;
+pub mod dkim;
 pub mod dsn;
 pub mod hosts;
 pub mod pool;
