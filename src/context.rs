@@ -69,6 +69,8 @@ pub struct Context {
     pub authenticator: Option<mail_auth::MessageAuthenticator>,
     /// The DKIM keys outgoing SMTP is signed with.
     pub dkim: crate::smtp_out::dkim::Signers,
+    /// Recipient domains' MTA-STS policies, as found.
+    pub mta_sts: crate::smtp_out::mta_sts::Policies,
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
     pub transports: crate::smtp_out::pool::Transports,
     pub metrics: crate::metrics::Metrics,

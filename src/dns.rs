@@ -47,6 +47,8 @@ pub trait Dns: Send + Sync + 'static {
     /// MX records as (preference, exchange host without the final dot).
     fn mx<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<(u16, String)>, DnsError>>;
     fn ips<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsError>>;
+    /// TXT records, each one string (its character-strings joined).
+    fn txt<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<String>, DnsError>>;
 }
 
 /// The hickory configuration for `config`: the configured nameservers, or
@@ -161,6 +163,22 @@ impl Dns for HickoryDns {
             }
             let lookup = self.resolver.lookup_ip(fqdn(host)).await.map_err(classify)?;
             Ok(lookup.iter().collect())
+        })
+    }
+
+    fn txt<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<String>, DnsError>> {
+        Box::pin(async move {
+            let lookup = self.resolver.txt_lookup(fqdn(name)).await.map_err(classify)?;
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => {
+                        Some(txt.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+                    }
+                    _ => None,
+                })
+                .collect())
         })
     }
 }

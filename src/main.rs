@@ -26,10 +26,22 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(c) => {
-                println!("{}: ok ({} domain(s), {} user(s))", c.source, c.domains.len(), c.users.len());
-                Ok(())
-            }
+            Ok(c) => match imgate::cli::dns::signers(&c) {
+                Ok(keys) => {
+                    let keys = keys.all().count();
+                    println!(
+                        "{}: ok ({} domain(s), {} user(s), {keys} DKIM key(s))",
+                        c.source,
+                        c.domains.len(),
+                        c.users.len()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", c.source);
+                    return ExitCode::FAILURE;
+                }
+            },
             Err(e) => {
                 eprint!("{e}");
                 return ExitCode::FAILURE;

@@ -88,6 +88,10 @@ impl Node {
             let (rc, opts) = crate::dns::resolver_parts(&config.dns).map_err(StartError::Setup)?;
             Some(mail_auth::MessageAuthenticator::new(rc, opts).map_err(|e| StartError::Setup(e.to_string()))?)
         };
+        let extra_roots = match config.tls.as_ref().and_then(|t| t.ca.as_deref()) {
+            Some(ca) => Some(std::fs::read(ca).map_err(|e| StartError::Setup(format!("{}: {e}", ca.display())))?),
+            None => None,
+        };
         // Keys are read before privileges are dropped: they may be root's.
         let dkim = crate::smtp_out::dkim::Signers::load(&config.outbound.dkim).map_err(|errors| {
             StartError::Setup(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
@@ -134,7 +138,8 @@ impl Node {
             peers,
             authenticator,
             dkim,
-            transports: Default::default(),
+            mta_sts: Default::default(),
+            transports: crate::smtp_out::pool::Transports::new(extra_roots),
             metrics: Default::default(),
             auth_failures: crate::limits::Limiter::new(AUTH_FAILURES_PER_IP, 10 * 60_000),
             user_failures: crate::limits::Limiter::new(u32::MAX, 10 * 60_000),

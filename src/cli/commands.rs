@@ -253,7 +253,17 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
                 Some(d) => vec![d.to_lowercase()],
                 None => config.domains.clone(),
             };
-            print!("{}", super::dns::zone_text(&config, &domains));
+            let signers = super::dns::signers(&config)?;
+            print!("{}", super::dns::zone_text(&config, &signers, &domains));
+            Ok(())
+        }
+        Command::DkimKeygen { domain, selector, algorithm, out } => {
+            let domain = domain.to_lowercase();
+            let record = crate::smtp_out::dkim::generate(&algorithm, &out).map_err(|e| anyhow!(e))?;
+            println!("; wrote {} ({algorithm}); publish:", out.display());
+            println!("{selector}._domainkey.{domain}. 3600 IN TXT {}", super::dns::txt_strings(&record));
+            println!("; and add to the [[domain]] of {domain}:");
+            println!("; [[domain.dkim]]\n; selector = \"{selector}\"\n; key = \"{}\"", out.display());
             Ok(())
         }
         Command::DnsCheck { config, domain } => {

@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use crate::config::Config;
 use crate::dns::{Dns, DnsError, HickoryDns};
 use crate::proto::api::{SRV_NOTIFY, SRV_STORE};
+use crate::smtp_out::dkim::Signers;
 
 /// One record a domain should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +28,47 @@ pub enum Expected {
         owner: String,
         ip: IpAddr,
     },
+    /// A TXT record; `what` says which (and how a found one is judged).
+    Txt {
+        owner: String,
+        text: String,
+        what: TxtKind,
+    },
 }
 
-/// The records `domain` needs for `config`'s listeners, and notes for what
-/// cannot be said as a record.
-pub fn expected(config: &Config, domain: &str) -> (Vec<Expected>, Vec<String>) {
+/// What a TXT record is for: the check is by kind, not by exact text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxtKind {
+    /// One `v=spf1` record (two are a permerror, RFC 7208 §4.5).
+    Spf,
+    /// One `v=DMARC1` record at `_dmarc`.
+    Dmarc,
+    /// The public key of a configured DKIM key: `p=` must be the key's.
+    Dkim,
+    /// One `v=STSv1` record at `_mta-sts` (its id is the operator's).
+    MtaSts,
+}
+
+impl TxtKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            TxtKind::Spf => "v=spf1",
+            TxtKind::Dmarc => "v=DMARC1",
+            TxtKind::Dkim => "v=DKIM1",
+            TxtKind::MtaSts => "v=STSv1",
+        }
+    }
+}
+
+/// The MTA-STS policy for a node's MX (to serve at
+/// `https://mta-sts.<domain>/.well-known/mta-sts.txt`).
+pub fn mta_sts_policy(config: &Config) -> String {
+    format!("version: STSv1\nmode: enforce\nmx: {}\nmax_age: 604800\n", config.hostname)
+}
+
+/// The records `domain` needs for `config`'s listeners and keys, and notes
+/// for what cannot be said as a record.
+pub fn expected(config: &Config, signers: &Signers, domain: &str) -> (Vec<Expected>, Vec<String>) {
     let host = config.hostname.clone();
     let mut out = Vec::new();
     let mut notes = Vec::new();
@@ -69,14 +106,57 @@ pub fn expected(config: &Config, domain: &str) -> (Vec<Expected>, Vec<String>) {
     if host == "localhost" {
         notes.push("hostname is \"localhost\": set `hostname` to this node's public name".into());
     }
+    // Sender authentication for the mail this node sends by SMTP.
+    let relay = config.outbound.relay_for(domain);
+    out.push(Expected::Txt { owner: domain.to_string(), text: format!("v=spf1 a:{host} -all"), what: TxtKind::Spf });
+    if let Some(r) = relay {
+        notes.push(format!(
+            "mail leaves through {}: add that relay's SPF (an include: it documents) to the record",
+            r.host
+        ));
+    }
+    for signer in signers.all().filter(|k| k.domain == domain) {
+        out.push(Expected::Txt { owner: signer.record_name(), text: signer.record_text(), what: TxtKind::Dkim });
+    }
+    if signers.for_author(domain).is_empty() {
+        notes.push(format!("no DKIM key signs {domain}'s mail: `imgate dkim-keygen` makes one"));
+    }
+    out.push(Expected::Txt {
+        owner: format!("_dmarc.{domain}"),
+        text: format!("v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"),
+        what: TxtKind::Dmarc,
+    });
+    if config.tls.is_some() && !config.smtp.mx.is_empty() {
+        let policy = mta_sts_policy(config);
+        // The id changes when the policy does: senders then fetch it again.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(policy.as_bytes());
+        let id = crate::proto::hex::encode(&digest[..8]);
+        out.push(Expected::Txt {
+            owner: format!("_mta-sts.{domain}"),
+            text: format!("v=STSv1; id={id}"),
+            what: TxtKind::MtaSts,
+        });
+        notes.push(format!(
+            "MTA-STS: serve this policy at https://mta-sts.{domain}/.well-known/mta-sts.txt (a certificate for mta-sts.{domain}): {}",
+            policy.trim_end().replace('\n', "; ")
+        ));
+    }
     (out, notes)
 }
 
+/// A TXT value as zone-file strings of at most 255 octets each (a 2048-bit
+/// key does not fit one).
+pub fn txt_strings(text: &str) -> String {
+    let parts: Vec<String> =
+        text.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    parts.join(" ")
+}
+
 /// The records in zone-file syntax.
-pub fn zone_text(config: &Config, domains: &[String]) -> String {
+pub fn zone_text(config: &Config, signers: &Signers, domains: &[String]) -> String {
     let mut t = String::new();
     for domain in domains {
-        let (records, notes) = expected(config, domain);
+        let (records, notes) = expected(config, signers, domain);
         let _ = writeln!(t, "; imgate: records to publish for {domain}");
         for n in notes {
             let _ = writeln!(t, "; note: {n}");
@@ -89,6 +169,7 @@ pub fn zone_text(config: &Config, domains: &[String]) -> String {
                 Expected::Mx { owner, exchange } => writeln!(t, "{owner}. 3600 IN MX 10 {exchange}."),
                 Expected::A { owner, ip: IpAddr::V4(v4) } => writeln!(t, "{owner}. 3600 IN A {v4}"),
                 Expected::A { owner, ip: IpAddr::V6(v6) } => writeln!(t, "{owner}. 3600 IN AAAA {v6}"),
+                Expected::Txt { owner, text, .. } => writeln!(t, "{owner}. 3600 IN TXT {}", txt_strings(&text)),
             };
         }
         t.push('\n');
@@ -98,8 +179,8 @@ pub fn zone_text(config: &Config, domains: &[String]) -> String {
 
 /// Checks what `domain` publishes against what it should; returns one line
 /// per record and whether all were right.
-pub async fn check(config: &Config, dns: &dyn Dns, domain: &str) -> (Vec<String>, bool) {
-    let (records, _) = expected(config, domain);
+pub async fn check(config: &Config, signers: &Signers, dns: &dyn Dns, domain: &str) -> (Vec<String>, bool) {
+    let (records, _) = expected(config, signers, domain);
     let mut lines = Vec::new();
     let mut ok = true;
     let mut fail = |line: String, lines: &mut Vec<String>| {
@@ -145,6 +226,42 @@ pub async fn check(config: &Config, dns: &dyn Dns, domain: &str) -> (Vec<String>
                 }
                 Err(e) => fail(format!("error    {owner}: {e}"), &mut lines),
             },
+            Expected::Txt { owner, text, what } => {
+                let found: Vec<String> = match dns.txt(&owner).await {
+                    Ok(found) => found.into_iter().filter(|t| t.trim_start().starts_with(what.prefix())).collect(),
+                    Err(DnsError::NoRecords) | Err(DnsError::NxDomain) => vec![],
+                    Err(e) => {
+                        fail(format!("error    {owner} TXT: {e}"), &mut lines);
+                        continue;
+                    }
+                };
+                let signer = signers.all().find(|k| k.record_name() == owner);
+                match (what, found.as_slice(), signer) {
+                    (_, [], _) => fail(format!("missing  {owner} TXT {text}"), &mut lines),
+                    (TxtKind::Dkim, [one], Some(k)) if !k.matches_record(one) => fail(
+                        format!(
+                            "wrong    {owner} TXT: the published key is not {} (the key of {domain} in {})",
+                            k.selector,
+                            k.path.display()
+                        ),
+                        &mut lines,
+                    ),
+                    (TxtKind::MtaSts, [one], _)
+                        if crate::smtp_out::mta_sts::record_id(std::slice::from_ref(one)).is_none() =>
+                    {
+                        fail(format!("wrong    {owner} TXT {one:?}: no id"), &mut lines)
+                    }
+                    (_, [one], _) => lines.push(format!("ok       {owner} TXT {one}")),
+                    (_, many, _) => fail(
+                        format!(
+                            "wrong    {owner} TXT: {} records start {} (one is allowed)",
+                            many.len(),
+                            what.prefix()
+                        ),
+                        &mut lines,
+                    ),
+                }
+            }
         }
     }
     (lines, ok)
@@ -153,9 +270,16 @@ pub async fn check(config: &Config, dns: &dyn Dns, domain: &str) -> (Vec<String>
 /// `imgate dns-check`: resolves through the configuration's DNS settings.
 pub async fn run_check(config: &Config, domain: &str) -> anyhow::Result<bool> {
     let dns = HickoryDns::new(&config.dns).map_err(|e| anyhow!(e))?;
-    let (lines, ok) = check(config, &dns, domain).await;
+    let signers = signers(config)?;
+    let (lines, ok) = check(config, &signers, &dns, domain).await;
     for l in lines {
         println!("{l}");
     }
     Ok(ok)
+}
+
+/// The configured DKIM keys, or every key problem (domain and file named).
+pub fn signers(config: &Config) -> anyhow::Result<Signers> {
+    Signers::load(&config.outbound.dkim)
+        .map_err(|errors| anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
 }

@@ -14,8 +14,10 @@ pub async fn describe(n: &Notification, content: &[u8], dns: &DnsConfig) -> Stri
     let asserted = match &n.origin {
         Some(o) if o.spf.is_some() || o.dkim.is_some() || o.dmarc.is_some() => {
             let word = |v: &Option<String>| v.as_deref().unwrap_or("none").to_string();
+            let from = o.header_from.as_deref().map(|d| format!(" header.from={d}")).unwrap_or_default();
+            let policy = o.dmarc_policy.as_deref().map(|p| format!(" (policy: {p})")).unwrap_or_default();
             format!(
-                "asserted by {}: spf={} dkim={} dmarc={}",
+                "asserted by {}: spf={} dkim={} dmarc={}{from}{policy}",
                 o.asserted_by.as_deref().unwrap_or(&n.store),
                 word(&o.spf),
                 word(&o.dkim),
@@ -40,6 +42,6 @@ async fn dkim_here(content: &[u8], dns: &DnsConfig) -> String {
     }
     match results.first() {
         None => "none".into(),
-        Some(r) => r.result().to_string().split(';').next().unwrap_or("").replace(' ', "").to_lowercase(),
+        Some(r) => crate::smtp_in::verdicts::dkim_word(r.result()).to_string(),
     }
 }

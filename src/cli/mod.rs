@@ -48,6 +48,21 @@ pub enum Command {
         /// One domain (default: every configured domain).
         domain: Option<String>,
     },
+    /// Write a new DKIM private key and print the TXT record that publishes it.
+    DkimKeygen {
+        /// The domain it signs for.
+        #[arg(long)]
+        domain: String,
+        /// The selector (`<selector>._domainkey.<domain>`), e.g. the year.
+        #[arg(long)]
+        selector: String,
+        /// rsa (2048 bits; every receiver verifies it) or ed25519 (RFC 8463).
+        #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+        /// Where to write the key (PEM, mode 0600; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Resolve what DOMAIN publishes and say what is missing or points elsewhere.
     DnsCheck {
         #[arg(long, value_name = "FILE")]

@@ -25,8 +25,13 @@ pub fn inbox(entries: &[InboxEntry]) {
     for e in entries {
         let n = &e.notification;
         let via = match &n.origin {
-            Some(o) if o.protocol == "smtp" => " (via SMTP)",
-            _ => "",
+            Some(o) if o.protocol == "smtp" => match (&o.dmarc_policy, &o.header_from) {
+                // What the From: domain asked for a message that failed its
+                // DMARC check: the user sees it before opening it.
+                (Some(policy), Some(from)) => format!(" (via SMTP; DMARC fail: {from} asks to {policy} it)"),
+                _ => " (via SMTP)".to_string(),
+            },
+            _ => String::new(),
         };
         println!("{:<7} {:<24} {:<30} {:>9}  {}{via}", e.cursor, e.received_at, n.sender, n.size, n.id);
     }

@@ -260,6 +260,20 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// A small document over HTTPS (an MTA-STS policy): certificate checked,
+    /// no redirects, addresses under the peer rule, at most `limit` octets.
+    pub async fn fetch_document(&self, url: &str, limit: usize) -> Result<String, PeerError> {
+        let resp = self.http.get(url).send().await.map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
+        let resp = check(resp).await?;
+        let (body, whole) = read_bounded(resp, limit).await?;
+        if !whole {
+            return Err(PeerError::Unreachable(format!("{url}: the connection broke off")));
+        }
+        String::from_utf8(body).map_err(|_| PeerError::Protocol(format!("{url}: not UTF-8 text")))
+    }
+}
+
 /// Most octets read of an answer that is not a message (JSON, errors).
 const MAX_ANSWER: usize = 4 << 20;
 /// Most octets read of an error answer.

@@ -104,7 +104,7 @@ fn spf_word(r: &SpfResult) -> &'static str {
 
 /// RFC 8601 §2.7.1 names. A body that no longer matches its signature's
 /// hash failed verification (RFC 6376 §6.1.3): `fail`, not `neutral`.
-fn dkim_word(r: &DkimResult) -> &'static str {
+pub fn dkim_word(r: &DkimResult) -> &'static str {
     match r {
         DkimResult::Pass => "pass",
         DkimResult::Fail(_) => "fail",

@@ -5,7 +5,7 @@
 use lettre::AsyncTransport;
 use lettre::address::Envelope;
 
-use super::hosts::{self, NoHost};
+use super::hosts::{self, Hop, NoHost};
 use super::render;
 use crate::context::Shared;
 use crate::im2000::client::PeerError;
@@ -247,7 +247,7 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String
     }
     render::relayable(&content).map_err(|why| Failure::Permanent(why.into()))?;
     let rcpt: Address = n.recipient.parse().map_err(|e| Failure::Permanent(format!("bad recipient: {e}")))?;
-    let hosts = hosts::smtp_hosts(s, rcpt.domain()).await.map_err(|e| match e {
+    let hops = hosts::plan(s, &n.store, rcpt.domain()).await.map_err(|e| match e {
         NoHost::Permanent(m) => Failure::Permanent(m),
         NoHost::Temporary(m) => Failure::Temporary(m),
     })?;
@@ -277,8 +277,9 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String
 
     let dns = s.peers.locator().dns();
     let mut last = String::from("no host to try");
-    for (host, port) in hosts {
-        let ips = match dns.ips(&host).await {
+    for hop in hops {
+        let (host, port) = (&hop.host, hop.port);
+        let ips = match dns.ips(host).await {
             Ok(ips) if !ips.is_empty() => ips,
             Ok(_) => {
                 last = format!("{host} has no address");
@@ -294,7 +295,7 @@ async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String
             if s.config.smtp.is_own_listener(ip, port) {
                 return Err(Failure::Permanent(format!("route loop: {host}:{port} is this gateway")));
             }
-            match send_to(s, ip, port, &host, &envelope, &octets).await {
+            match send_to(s, ip, &hop, &envelope, &octets).await {
                 Ok(()) => return Ok(()),
                 Err(Sent::Refused(reply)) => return Err(Failure::Permanent(reply)),
                 // A 4xx or no answer: the next host may do better (RFC 5321 §5.1).
@@ -332,26 +333,29 @@ enum Sent {
     Deferred(String),
 }
 
-/// One SMTP transaction with one host, by address, TLS named for `host`.
-async fn send_to(
-    s: &Shared,
-    ip: std::net::IpAddr,
-    port: u16,
-    host: &str,
-    envelope: &Envelope,
-    octets: &[u8],
-) -> Result<(), Sent> {
+/// One SMTP transaction with one host, by address, TLS named for the host.
+async fn send_to(s: &Shared, ip: std::net::IpAddr, hop: &Hop, envelope: &Envelope, octets: &[u8]) -> Result<(), Sent> {
+    let (host, port) = (&hop.host, hop.port);
     let timeout = s.config.notify.timeout;
     let dest = s
         .transports
-        .get(ip, port, host, &s.config.hostname, timeout, s.config.smtp.relay_concurrency)
+        .get(ip, hop, &s.config.hostname, timeout, s.config.smtp.relay_concurrency)
         .map_err(Sent::Deferred)?;
     let _slot = dest.slots.acquire().await.map_err(|e| Sent::Deferred(e.to_string()))?;
     // lettre's own timeout covers only the connection: bound the whole send.
     match tokio::time::timeout(timeout * 4, dest.transport.send_raw(envelope, octets)).await {
         Err(_) => Err(Sent::Deferred(format!("{host}:{port} timed out"))),
         Ok(Ok(_)) => Ok(()),
+        // A relay refusing our credentials refuses us, not the message:
+        // the operator fixes the password and the mail goes (RFC 4954 §6).
+        Ok(Err(e)) if hop.credentials.is_some() && e.status().is_some_and(|c| auth_refused(&c.to_string())) => {
+            Err(Sent::Deferred(format!("{host}:{port} refused our credentials: {}", reply_text(&e))))
+        }
         Ok(Err(e)) if e.is_permanent() => Err(Sent::Refused(reply_text(&e))),
+        Ok(Err(e)) if e.is_tls() || hop.because.is_some() && e.to_string().contains("STARTTLS") => {
+            let because = hop.because.as_deref().unwrap_or("this host");
+            Err(Sent::Deferred(format!("{host}:{port}: TLS required by {because} failed: {}", reply_text(&e))))
+        }
         // lettre refuses to send 8-bit content or UTF-8 addresses to a host
         // that lacks 8BITMIME or SMTPUTF8: that will not change by retrying.
         Ok(Err(e)) if e.is_client() && e.to_string().contains("does not support") => {
@@ -359,6 +363,12 @@ async fn send_to(
         }
         Ok(Err(e)) => Err(Sent::Deferred(format!("{host}:{port}: {}", reply_text(&e)))),
     }
+}
+
+/// Whether an SMTP reply code refuses authentication: 535 (bad
+/// credentials), 530 (authentication required), 534 (mechanism too weak).
+fn auth_refused(code: &str) -> bool {
+    matches!(code, "535" | "530" | "534" | "538")
 }
 
 /// "550 5.1.1 …" from a lettre error, or its description.

@@ -1,10 +1,15 @@
 //! Where SMTP mail for a domain goes: the configured legacy host, else the
-//! domain's MX hosts in RFC 5321 §5.1 order (lowest preference first, equal
-//! preferences shuffled), else — when it has no MX — the domain itself
-//! (its A/AAAA records). A "null MX" (RFC 7505) means it takes no mail.
+//! sender domain's upstream relay, else the domain's MX hosts in RFC 5321
+//! §5.1 order (lowest preference first, equal preferences shuffled), else —
+//! when it has no MX — the domain itself (its A/AAAA records). A "null MX"
+//! (RFC 7505) means it takes no mail. With each host goes how TLS is
+//! required of it: by the relay's settings, the destination's configured
+//! policy, or the domain's MTA-STS policy.
 
 use rand::seq::SliceRandom;
 
+use super::mta_sts::Mode;
+use crate::config::{Password, RelayTls, TlsPolicy};
 use crate::context::Shared;
 use crate::discovery::split_host_port;
 use crate::dns::DnsError;
@@ -17,6 +22,90 @@ pub enum NoHost {
     Permanent(String),
     /// DNS failed for now.
     Temporary(String),
+}
+
+/// How a connection to a host must be secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HopTls {
+    /// STARTTLS when offered, any certificate (RFC 7435); else plain.
+    Opportunistic,
+    /// STARTTLS with a certificate valid for the host name, or nothing.
+    Required,
+    /// TLS from the first octet, certificate verified (RFC 8314).
+    Implicit,
+}
+
+/// One host to try and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub host: String,
+    pub port: u16,
+    pub tls: HopTls,
+    /// AUTH for an upstream relay.
+    pub credentials: Option<(String, Password)>,
+    /// Why TLS is required, for the deferral's text.
+    pub because: Option<String>,
+}
+
+impl Hop {
+    pub fn plain(host: String, port: u16) -> Hop {
+        Hop { host, port, tls: HopTls::Opportunistic, credentials: None, because: None }
+    }
+}
+
+/// The hosts to try for mail from `sender_domain` (the store it is kept
+/// in) to `domain`, best first.
+pub async fn plan(s: &Shared, sender_domain: &str, domain: &str) -> Result<Vec<Hop>, NoHost> {
+    let dir = s.dir();
+    let config = &dir.config;
+    let local_recipient = config.is_local_domain(domain);
+    if !local_recipient && let Some(r) = s.config.outbound.relay_for(sender_domain) {
+        let tls = match r.tls {
+            RelayTls::StartTls => HopTls::Required,
+            RelayTls::Implicit => HopTls::Implicit,
+        };
+        let because = Some(format!("the upstream relay {}:{}", r.host, r.port));
+        return Ok(vec![Hop { host: r.host.clone(), port: r.port, tls, credentials: r.credentials.clone(), because }]);
+    }
+    let mx_route = config.legacy_host(domain).is_none();
+    let mut hops: Vec<Hop> = smtp_hosts(s, domain).await?.into_iter().map(|(h, p)| Hop::plain(h, p)).collect();
+    if s.config.outbound.tls_policy(domain) == TlsPolicy::Required {
+        for h in &mut hops {
+            h.tls = HopTls::Required;
+            h.because = Some(format!("smtp.destinations.{domain:?} (tls = required)"));
+        }
+    }
+    if !mx_route || !s.config.outbound.mta_sts {
+        return Ok(hops);
+    }
+    let policy = s.mta_sts.lookup(s.peers.locator().dns().as_ref(), &s.peers, domain).await;
+    match policy {
+        Some(p) if p.mode == Mode::Enforce => {
+            let listed: Vec<Hop> = hops
+                .into_iter()
+                .filter(|h| p.allows(&h.host))
+                .map(|h| Hop {
+                    tls: HopTls::Required,
+                    because: Some(format!("the MTA-STS policy of {domain} (enforce)")),
+                    ..h
+                })
+                .collect();
+            if listed.is_empty() {
+                return Err(NoHost::Temporary(format!(
+                    "the MTA-STS policy of {domain} (enforce) lists none of its MX hosts (it lists {})",
+                    p.mx.join(", ")
+                )));
+            }
+            Ok(listed)
+        }
+        Some(p) if p.mode == Mode::Testing => {
+            if let Some(h) = hops.iter().find(|h| !p.allows(&h.host)) {
+                tracing::warn!(%domain, host = %h.host, "MTA-STS (testing): an MX host the policy does not list");
+            }
+            Ok(hops)
+        }
+        _ => Ok(hops),
+    }
 }
 
 /// Orders MX records: by preference, equal ones in random order.

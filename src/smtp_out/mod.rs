@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod dkim;
 pub mod dsn;
 pub mod hosts;
+pub mod mta_sts;
 pub mod pool;
 pub mod probe;
 pub mod render;
