@@ -57,7 +57,9 @@ impl Dns {
     }
 
     pub async fn txt(&self, owner: &str, text: &str) {
-        let txt = TXT::new(vec![text.to_string()]);
+        // Character-strings of at most 255 octets (an RSA key is longer).
+        let parts = text.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        let txt = TXT::new(parts);
         self.zone.upsert(Record::from_rdata(name(owner), 0, RData::TXT(txt)), 2).await;
     }
 

@@ -110,7 +110,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         let step = session.step();
         let step = match step {
             Step::CheckRecipient(addr) => {
-                let dest = destination(s, kind, &addr).await;
+                let sender_domain = session.user().map(|u| u.domain().to_string());
+                let dest = destination(s, kind, &addr, sender_domain.as_deref()).await;
                 let verdict = recipient_verdict(kind, &addr, &dest);
                 let step = session.recipient_checked(addr, verdict, dest.is_relay());
                 if matches!(step, Step::Close(_)) {
@@ -266,7 +267,7 @@ fn listener_name(kind: ListenerKind) -> &'static str {
 }
 
 /// Looks up what the policy needs to know about `rcpt`.
-async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Destination {
+async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address, sender_domain: Option<&str>) -> Destination {
     if let Some(token) = crate::smtp_out::deliver::return_token(rcpt)
         && rcpt.domain() == s.config.smtp.store_domain
     {
@@ -282,6 +283,13 @@ async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address) -> Destinat
     } else {
         match s.peers.locator().locate(Service::Notify, rcpt.domain()).await {
             // No IM2000 here: an authenticated user's mail goes out by SMTP.
+            // Through an upstream relay it goes whatever the domain's MX
+            // records say (the relay judges them), as Postfix's relayhost.
+            Err(LocateError::NoService(..))
+                if sender_domain.is_some_and(|d| s.config.outbound.relay_for(d).is_some()) =>
+            {
+                Destination::Relay(Ok(()))
+            }
             Err(LocateError::NoService(..)) => {
                 Destination::Relay(crate::smtp_out::hosts::smtp_hosts(s, rcpt.domain()).await.map(drop))
             }

@@ -24,7 +24,7 @@ pub struct World {
     /// The port nodes deliver to MX hosts on (instead of 25).
     pub relay_port: std::sync::Mutex<Option<u16>>,
     /// Extra keys for a domain's `[[domain]]` table (routes).
-    domain_keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    pub domain_keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// `im2000.private_peers` of nodes started after: every test peer is
     /// on loopback, so true unless a test checks the refusal itself.
     pub private_peers: std::sync::Mutex<bool>,

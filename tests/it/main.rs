@@ -13,5 +13,6 @@ mod legacy;
 mod migration;
 mod notify;
 mod recipient_access;
+mod sender_auth;
 mod smtp;
 mod tls;
