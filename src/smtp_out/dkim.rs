@@ -125,7 +125,19 @@ impl Signer {
             Key::Rsa(k) => k.sign(message),
             Key::Ed25519(k) => k.sign(message),
         };
-        signature.map(|s| s.to_header()).map_err(|e| e.to_string())
+        let header = signature.map(|s| s.to_header()).map_err(|e| e.to_string())?;
+        Ok(glue_final_semicolon(header))
+    }
+}
+
+/// mail-auth folds a long `b=` so that the closing `;` sits on a line of
+/// its own. Verifiers that delete the `b=` value but keep the whitespace
+/// around it (dkimpy does) then hash `b= ;` where the signer hashed `b=;`,
+/// and every RSA signature fails: the `;` goes back onto the value's line.
+fn glue_final_semicolon(header: String) -> String {
+    match header.strip_suffix(";\r\n").map(str::trim_end) {
+        Some(value) => format!("{value};\r\n"),
+        None => header,
     }
 }
 
@@ -302,6 +314,17 @@ mod tests {
             }
             // From oversigned: listed once more than it appears.
             assert!(flat.to_ascii_lowercase().contains("from:from:"), "{header}");
+        }
+    }
+
+    #[test]
+    fn the_closing_semicolon_stays_on_the_value_line() {
+        let cases = [
+            ("DKIM-Signature: a=1; b=AAAA\r\n\tBBBB==\r\n\t;\r\n", "DKIM-Signature: a=1; b=AAAA\r\n\tBBBB==;\r\n"),
+            ("DKIM-Signature: a=1; b=AAAA==;\r\n", "DKIM-Signature: a=1; b=AAAA==;\r\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(glue_final_semicolon(input.to_string()), want);
         }
     }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Interop: the real imgate binary against SMTP software nobody here wrote —
-# swaks as a client (MX, submission with STARTTLS + AUTH, relay attempts),
-# aiosmtpd and Postfix as legacy hosts receiving IM2000 mail, and
-# smtp-source bursts. Installs them from Debian. Prints "N passed, M failed"
+# swaks as a client (MX, submission with STARTTLS + AUTH, implicit TLS,
+# relay attempts), aiosmtpd and Postfix as legacy hosts receiving IM2000
+# mail, Postfix with SASL as an upstream relay and as a recipient's MX,
+# NSD as the authoritative DNS, dkimpy signing and verifying, an HTTPS
+# MTA-STS policy server, and smtp-source bursts. Installs them from Debian. Prints "N passed, M failed"
 # and exits non-zero on any failure.
 #
 # Rewrites /etc/postfix/main.cf (and starts/stops Postfix): run it as root on
@@ -15,11 +17,17 @@ command -v swaks >/dev/null || need+=(swaks)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 [ -x /usr/sbin/smtp-source ] || need+=(postfix)
 command -v openssl >/dev/null || need+=(openssl)
+command -v nsd >/dev/null || need+=(nsd)
+/usr/bin/python3 -c 'import dkim, dns.resolver, nacl' 2>/dev/null || need+=(python3-dkim python3-dnspython python3-nacl)
+command -v saslpasswd2 >/dev/null || need+=(sasl2-bin)
+[ -e /usr/lib/x86_64-linux-gnu/sasl2/libplain.so ] || ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>&1 || need+=(libsasl2-modules)
 if [ ${#need[@]} -gt 0 ]; then
   echo "interop: installing ${need[*]}" >&2
   apt-get update -qq
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  # The packaged NSD starts itself on port 53; the test runs its own.
+  systemctl stop nsd >/dev/null 2>&1; systemctl disable nsd >/dev/null 2>&1; pkill -x nsd
 fi
 scripts/setup
 cargo build --quiet --bin imgate || exit 1
@@ -30,6 +38,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   postfix stop >/dev/null 2>&1
+  [ -f "$work/nsd/nsd.pid" ] && kill "$(cat "$work/nsd/nsd.pid")" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -65,7 +74,7 @@ eventually() { # seconds, command...
   "$@"
 }
 
-read -r PUB PRIV MX SUB AIO PF ADM SMUG < <(free_ports 8)
+read -r PUB PRIV MX SUB AIO PF ADM SMUG DNSP SUBS UP MXP < <(free_ports 12)
 
 # --- legacy hosts: aiosmtpd (Maildir) and Postfix (virtual mailboxes) -----
 mkdir -p "$work/aio/tmp" "$work/aio/new" "$work/aio/cur"
@@ -78,25 +87,83 @@ pids+=($!)
 chmod 755 "$work"; mkdir -p "$work/vmail"; chmod 777 "$work/vmail"
 [ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
 [ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
-printf 'bob@pf.test pf.test/bob/\n' > "$work/vmailboxes"
+printf 'bob@pf.test pf.test/bob/\ndest@far.test far.test/dest/\nuser@sts.test sts.test/user/\n' > "$work/vmailboxes"
 postmap "$work/vmailboxes"
 postconf -e "inet_interfaces = loopback-only" "mydestination =" "myhostname = postfix.pf.test" \
-  "mynetworks = 127.0.0.0/8" "virtual_mailbox_domains = pf.test" "virtual_mailbox_base = $work/vmail" \
+  "mynetworks = 127.0.0.0/8" "virtual_mailbox_domains = pf.test far.test sts.test" "virtual_mailbox_base = $work/vmail" \
   "virtual_mailbox_maps = hash:$work/vmailboxes" "virtual_uid_maps = static:65534" "virtual_gid_maps = static:65534" \
   "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination" \
   "local_transport = discard" "default_transport = discard" "relay_transport = discard" \
-  "compatibility_level = 3.6" "maillog_file = /var/log/postfix-interop.log"
+  "compatibility_level = 3.6" "maillog_file = /var/log/postfix-interop.log" \
+  "smtpd_tls_cert_file = $work/cert.pem" "smtpd_tls_key_file = $work/key.pem" "smtpd_tls_security_level = may" \
+  "smtpd_sasl_type = cyrus" "smtpd_sasl_path = smtpd" "smtpd_sasl_local_domain = postfix.pf.test"
 postconf -M "${PF}/inet=${PF} inet n - n - - smtpd"
-postfix stop >/dev/null 2>&1; postfix start >/dev/null 2>&1
+# An upstream relay: TLS and AUTH required, nothing relayed without them.
+postconf -M "${UP}/inet=${UP} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes -o smtpd_client_restrictions=permit_sasl_authenticated,reject -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject"
+# The MX of sts.test (an MTA-STS domain), with STARTTLS.
+postconf -M "127.0.0.1:${MXP}/inet=127.0.0.1:${MXP} inet n - n - - smtpd"
+mkdir -p /etc/postfix/sasl
+printf 'pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n' > /etc/postfix/sasl/smtpd.conf
+echo "rita-relay-pw" | saslpasswd2 -p -c -u postfix.pf.test rita
+chown root:postfix /etc/sasldb2; chmod 640 /etc/sasldb2
 
-# --- imgate: one.test (IM2000 users), legacy.test (aiosmtpd), pf.test (Postfix)
+# --- imgate: one.test (IM2000 users), legacy.test (aiosmtpd), pf.test (Postfix),
+# relayed.test (through the upstream Postfix), and MX deliveries to the
+# MTA-STS domains of the test DNS.
 # A private CA and a certificate for 127.0.0.1 / localhost signed by it.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=imgate interop CA" \
   -keyout "$work/ca.key" -out "$work/ca.pem" >/dev/null 2>&1
 openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$work/key.pem" -out "$work/leaf.csr" >/dev/null 2>&1
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$work/san.ext"
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:upstream.test,DNS:mx.sts.test,DNS:mx.plainsts.test,DNS:mta-sts.sts.test,DNS:mta-sts.badsts.test,DNS:mta-sts.plainsts.test\n' > "$work/san.ext"
 openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
   -extfile "$work/san.ext" -out "$work/cert.pem" >/dev/null 2>&1
+postfix stop >/dev/null 2>&1; postfix start >/dev/null 2>&1
+
+# DKIM keys: imgate's own (both algorithms), and one for dkimpy to sign with.
+"$IMGATE" dkim-keygen --domain one.test --selector rsa2026 --out "$work/one-rsa.pem" > "$work/dkim-rsa.txt" || exit 1
+"$IMGATE" dkim-keygen --domain one.test --selector ed2026 --algorithm ed25519 --out "$work/one-ed.pem" > "$work/dkim-ed.txt" || exit 1
+openssl genrsa -out "$work/signer.pem" 2048 >/dev/null 2>&1
+SIGNER_P=$(openssl rsa -in "$work/signer.pem" -pubout -outform DER 2>/dev/null | base64 -w0)
+# --- NSD, authoritative for test.: what a real zone would publish ---------
+mkdir -p "$work/nsd"
+{
+  printf '$ORIGIN test.\n$TTL 60\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n@ IN NS ns.test.\nns IN A 127.0.0.1\n'
+  grep -h '_domainkey' "$work/dkim-rsa.txt" "$work/dkim-ed.txt"
+  printf 'one.test. IN TXT "v=spf1 -all"\n_dmarc.one.test. IN TXT "v=DMARC1; p=reject"\n'
+  printf 's1._domainkey.signer.test. IN TXT "v=DKIM1; k=rsa; p=%s" "%s"\n' "${SIGNER_P:0:200}" "${SIGNER_P:200}"
+  printf '_dmarc.signer.test. IN TXT "v=DMARC1; p=none"\n'
+  printf 'upstream.test. IN A 127.0.0.1\nfar.test. IN MX 10 upstream.test.\n'
+  printf 'sts.test. IN MX 10 mx.sts.test.\nmx.sts.test. IN A 127.0.0.1\n_mta-sts.sts.test. IN TXT "v=STSv1; id=1"\nmta-sts.sts.test. IN A 127.0.0.1\n'
+  printf 'badsts.test. IN MX 10 mx.badsts.test.\nmx.badsts.test. IN A 127.0.0.1\n_mta-sts.badsts.test. IN TXT "v=STSv1; id=1"\nmta-sts.badsts.test. IN A 127.0.0.1\n'
+  printf 'tlsreq.test. IN MX 10 mx.plainsts.test.\n'
+  printf 'plainsts.test. IN MX 10 mx.plainsts.test.\nmx.plainsts.test. IN A 127.0.0.3\n_mta-sts.plainsts.test. IN TXT "v=STSv1; id=1"\nmta-sts.plainsts.test. IN A 127.0.0.1\n'
+} > "$work/nsd/test.zone"
+cat > "$work/nsd/nsd.conf" <<NSD
+server:
+  ip-address: 127.0.0.1@$DNSP
+  username: ""
+  zonesdir: "$work/nsd"
+  database: ""
+  pidfile: "$work/nsd/nsd.pid"
+  xfrdfile: "$work/nsd/xfrd.state"
+  zonelistfile: "$work/nsd/zone.list"
+  logfile: "$work/nsd/nsd.log"
+remote-control:
+  control-enable: no
+zone:
+  name: "test"
+  zonefile: "test.zone"
+NSD
+nsd -c "$work/nsd/nsd.conf" || { echo "nsd did not start"; cat "$work/nsd/nsd.log"; exit 1; }
+# The MTA-STS policy server (HTTPS on 443, as RFC 8461 fixes), and a
+# recipient MX without STARTTLS for plainsts.test.
+/usr/bin/python3 tests/interop/internet.py policies "$work/cert.pem" "$work/key.pem" 443 &
+pids+=($!)
+/usr/bin/python3 -m aiosmtpd -n -l "127.0.0.3:$MXP" -c aiosmtpd.handlers.Sink &
+pids+=($!)
+echo "rita-relay-pw" > "$work/relay.pw"
+export IMGATE_BAD_RELAY_PW="not-the-password"
+
 cat > "$work/imgate.toml" <<TOML
 hostname = "localhost"
 data_dir = "$work/data"
@@ -104,10 +171,16 @@ data_dir = "$work/data"
 public = ["127.0.0.1:$PUB"]
 private = ["127.0.0.1:$PRIV"]
 admin = ["127.0.0.1:$ADM"]
+private_peers = true
 [smtp]
 mx = ["127.0.0.1:$MX"]
 submission = ["127.0.0.1:$SUB"]
-verify_sender = false
+submissions = ["127.0.0.1:$SUBS"]
+relay_port = $MXP
+[smtp.destinations."tlsreq.test"]
+tls = "required"
+[dns]
+nameservers = ["127.0.0.1:$DNSP"]
 [notify]
 retry_min = "1s"
 [tls]
@@ -116,6 +189,24 @@ key = "$work/key.pem"
 ca = "$work/ca.pem"
 [[domain]]
 name = "one.test"
+[[domain.dkim]]
+selector = "rsa2026"
+key = "$work/one-rsa.pem"
+[[domain.dkim]]
+selector = "ed2026"
+key = "$work/one-ed.pem"
+[[domain]]
+name = "relayed.test"
+[domain.relayhost]
+host = "upstream.test:$UP"
+username = "rita"
+password_file = "$work/relay.pw"
+[[domain]]
+name = "badrelay.test"
+[domain.relayhost]
+host = "upstream.test:$UP"
+username = "rita"
+password_env = "IMGATE_BAD_RELAY_PW"
 [[domain]]
 name = "legacy.test"
 route = "legacy"
@@ -138,13 +229,19 @@ password = "dora-pw"
 address = "erin@pf.test"
 password = "erin-pw"
 [[user]]
+address = "rita@relayed.test"
+password = "rita-pw"
+[[user]]
+address = "bert@badrelay.test"
+password = "bert-pw"
+[[user]]
 address = "ops@one.test"
 password = "ops-pw"
 admin = true
 TOML
 "$IMGATE" serve --config "$work/imgate.toml" >"$work/imgate.log" 2>&1 &
 pids+=($!)
-wait_port "$MX" && wait_port "$AIO" && wait_port "$PF" && wait_port "$SMUG" || { echo "a server did not start"; cat "$work/imgate.log"; exit 1; }
+wait_port "$MX" && wait_port "$AIO" && wait_port "$PF" && wait_port "$SMUG" && wait_port 443 || { echo "a server did not start"; cat "$work/imgate.log"; exit 1; }
 
 # The CLI finds the private listener (HTTPS, our CA) and the users'
 # passwords in the configuration.
@@ -233,6 +330,76 @@ check "smuggling scanner variants inbound: all 7 refused, nothing filed" bash -c
 check "smuggling scanner variants outbound: one clean copy each at the legacy host, NUL not relayed" \
   /usr/bin/python3 tests/interop/smuggling.py outbound "https://127.0.0.1:$PRIV" "$work/ca.pem" \
     alice@one.test alice-pw x@smug.test "$work/smuggled.jsonl"
+
+# --- the internet's terms: DKIM, DMARC, 465, an upstream relay, MTA-STS --
+Q() { "$IMGATE" queue --config "$C" --user ops@one.test --json list; }
+export -f Q
+printf 'From: alice@one.test\r\nTo: dkim@smug.test\r\nSubject: signed\r\nDate: Tue, 1 Dec 2026 00:00:00 +0000\r\nMessage-ID: <dkim1@one.test>\r\n\r\nsigned by imgate, checked by dkimpy\r\n.dot line\r\n' > "$work/signed.eml"
+check "dkimpy verifies both of imgate's signatures (RSA, Ed25519) on mail to a legacy host" bash -c "
+  \"$IMGATE\" send --config $C --from alice@one.test --to dkim@smug.test $work/signed.eml >/dev/null || exit 1
+  for i in \$(seq 100); do grep -q dkim@smug.test $work/smuggled.jsonl 2>/dev/null && break; sleep 0.1; done
+  /usr/bin/python3 tests/interop/internet.py verify $work/smuggled.jsonl dkim@smug.test $DNSP 2"
+check "dns-check finds both DKIM keys in NSD; a key that is not the published one is named" bash -c "
+  \"$IMGATE\" dns-check --config $C one.test > $work/dnscheck.out 2>&1
+  grep -q '^ok .*rsa2026._domainkey.one.test' $work/dnscheck.out && grep -q '^ok .*ed2026._domainkey.one.test' $work/dnscheck.out \
+    && grep -q '^ok .*_dmarc.one.test' $work/dnscheck.out || { cat $work/dnscheck.out; exit 1; }
+  \"$IMGATE\" dkim-keygen --domain one.test --selector rsa2026 --out $work/other.pem >/dev/null || exit 1
+  sed 's#$work/one-rsa.pem#$work/other.pem#' $C > $work/other.toml
+  \"$IMGATE\" dns-check --config $work/other.toml one.test > $work/dnscheck2.out 2>&1
+  grep -q '^wrong .*rsa2026._domainkey.one.test.*other.pem' $work/dnscheck2.out || { cat $work/dnscheck2.out; exit 1; }"
+check "check-config names the domain and the file of a DKIM key that does not parse" bash -c "
+  echo 'not a key' > $work/broken.pem
+  sed 's#$work/one-ed.pem#$work/broken.pem#' $C > $work/broken.toml
+  ! \"$IMGATE\" check-config $work/broken.toml > $work/cc.out 2>&1 && grep -q 'one.test' $work/cc.out && grep -q broken.pem $work/cc.out || { cat $work/cc.out; exit 1; }"
+check "a dkimpy-signed message is filed dkim=pass; its body changed in transit, dkim=fail" bash -c "
+  printf 'From: news@signer.test\r\nTo: alice@one.test\r\nSubject: signed elsewhere\r\nDate: Tue, 1 Dec 2026 00:00:00 +0000\r\n\r\noriginal body\r\n' \
+    | /usr/bin/python3 tests/interop/internet.py sign $work/signer.pem s1 signer.test > $work/dkimpy.eml || exit 1
+  sed 's/original body/changed body/' $work/dkimpy.eml > $work/tampered.eml
+  swaks --server 127.0.0.1:$MX --from news@signer.test --to alice@one.test --data $work/dkimpy.eml --hide-all || exit 1
+  swaks --server 127.0.0.1:$MX --from news@signer.test --to alice@one.test --data $work/tampered.eml --hide-all || exit 1
+  for i in \$(seq 50); do
+    \"$IMGATE\" inbox --config $C --json alice@one.test > $work/inbox.json && /usr/bin/python3 -c '
+import json, sys
+o = [e[\"notification\"][\"origin\"] for e in json.load(open(sys.argv[1])) if e[\"notification\"][\"sender\"] == \"news@signer.test\"]
+assert [x[\"dkim\"] for x in o[-2:]] == [\"pass\", \"fail\"], o
+' $work/inbox.json 2>$work/inbox.err && exit 0; sleep 0.2
+  done; cat $work/inbox.err; exit 1"
+check "swaks: MX refuses a spoof of one.test (its DMARC says reject) with 550 5.7.1" bash -c "
+  swaks --server 127.0.0.1:$MX --from someone@far.test --to dora@one.test --header 'From: ceo@one.test' > $work/spoof.out 2>&1
+  grep -q '<\*\* *550 5.7.1.*one.test' $work/spoof.out || { cat $work/spoof.out; exit 1; }"
+check "swaks: implicit-TLS submission (port 465 style) with AUTH PLAIN, certificate verified" \
+  swaks --server "127.0.0.1:$SUBS" --tlsc --tls-verify --tls-ca-path "$work/ca.pem" --auth PLAIN \
+    --auth-user alice@one.test --auth-password alice-pw --from alice@one.test --to dora@one.test --hide-all
+check "the implicit-TLS listener says nothing in plain text" bash -c "
+  ! swaks --server 127.0.0.1:$SUBS --quit-after CONNECT --timeout 3 >/dev/null 2>&1"
+check "relayhost: a relayed.test user's mail goes through the upstream Postfix (STARTTLS, AUTH) to far.test" bash -c "
+  swaks --server 127.0.0.1:$SUB --tls --auth PLAIN --auth-user rita@relayed.test --auth-password rita-pw \
+    --from rita@relayed.test --to dest@far.test --header 'Subject: via upstream' --hide-all || exit 1
+  for i in \$(seq 200); do f=\$(grep -l 'Subject: via upstream' $work/vmail/far.test/dest/new/* 2>/dev/null | head -1); [ -n \"\$f\" ] && break; sleep 0.1; done
+  [ -n \"\$f\" ] && grep -q 'with ESMTPSA' \"\$f\" || { [ -n \"\$f\" ] && cat \"\$f\"; Q; tail -20 /var/log/postfix-interop.log; exit 1; }"
+check "relayhost refusing our credentials: a deferral with its 535 in queue list, the password nowhere" bash -c "
+  swaks --server 127.0.0.1:$SUB --tls --auth PLAIN --auth-user bert@badrelay.test --auth-password bert-pw \
+    --from bert@badrelay.test --to dest@far.test --hide-all || exit 1
+  for i in \$(seq 100); do Q > $work/q.out 2>&1; grep -q 'refused our credentials.*535' $work/q.out && break; sleep 0.2; done
+  grep -q 'refused our credentials.*535' $work/q.out || { cat $work/q.out; exit 1; }
+  ! grep -q 'not-the-password' $work/q.out $work/imgate.log"
+check "MTA-STS enforce: mail to sts.test goes over verified TLS to the MX its policy lists" bash -c "
+  swaks --server 127.0.0.1:$SUB --tls --auth PLAIN --auth-user alice@one.test --auth-password alice-pw \
+    --from alice@one.test --to user@sts.test --header 'Subject: over sts' --hide-all || exit 1
+  for i in \$(seq 200); do f=\$(grep -l 'Subject: over sts' $work/vmail/sts.test/user/new/* 2>/dev/null | head -1); [ -n \"\$f\" ] && break; sleep 0.1; done
+  [ -n \"\$f\" ] && grep -q 'with ESMTPS' \"\$f\" || { Q; tail -20 /var/log/postfix-interop.log; exit 1; }"
+check "MTA-STS enforce or tls = required: an MX the policy does not list, or one without STARTTLS, is a deferral saying why" bash -c "
+  for d in badsts.test plainsts.test tlsreq.test; do
+    swaks --server 127.0.0.1:$SUB --tls --auth PLAIN --auth-user alice@one.test --auth-password alice-pw \
+      --from alice@one.test --to user@\$d --hide-all || exit 1
+  done
+  for i in \$(seq 100); do
+    Q > $work/q2.out 2>&1
+    grep -q 'MTA-STS policy of badsts.test (enforce) lists none' $work/q2.out \
+      && grep -q 'TLS required by the MTA-STS policy of plainsts.test' $work/q2.out \
+      && grep -q 'TLS required by smtp.destinations..tlsreq.test' $work/q2.out && exit 0
+    sleep 0.2
+  done; cat $work/q2.out; exit 1"
 
 echo
 echo "interop: $passed passed, $failed failed"
