@@ -179,7 +179,14 @@ async fn dns_records_are_printed_and_checked_against_real_dns() {
     assert!(text.contains("ok       _im2000-store._tcp.one.test SRV"), "{text}");
     assert!(text.contains("missing  one.test MX → node.one.test"), "{text}");
 
+    assert!(text.contains("missing  one.test TXT v=spf1 a:node.one.test -all"), "{text}");
+    assert!(text.contains("missing  _dmarc.one.test TXT v=DMARC1"), "{text}");
+    assert!(zone.contains("one.test. 3600 IN TXT \"v=spf1 a:node.one.test -all\""), "{zone}");
+    assert!(zone.contains("; note: no DKIM key signs one.test's mail"), "{zone}");
+
     w.dns.mx("one.test", 10, "node.one.test").await;
+    w.dns.txt("one.test", "v=spf1 a:node.one.test -all").await;
+    w.dns.txt("_dmarc.one.test", "v=DMARC1; p=none").await;
     let out = check(args).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));

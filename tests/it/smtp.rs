@@ -66,14 +66,21 @@ async fn legacy_sender_reaches_an_im2000_user_through_the_mx() {
     assert_eq!(n["origin"]["dkim"], "none", "{n}");
     assert_eq!(n["origin"]["dmarc"], "pass", "{n}");
 
-    // A sender whose domain's SPF does not allow this client: the verdict
-    // travels with the notification for the recipient to judge.
-    send(&mx, &envelope("ceo@forged.test", &["bob@two.test"]), LEGACY).await;
+    // A sender whose domain's SPF does not allow this client (and which
+    // publishes no DMARC): the verdict travels with the notification for
+    // the recipient to judge.
+    let forged_content = LEGACY.replace("someone@legacy.test", "ceo@forged.test");
+    send(&mx, &envelope("ceo@forged.test", &["bob@two.test"]), &forged_content).await;
     let forged = eventually("the second notification", || async {
         inbox(&two, "bob@two.test").await.into_iter().find(|e| e["notification"]["sender"] == "ceo@forged.test")
     })
     .await;
     assert_eq!(forged["notification"]["origin"]["spf"], "fail");
+    // The same client claiming legacy.test in From: fails that domain's
+    // DMARC (p=reject): refused in the session.
+    let err =
+        mx.send_raw(&envelope("ceo@forged.test", &["bob@two.test"]), LEGACY.trim_end().as_bytes()).await.unwrap_err();
+    assert!(err.to_string().contains("5.7.1 DMARC policy of legacy.test"), "{err}");
 
     let body = http().get(format!("{}/messages/{}", two.public_url(), n["id"].as_str().unwrap())).send().await.unwrap();
     let body = body.text().await.unwrap();
