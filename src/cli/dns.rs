@@ -60,12 +60,6 @@ impl TxtKind {
     }
 }
 
-/// The MTA-STS policy for a node's MX (to serve at
-/// `https://mta-sts.<domain>/.well-known/mta-sts.txt`).
-pub fn mta_sts_policy(config: &Config) -> String {
-    format!("version: STSv1\nmode: enforce\nmx: {}\nmax_age: 604800\n", config.hostname)
-}
-
 /// The records `domain` needs for `config`'s listeners and keys, and notes
 /// for what cannot be said as a record.
 pub fn expected(config: &Config, signers: &Signers, domain: &str) -> (Vec<Expected>, Vec<String>) {
@@ -127,7 +121,7 @@ pub fn expected(config: &Config, signers: &Signers, domain: &str) -> (Vec<Expect
         what: TxtKind::Dmarc,
     });
     if config.tls.is_some() && !config.smtp.mx.is_empty() {
-        let policy = mta_sts_policy(config);
+        let policy = crate::im2000::well_known::mta_sts_policy(&config.hostname);
         // The id changes when the policy does: senders then fetch it again.
         let digest = <sha2::Sha256 as sha2::Digest>::digest(policy.as_bytes());
         let id = crate::proto::hex::encode(&digest[..8]);
@@ -137,8 +131,9 @@ pub fn expected(config: &Config, signers: &Signers, domain: &str) -> (Vec<Expect
             what: TxtKind::MtaSts,
         });
         notes.push(format!(
-            "MTA-STS: serve this policy at https://mta-sts.{domain}/.well-known/mta-sts.txt (a certificate for mta-sts.{domain}): {}",
-            policy.trim_end().replace('\n', "; ")
+            "MTA-STS: the public listener serves the policy ({}) at /.well-known/mta-sts.txt; \
+             senders fetch https://mta-sts.{domain}/ on port 443, so point mta-sts.{domain} at this node with a certificate for that name",
+            policy.trim_end().replace("\r\n", "; ")
         ));
     }
     (out, notes)

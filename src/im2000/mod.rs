@@ -14,6 +14,7 @@ pub mod originator;
 pub mod recipient_access;
 pub mod scrape;
 pub mod server;
+pub mod well_known;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +35,7 @@ pub fn public_router(s: Shared) -> Router {
         .route("/im2000/v1/lists/{list}", get(recipient_access::scan_list))
         .route("/im2000/v1/probe", post(recipient_access::probe_many))
         .route("/im2000/v1/notifications", post(notifications::submit))
+        .route("/.well-known/mta-sts.txt", get(well_known::mta_sts))
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_NOTIFY_BODY))

@@ -81,3 +81,22 @@ async fn a_reload_swaps_the_certificate_and_keeps_open_connections() {
     one.node.reload(imgate::config::Config::load(&one.config_path).unwrap()).await;
     assert_eq!(served_certificate(one.public).await, renewed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_serves_the_mta_sts_policy_of_its_mx() {
+    let w = World::with_tls(&["one.test"]).await;
+    let one = w.start("one.test", &["alice"]).await;
+    let url = format!("https://{}/.well-known/mta-sts.txt", one.public);
+    let resp = http().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    let policy = imgate::smtp_out::mta_sts::Policy::parse(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(policy.mode, imgate::smtp_out::mta_sts::Mode::Enforce);
+    assert!(policy.allows("node.one.test"), "{policy:?}");
+
+    // Without TLS there is nothing to enforce: no policy.
+    let plain = World::new().await;
+    let two = plain.start("two.test", &["bob"]).await;
+    let resp = http().get(format!("http://{}/.well-known/mta-sts.txt", two.public)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+}
