@@ -23,7 +23,7 @@ build_imgate
 make_work
 
 SINK=$((PORT + 9))
-"$SINK_BIN" -u nobody -c "127.0.0.1:$SINK" 1000 &
+"$SINK_BIN" -u nobody "127.0.0.1:$SINK" 1000 >/dev/null 2>&1 &
 at_exit "kill $!"
 "$IMGATE" dkim-keygen --domain one.bench --selector rsa --out "$work/rsa.pem" >/dev/null
 "$IMGATE" dkim-keygen --domain one.bench --selector ed --algorithm ed25519 --out "$work/ed.pem" >/dev/null
