@@ -7,12 +7,18 @@
 # messages) on loopback. Both sync to disk before saying 250: Postfix fsyncs
 # each queue file (its default) and discards on delivery; imgate syncs the
 # stored message, its recipient record and queued notification, then files
-# the notification in the local inbox. Sender checks (SPF/DKIM/DMARC) are off
-# in imgate, as Postfix runs no policy service here. Each is run three times;
-# the median rate and the ratio imgate/Postfix are printed.
+# the notification in the local inbox. Two imgate nodes take the load: one
+# with sender checks (SPF/DKIM/DMARC) off, as Postfix runs no policy service
+# here, and one with them on, resolving through NSD on loopback, which
+# answers for the sender's domain as a real zone would (SPF and DMARC
+# records; smtp-source's messages carry no signature, so DKIM finds none to
+# look up). imgate's resolver caches no answer when nameservers are
+# configured, so every message costs its SPF and DMARC queries. Each is run three times; the median rates and the ratios
+# imgate/Postfix are printed.
 #
-# Installs Postfix (for smtp-source and the comparison) with apt-get; run as
-# root on a machine you may reconfigure (it rewrites /etc/postfix/main.cf).
+# Installs Postfix (for smtp-source and the comparison) and NSD with
+# apt-get; run as root on a machine you may reconfigure (it rewrites
+# /etc/postfix/main.cf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -22,7 +28,8 @@ SIZE=${3:-4096}
 IMGATE_PORT=${IMGATE_PORT:-2625}
 POSTFIX_PORT=${POSTFIX_PORT:-2626}
 
-need postfix:smtp-source
+need postfix:smtp-source nsd:nsd
+pkill -x nsd || true
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
 build_imgate
@@ -63,6 +70,44 @@ level = "warn"
 TOML
 start_imgate
 
+# --- NSD for example.org, and the node that checks senders through it ----
+DNS_PORT=$((IMGATE_PORT + 20))
+mkdir -p "$work/nsd"
+cat > "$work/nsd/example.org.zone" <<ZONE
+\$ORIGIN example.org.
+\$TTL 300
+@ IN SOA ns hostmaster 1 3600 600 86400 300
+@ IN NS ns
+ns IN A 127.0.0.1
+@ IN TXT "v=spf1 ip4:127.0.0.1 -all"
+_dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.org"
+ZONE
+cat > "$work/nsd/nsd.conf" <<NSD
+server:
+  ip-address: 127.0.0.1@$DNS_PORT
+  username: ""
+  zonesdir: "$work/nsd"
+  database: ""
+  pidfile: "$work/nsd/nsd.pid"
+  xfrdfile: "$work/nsd/xfrd.state"
+  zonelistfile: "$work/nsd/zone.list"
+  logfile: "$work/nsd/nsd.log"
+remote-control:
+  control-enable: no
+zone:
+  name: "example.org"
+  zonefile: "example.org.zone"
+NSD
+nsd -c "$work/nsd/nsd.conf"
+at_exit 'kill $(cat "$work/nsd/nsd.pid")'
+CHECKS_PORT=$((IMGATE_PORT + 10))
+sed -e "s#imgate-data#checks-data#" -e "s#127.0.0.1:$IMGATE_PORT#127.0.0.1:$CHECKS_PORT#" \
+  -e "s#127.0.0.1:$((IMGATE_PORT + 2))#127.0.0.1:$((CHECKS_PORT + 2))#" -e "s#verify_sender = false#verify_sender = true#" \
+  "$work/imgate.toml" > "$work/checks.toml"
+printf '[dns]\nnameservers = ["127.0.0.1:%s"]\n' "$DNS_PORT" >> "$work/checks.toml"
+start_imgate checks
+
+wait_port "$CHECKS_PORT" || { cat "$work/checks.log"; exit 1; }
 wait_port "$IMGATE_PORT" || { cat "$work/imgate.log"; exit 1; }
 wait_port "$POSTFIX_PORT" || { echo "postfix did not start" >&2; exit 1; }
 
@@ -77,28 +122,39 @@ median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 
 "$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$IMGATE_PORT"   # warm-up
 "$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$POSTFIX_PORT"
-i=(); p=()
+"$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$CHECKS_PORT"
+i=(); p=(); c=()
 for _ in 1 2 3; do
   i+=("$(run "$IMGATE_PORT")")
   p+=("$(run "$POSTFIX_PORT")")
+  c+=("$(run "$CHECKS_PORT")")
 done
-mi=$(median "${i[@]}"); mp=$(median "${p[@]}")
+mi=$(median "${i[@]}"); mp=$(median "${p[@]}"); mc=$(median "${c[@]}")
 printf 'smtp ingest: %d messages of %d octets over %d sessions (median of 3)\n' "$N" "$SIZE" "$SESSIONS"
-printf '  imgate MX        %8.0f msg/s   (runs: %s)\n' "$mi" "$(printf '%.0f ' "${i[@]}")"
-printf '  postfix durable  %8.0f msg/s   (runs: %s)\n' "$mp" "$(printf '%.0f ' "${p[@]}")"
-printf '  ratio imgate/postfix: %.2f\n' "$(echo "$mi / $mp" | bc -l)"
+printf '  imgate MX, checks off  %8.0f msg/s   (runs: %s)\n' "$mi" "$(printf '%.0f ' "${i[@]}")"
+printf '  imgate MX, checks on   %8.0f msg/s   (runs: %s)\n' "$mc" "$(printf '%.0f ' "${c[@]}")"
+printf '  postfix durable        %8.0f msg/s   (runs: %s)\n' "$mp" "$(printf '%.0f ' "${p[@]}")"
+printf '  ratio imgate/postfix: checks off %.2f, checks on %.2f\n' "$(echo "$mi / $mp" | bc -l)" "$(echo "$mc / $mp" | bc -l)"
 
 # Every message imgate acknowledged must have become a notification in the
 # recipient's inbox; wait for the notifier to catch up, and say how long.
 want=$((3 * N + 50))
-drain_start=$(date +%s.%N)
-count=0
-for _ in $(seq 600); do
-  count=$("$IMGATE" inbox --config "$work/imgate.toml" --json sink@bench.test 2>/dev/null \
-    | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' || echo 0)
-  [ "$count" -ge "$want" ] && break
-  sleep 1
+for node in imgate checks; do
+  drain_start=$(date +%s.%N)
+  count=0
+  for _ in $(seq 600); do
+    count=$("$IMGATE" inbox --config "$work/$node.toml" --json sink@bench.test 2>/dev/null \
+      | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' || echo 0)
+    [ "$count" -ge "$want" ] && break
+    sleep 1
+  done
+  printf '  %s: notifications filed: %d of %d acknowledged (%.1f s after the last run)\n' "$node" "$count" "$want" \
+    "$(echo "$(date +%s.%N) - $drain_start" | bc -l)"
+  [ "$count" -eq "$want" ] || { echo "MISMATCH" >&2; tail -5 "$work/$node.log"; exit 1; }
 done
-printf '  notifications filed: %d of %d acknowledged (%.1f s after the last run)\n' "$count" "$want" \
-  "$(echo "$(date +%s.%N) - $drain_start" | bc -l)"
-[ "$count" -eq "$want" ] || { echo "MISMATCH" >&2; tail -5 "$work/imgate.log"; exit 1; }
+# The checks ran: the filed notifications carry SPF and DMARC verdicts.
+"$IMGATE" inbox --config "$work/checks.toml" --json sink@bench.test | python3 -c '
+import json, sys
+o = json.load(sys.stdin)[-1]["notification"]["origin"]
+assert o.get("spf") == "pass" and o.get("dmarc") == "pass", o
+print("  checks node verdicts:", {k: o[k] for k in ("spf", "dkim", "dmarc")})'

@@ -361,6 +361,11 @@ impl World {
         Ok(self.party(domain)?.link.traffic())
     }
 
+    /// Where `domain`'s link listens (what DNS publishes for it).
+    pub fn link_addr(&self, domain: &str) -> Result<SocketAddr, LabError> {
+        Ok(self.party(domain)?.link.addr)
+    }
+
     /// What `domain`'s server holds now, counted in its store.
     pub fn holding(&self, domain: &str) -> Result<Holding, LabError> {
         Ok(match &self.party(domain)?.server {

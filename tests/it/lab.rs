@@ -192,6 +192,33 @@ async fn network_figures_are_the_links_counts() {
     world.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root: captures loopback with tcpdump (scripts/test runs it when root)"]
+async fn network_figures_match_the_kernels_packets() {
+    // Counted independently of the lab's links: the TCP payload octets the
+    // kernel carried to and from each party's address, from a capture.
+    for (name, model) in
+        [("mailing-list", Model::Im2000), ("mailing-list", Model::Smtp), ("one-to-one", Model::Gateway)]
+    {
+        let scenario = Scenario::find(name).unwrap();
+        let world = World::start(model, &scenario).await.unwrap();
+        let links: Vec<(String, std::net::SocketAddr)> =
+            world.domains().map(|d| (d.to_string(), world.link_addr(d).unwrap())).collect();
+        let addrs: Vec<_> = links.iter().map(|(_, a)| *a).collect();
+        let capture = tokio::task::spawn_blocking(move || crate::capture::Capture::start(&addrs)).await.unwrap();
+        let report = lab::run_in(&world, &scenario, &|_| {}).await.unwrap();
+        let counted = tokio::task::spawn_blocking(move || capture.stop()).await.unwrap();
+        let mut moved = 0;
+        for (domain, addr) in &links {
+            let n = report.party(domain).unwrap().network;
+            assert_eq!((n.bytes_in, n.bytes_out), counted[addr], "{name} {model:?}: {domain} at {addr}: {counted:?}");
+            moved += n.bytes_in + n.bytes_out;
+        }
+        assert!(moved > scenario.traffic[0].size, "{name} {model:?}: traffic crossed the links");
+        world.shutdown().await;
+    }
+}
+
 #[test]
 fn the_compare_command_runs_a_scenario_file_and_refuses_a_malformed_one() {
     use crate::cli::{imgate, ok};

@@ -2,6 +2,7 @@
 //! real sockets, with real DNS, between several nodes.
 
 mod bad_input;
+mod capture;
 mod cli;
 mod crash;
 mod disk_full;
