@@ -73,14 +73,16 @@ start_imgate
 # --- NSD for example.org, and the node that checks senders through it ----
 DNS_PORT=$((IMGATE_PORT + 20))
 mkdir -p "$work/nsd"
-cat > "$work/nsd/example.org.zone" <<ZONE
-\$ORIGIN example.org.
+# Authoritative for org. as a whole, so that the DMARC tree walk's query
+# for _dmarc.org is answered (NXDOMAIN) as on the internet.
+cat > "$work/nsd/org.zone" <<ZONE
+\$ORIGIN org.
 \$TTL 300
-@ IN SOA ns hostmaster 1 3600 600 86400 300
-@ IN NS ns
-ns IN A 127.0.0.1
-@ IN TXT "v=spf1 ip4:127.0.0.1 -all"
-_dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.org"
+@ IN SOA ns.example hostmaster.example 1 3600 600 86400 300
+@ IN NS ns.example
+ns.example IN A 127.0.0.1
+example IN TXT "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.example IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.org"
 ZONE
 cat > "$work/nsd/nsd.conf" <<NSD
 server:
@@ -95,8 +97,8 @@ server:
 remote-control:
   control-enable: no
 zone:
-  name: "example.org"
-  zonefile: "example.org.zone"
+  name: "org"
+  zonefile: "org.zone"
 NSD
 nsd -c "$work/nsd/nsd.conf"
 at_exit 'kill $(cat "$work/nsd/nsd.pid")'
