@@ -94,6 +94,10 @@ server:
   xfrdfile: "$work/nsd/xfrd.state"
   zonelistfile: "$work/nsd/zone.list"
   logfile: "$work/nsd/nsd.log"
+  # NSD limits answers to one client to 200 a second (response rate
+  # limiting, against reflection attacks); an MX asks its own resolver,
+  # not the authoritative server, so the limit is not part of this path.
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:

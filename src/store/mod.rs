@@ -252,6 +252,11 @@ impl Store {
         opts.set_keep_log_file_num(4);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut o = Options::default();
+            // A counter merged into thousands of times (one user's inbox,
+            // one busy sender's quota) would make every read of it walk
+            // all its operands in the memtable: past 16, a merge is folded
+            // into one value as it is written.
+            o.set_max_successive_merges(16);
             if *name == CF_ACCOUNTS {
                 o.set_merge_operator_associative("imgate_account_sum", merge_accounts);
             }
