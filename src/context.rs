@@ -67,8 +67,8 @@ pub struct Context {
     pub peers: PeerClient,
     /// SPF/DKIM/DMARC checks for SMTP mail, through the node's resolver.
     pub authenticator: Option<mail_auth::MessageAuthenticator>,
-    /// The DKIM keys outgoing SMTP is signed with.
-    pub dkim: crate::smtp_out::dkim::Signers,
+    /// The DKIM keys outgoing SMTP is signed with, replaced by a reload.
+    pub dkim: RwLock<Arc<crate::smtp_out::dkim::Signers>>,
     /// Recipient domains' MTA-STS policies, as found.
     pub mta_sts: crate::smtp_out::mta_sts::Policies,
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
@@ -125,13 +125,22 @@ impl Context {
     /// Routes the file wrote are brought into the table; those an admin
     /// set stay. A certificate that does not load leaves the old one.
     pub fn reload(&self, config: Config) -> Result<(), String> {
+        // Keys first: a key that does not load leaves everything as it was.
+        let dkim = crate::smtp_out::dkim::Signers::load(&config.outbound.dkim)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
         if let (Some(certs), Some(tls)) = (&self.certs, &config.tls) {
             certs.reload(tls)?;
         }
+        *self.dkim.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(dkim);
         self.store.seed_routes(&config.route_seeds(), self.clock.now()).map_err(|e| e.to_string())?;
         let dir = Arc::new(Directory::new(config));
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = dir;
         self.load_routes().map_err(|e| e.to_string())
+    }
+
+    /// The DKIM keys now (a reload may replace them).
+    pub fn dkim(&self) -> Arc<crate::smtp_out::dkim::Signers> {
+        self.dkim.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Where a job for `recipient` goes, as the queue commands name it: the

@@ -137,7 +137,7 @@ impl Node {
             clock,
             peers,
             authenticator,
-            dkim,
+            dkim: std::sync::RwLock::new(Arc::new(dkim)),
             mta_sts: Default::default(),
             transports: crate::smtp_out::pool::Transports::new(extra_roots),
             metrics: Default::default(),

@@ -286,7 +286,7 @@ async fn destination(s: &Shared, kind: ListenerKind, rcpt: &Address, sender_doma
             // Through an upstream relay it goes whatever the domain's MX
             // records say (the relay judges them), as Postfix's relayhost.
             Err(LocateError::NoService(..))
-                if sender_domain.is_some_and(|d| s.config.outbound.relay_for(d).is_some()) =>
+                if sender_domain.is_some_and(|d| s.dir().config.outbound.relay_for(d).is_some()) =>
             {
                 Destination::Relay(Ok(()))
             }

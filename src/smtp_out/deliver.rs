@@ -318,7 +318,7 @@ fn sign(s: &Shared, octets: Vec<u8>) -> Result<Vec<u8>, Failure> {
     let mut message = octets;
     message.extend_from_slice(b"\r\n");
     let (headers, domains) =
-        s.dkim.sign(&domain, &message).map_err(|e| Failure::Temporary(format!("DKIM signing as {domain}: {e}")))?;
+        s.dkim().sign(&domain, &message).map_err(|e| Failure::Temporary(format!("DKIM signing as {domain}: {e}")))?;
     for d in &domains {
         s.metrics.inc("imgate_dkim_signed_total", "domain", d);
     }

@@ -59,7 +59,9 @@ pub async fn plan(s: &Shared, sender_domain: &str, domain: &str) -> Result<Vec<H
     let dir = s.dir();
     let config = &dir.config;
     let local_recipient = config.is_local_domain(domain);
-    if !local_recipient && let Some(r) = s.config.outbound.relay_for(sender_domain) {
+    // The outbound settings a reload may have changed.
+    let outbound = &config.outbound;
+    if !local_recipient && let Some(r) = outbound.relay_for(sender_domain) {
         let tls = match r.tls {
             RelayTls::StartTls => HopTls::Required,
             RelayTls::Implicit => HopTls::Implicit,
@@ -69,13 +71,13 @@ pub async fn plan(s: &Shared, sender_domain: &str, domain: &str) -> Result<Vec<H
     }
     let mx_route = config.legacy_host(domain).is_none();
     let mut hops: Vec<Hop> = smtp_hosts(s, domain).await?.into_iter().map(|(h, p)| Hop::plain(h, p)).collect();
-    if s.config.outbound.tls_policy(domain) == TlsPolicy::Required {
+    if outbound.tls_policy(domain) == TlsPolicy::Required {
         for h in &mut hops {
             h.tls = HopTls::Required;
             h.because = Some(format!("smtp.destinations.{domain:?} (tls = required)"));
         }
     }
-    if !mx_route || !s.config.outbound.mta_sts {
+    if !mx_route || !outbound.mta_sts {
         return Ok(hops);
     }
     let policy = s.mta_sts.lookup(s.peers.locator().dns().as_ref(), &s.peers, domain).await;

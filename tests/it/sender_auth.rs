@@ -161,3 +161,43 @@ async fn mail_leaving_by_smtp_is_signed_so_a_strict_receiver_passes_dmarc() {
     let metrics = one.node.context().metrics.render(&[]);
     assert!(metrics.contains("imgate_dkim_signed_total{domain=\"one.test\"} 1"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rotates_the_dkim_key_and_a_broken_key_changes_nothing() {
+    let w = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
+    w.dns.txt("s2026._domainkey.one.test", &generate("ed25519", &old).unwrap()).await;
+    w.dns.txt("s2027._domainkey.one.test", &generate("rsa", &new).unwrap()).await;
+    let legacy = w.start("legacy.test", &["carol"]).await;
+    let extra = format!("[[domain]]\nname = \"legacy.test\"\nroute = \"legacy\"\nlegacy_host = \"{}\"\n", legacy.mx);
+    let keys =
+        |selector: &str, key: &std::path::Path| format!("[[domain.dkim]]\nselector = \"{selector}\"\nkey = {key:?}\n");
+    w.domain_keys.lock().unwrap().insert("one.test".into(), keys("s2026", &old));
+    let one = w.start_on("one.test", &["alice"], Ports::any(), &extra).await;
+
+    // What carol's gateway stored of the newest message: its signature.
+    let send_and_read = async |n: usize| {
+        let content = "From: alice@one.test\r\nTo: carol@legacy.test\r\nSubject: rotation\r\n\r\nhello\r\n";
+        let sub = submit(&one, "alice@one.test", &["carol@legacy.test"], content).await;
+        await_status(&one, "alice@one.test", sub["message"].as_str().unwrap(), "silenced").await;
+        let origin = newest_origin(&legacy, "carol@legacy.test", n).await;
+        assert_eq!(origin["dkim"], "pass", "{origin}");
+        let entries = inbox(&legacy, "carol@legacy.test").await;
+        retrieve(&legacy, entries.last().unwrap()["notification"]["id"].as_str().unwrap()).await
+    };
+    assert!(send_and_read(1).await.contains("s=s2026"));
+
+    let reconfig = |keys: String| {
+        w.domain_keys.lock().unwrap().insert("one.test".into(), keys);
+        imgate::config::Config::parse(&w.config_text("one.test", &["alice"], &Ports::any(), &extra), "reload").unwrap()
+    };
+    one.node.reload(reconfig(keys("s2027", &new))).await;
+    let content = send_and_read(2).await;
+    assert!(content.contains("s=s2027") && !content.contains("s=s2026"), "{content}");
+
+    // A key file that no longer parses: the reload is refused whole.
+    std::fs::write(dir.path().join("broken.pem"), "not a key").unwrap();
+    one.node.reload(reconfig(keys("s2028", &dir.path().join("broken.pem")))).await;
+    assert!(send_and_read(3).await.contains("s=s2027"));
+}
