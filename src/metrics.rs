@@ -22,7 +22,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("imgate_peer_bytes_sent_total", "Octets of request bodies sent to other domains' services, by what."),
     ("imgate_dsns_sent_total", "Delivery status notifications (bounces) generated, by kind."),
     ("imgate_dmarc_total", "MX messages judged by DMARC, by what was done (accepted, marked, refused)."),
-    ("imgate_dkim_signed_total", "SMTP delivery attempts DKIM-signed, by signing domain (one per key domain and attempt)."),
+    ("imgate_dkim_signed_total", "SMTP delivery attempts DKIM-signed, by signing domain."),
 ];
 
 /// A gauge computed at scrape time: name, help, and (labels, value) pairs.
