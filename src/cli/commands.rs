@@ -268,7 +268,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         }
         Command::DnsCheck { config, domain } => {
             let config = load_or_embedded(config.as_deref())?;
-            if super::dns::run_check(&config, &domain.to_lowercase()).await? {
+            let http = peer_client(Some(&config))?;
+            if super::dns::run_check(&config, &http, &domain.to_lowercase()).await? {
                 Ok(())
             } else {
                 bail!("{domain} does not publish everything this node needs")

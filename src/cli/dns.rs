@@ -8,6 +8,7 @@ use anyhow::anyhow;
 
 use crate::config::Config;
 use crate::dns::{Dns, DnsError, HickoryDns};
+use crate::im2000::client::PeerClient;
 use crate::proto::api::{SRV_NOTIFY, SRV_STORE};
 use crate::smtp_out::dkim::Signers;
 
@@ -262,15 +263,39 @@ pub async fn check(config: &Config, signers: &Signers, dns: &dyn Dns, domain: &s
     (lines, ok)
 }
 
-/// `imgate dns-check`: resolves through the configuration's DNS settings.
-pub async fn run_check(config: &Config, domain: &str) -> anyhow::Result<bool> {
+/// `imgate dns-check`: resolves through the configuration's DNS settings;
+/// where the node publishes MTA-STS, fetches the policy as a sender would
+/// (through `http`) and checks that it lists this node.
+pub async fn run_check(config: &Config, http: &PeerClient, domain: &str) -> anyhow::Result<bool> {
     let dns = HickoryDns::new(&config.dns).map_err(|e| anyhow!(e))?;
     let signers = signers(config)?;
-    let (lines, ok) = check(config, &signers, &dns, domain).await;
+    let (mut lines, mut ok) = check(config, &signers, &dns, domain).await;
+    if config.tls.is_some() && !config.smtp.mx.is_empty() {
+        let (line, good) = check_mta_sts_policy(config, http, domain).await;
+        lines.push(line);
+        ok &= good;
+    }
     for l in lines {
         println!("{l}");
     }
     Ok(ok)
+}
+
+/// The policy at `https://mta-sts.<domain>/.well-known/mta-sts.txt`: there,
+/// valid, and naming this node's host name as an MX.
+async fn check_mta_sts_policy(config: &Config, http: &PeerClient, domain: &str) -> (String, bool) {
+    let url = format!("https://mta-sts.{domain}/.well-known/mta-sts.txt");
+    let text = match http.fetch_document(&url, crate::smtp_out::mta_sts::MAX_POLICY).await {
+        Ok(t) => t,
+        Err(e) => return (format!("missing  {url}: {e}"), false),
+    };
+    match crate::smtp_out::mta_sts::Policy::parse(&text) {
+        Err(e) => (format!("wrong    {url}: {e}"), false),
+        Ok(p) if !p.allows(&config.hostname) => {
+            (format!("wrong    {url}: lists {} but not {}", p.mx.join(", "), config.hostname), false)
+        }
+        Ok(p) => (format!("ok       {url} ({:?}, lists {})", p.mode, config.hostname), true),
+    }
 }
 
 /// The configured DKIM keys, or every key problem (domain and file named).

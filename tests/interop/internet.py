@@ -22,6 +22,8 @@ import dkim
 import dns.resolver
 
 POLICIES = {
+    # one.test's own, naming imgate (hostname "localhost" here) as its MX.
+    "mta-sts.one.test": "version: STSv1\r\nmode: enforce\r\nmx: localhost\r\nmax_age: 604800\r\n",
     # Lists its MX: mail goes over verified TLS.
     "mta-sts.sts.test": "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.test\r\nmax_age: 86400\r\n",
     # Its MX records name mx.badsts.test, which the policy does not list.

@@ -114,7 +114,7 @@ chown root:postfix /etc/sasldb2; chmod 640 /etc/sasldb2
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=imgate interop CA" \
   -keyout "$work/ca.key" -out "$work/ca.pem" >/dev/null 2>&1
 openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$work/key.pem" -out "$work/leaf.csr" >/dev/null 2>&1
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:upstream.test,DNS:mx.sts.test,DNS:mx.plainsts.test,DNS:mta-sts.sts.test,DNS:mta-sts.badsts.test,DNS:mta-sts.plainsts.test\n' > "$work/san.ext"
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:upstream.test,DNS:mx.sts.test,DNS:mx.plainsts.test,DNS:mta-sts.sts.test,DNS:mta-sts.badsts.test,DNS:mta-sts.plainsts.test,DNS:mta-sts.one.test\n' > "$work/san.ext"
 openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
   -extfile "$work/san.ext" -out "$work/cert.pem" >/dev/null 2>&1
 postfix stop >/dev/null 2>&1; postfix start >/dev/null 2>&1
@@ -130,6 +130,7 @@ mkdir -p "$work/nsd"
   printf '$ORIGIN test.\n$TTL 60\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n@ IN NS ns.test.\nns IN A 127.0.0.1\n'
   grep -h '_domainkey' "$work/dkim-rsa.txt" "$work/dkim-ed.txt"
   printf 'one.test. IN TXT "v=spf1 -all"\n_dmarc.one.test. IN TXT "v=DMARC1; p=reject"\n'
+  printf '_mta-sts.one.test. IN TXT "v=STSv1; id=1"\nmta-sts.one.test. IN A 127.0.0.1\n'
   printf 's1._domainkey.signer.test. IN TXT "v=DKIM1; k=rsa; p=%s" "%s"\n' "${SIGNER_P:0:200}" "${SIGNER_P:200}"
   printf '_dmarc.signer.test. IN TXT "v=DMARC1; p=none"\n'
   printf 'upstream.test. IN A 127.0.0.1\nfar.test. IN MX 10 upstream.test.\n'
@@ -339,10 +340,11 @@ check "dkimpy verifies both of imgate's signatures (RSA, Ed25519) on mail to a l
   \"$IMGATE\" send --config $C --from alice@one.test --to dkim@smug.test $work/signed.eml >/dev/null || exit 1
   for i in \$(seq 100); do grep -q dkim@smug.test $work/smuggled.jsonl 2>/dev/null && break; sleep 0.1; done
   /usr/bin/python3 tests/interop/internet.py verify $work/smuggled.jsonl dkim@smug.test $DNSP 2"
-check "dns-check finds both DKIM keys in NSD; a key that is not the published one is named" bash -c "
+check "dns-check finds both DKIM keys, DMARC and MTA-STS (its policy fetched over HTTPS); a key not the published one is named" bash -c "
   \"$IMGATE\" dns-check --config $C one.test > $work/dnscheck.out 2>&1
   grep -q '^ok .*rsa2026._domainkey.one.test' $work/dnscheck.out && grep -q '^ok .*ed2026._domainkey.one.test' $work/dnscheck.out \
-    && grep -q '^ok .*_dmarc.one.test' $work/dnscheck.out || { cat $work/dnscheck.out; exit 1; }
+    && grep -q '^ok .*_dmarc.one.test' $work/dnscheck.out && grep -q '^ok .*_mta-sts.one.test' $work/dnscheck.out \
+    && grep -q '^ok .*https://mta-sts.one.test/.*lists localhost' $work/dnscheck.out || { cat $work/dnscheck.out; exit 1; }
   \"$IMGATE\" dkim-keygen --domain one.test --selector rsa2026 --out $work/other.pem >/dev/null || exit 1
   sed 's#$work/one-rsa.pem#$work/other.pem#' $C > $work/other.toml
   \"$IMGATE\" dns-check --config $work/other.toml one.test > $work/dnscheck2.out 2>&1
