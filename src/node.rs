@@ -85,7 +85,11 @@ impl Node {
         let authenticator = if config.smtp.mx.is_empty() || !config.smtp.verify_sender {
             None
         } else {
-            let (rc, opts) = crate::dns::resolver_parts(&config.dns).map_err(StartError::Setup)?;
+            let (rc, mut opts) = crate::dns::resolver_parts(&config.dns).map_err(StartError::Setup)?;
+            // Sender checks ask for the same few records again and again (a
+            // busy sender's SPF and DMARC): answers are kept for their TTL,
+            // as any resolver keeps them, even with configured nameservers.
+            opts.cache_size = 4096;
             Some(mail_auth::MessageAuthenticator::new(rc, opts).map_err(|e| StartError::Setup(e.to_string()))?)
         };
         let extra_roots = match config.tls.as_ref().and_then(|t| t.ca.as_deref()) {
