@@ -27,7 +27,6 @@ pub struct Destination {
     pub slots: Arc<Semaphore>,
 }
 
-#[derive(Default)]
 pub struct Transports {
     by_host: Mutex<HashMap<Key, Destination>>,
     /// PEM of roots trusted beside the public ones (`[tls] ca`).
