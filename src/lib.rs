@@ -32,6 +32,7 @@ pub mod context;
 pub mod discovery;
 pub mod dns;
 pub mod im2000;
+pub mod imap;
 pub mod lab;
 pub mod limits;
 pub mod listen;

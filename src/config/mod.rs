@@ -33,6 +33,7 @@ pub struct Config {
     pub run_as: Option<String>,
     pub im2000: Im2000Config,
     pub smtp: SmtpConfig,
+    pub imap: ImapConfig,
     pub store: StoreConfig,
     pub notify: NotifyConfig,
     pub dns: DnsConfig,
@@ -45,6 +46,28 @@ pub struct Config {
     /// DKIM keys, upstream relays, TLS policy of outgoing SMTP.
     pub outbound: OutboundConfig,
     pub log_level: String,
+}
+
+/// The IMAP service over the users' inboxes.
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// Listeners offering STARTTLS when the node has `[tls]`.
+    pub listen: Vec<SocketAddr>,
+    /// Listeners speaking TLS from the first octet (port 993, RFC 8314).
+    pub implicit_tls: Vec<SocketAddr>,
+    /// Allow LOGIN and AUTHENTICATE before TLS (loopback demos).
+    pub plaintext: bool,
+    pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
+    /// A session without a command for this long is closed (IDLE included:
+    /// RFC 9051 asks for at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// Octets of messages pulled from other stores kept on this node.
+    pub cache_size: u64,
+    /// Largest message a client may APPEND.
+    pub max_append: u64,
+    /// Folders one user may create.
+    pub max_folders: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +450,8 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         && raw.smtp.mx.is_empty()
         && raw.smtp.submission.is_empty()
         && raw.smtp.submissions.is_empty()
+        && raw.imap.listen.is_empty()
+        && raw.imap.implicit_tls.is_empty()
     {
         c.problem("im2000", "no listeners: set im2000.public and/or im2000.private");
     }
@@ -735,6 +760,32 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
     if !smtp.submissions.is_empty() && tls.is_none() {
         c.problem("smtp.submissions", "implicit-TLS listeners need [tls] (cert and key)");
     }
+    let imap_raw = raw.imap;
+    let imap = ImapConfig {
+        listen: c.listeners("imap.listen", imap_raw.listen),
+        implicit_tls: c.listeners("imap.implicit_tls", imap_raw.implicit_tls),
+        plaintext: imap_raw.plaintext.unwrap_or(false),
+        max_sessions: imap_raw.max_sessions.unwrap_or(2000),
+        max_sessions_per_ip: imap_raw.max_sessions_per_ip.unwrap_or(50),
+        idle_timeout: c.duration("imap.idle_timeout", imap_raw.idle_timeout, 1800),
+        cache_size: c.size("imap.cache_size", imap_raw.cache_size, 256 << 20),
+        max_append: c.size("imap.max_append", imap_raw.max_append, im2000.max_message_size),
+        max_folders: imap_raw.max_folders.unwrap_or(200),
+    };
+    if !imap.implicit_tls.is_empty() && tls.is_none() {
+        c.problem("imap.implicit_tls", "implicit-TLS listeners need [tls] (cert and key)");
+    }
+    if (!imap.listen.is_empty() || !imap.implicit_tls.is_empty()) && domains.is_empty() {
+        c.problem("imap", "IMAP listeners need at least one [[domain]]");
+    }
+    for (key, v) in [("imap.max_sessions", imap.max_sessions), ("imap.max_sessions_per_ip", imap.max_sessions_per_ip)] {
+        if v == 0 {
+            c.problem(key, "must be at least 1");
+        }
+    }
+    if imap.idle_timeout < Duration::from_secs(60) {
+        c.problem("imap.idle_timeout", "must be at least 60s (clients re-issue IDLE every 29 minutes)");
+    }
 
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -748,6 +799,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         run_as: raw.run_as,
         im2000,
         smtp,
+        imap,
         store,
         notify,
         dns,

@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub smtp: RawSmtp,
     #[serde(default)]
+    pub imap: RawImap,
+    #[serde(default)]
     pub store: RawStore,
     #[serde(default)]
     pub notify: RawNotify,
@@ -145,6 +147,21 @@ pub struct RawTls {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawLog {
     pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawImap {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub implicit_tls: Vec<String>,
+    pub plaintext: Option<bool>,
+    pub max_sessions: Option<usize>,
+    pub max_sessions_per_ip: Option<usize>,
+    pub idle_timeout: Option<String>,
+    pub cache_size: Option<RawSize>,
+    pub max_append: Option<RawSize>,
+    pub max_folders: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

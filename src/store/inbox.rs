@@ -34,7 +34,7 @@ impl Store {
     ) -> Result<Vec<InboxAccept>, StoreError> {
         let _g = self.lock();
         let mut batch = WriteBatch::default();
-        let mut seq = None;
+        let mut seq = HashMap::new();
         let mut filed_now: HashMap<[u8; 32], u64> = HashMap::new();
         let mut held: HashMap<&str, u64> = HashMap::new();
         let mut out = Vec::with_capacity(filings.len());
@@ -70,6 +70,11 @@ impl Store {
         }
         if !batch.is_empty() {
             self.commit(batch)?;
+            for (f, a) in filings.iter().zip(&out) {
+                if !f.legacy && matches!(a, InboxAccept::Accepted(_)) {
+                    self.touched(&f.user_key);
+                }
+            }
         }
         Ok(out)
     }
@@ -81,7 +86,7 @@ impl Store {
         let n = &leased.delivery.notification;
         let mut batch = WriteBatch::default();
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
-        let seq = self.file_in_inbox(&mut batch, user_key, n, now, &mut None)?;
+        let seq = self.file_in_inbox(&mut batch, user_key, n, now, &mut HashMap::new())?;
         // It was counted as legacy traffic when it was queued.
         batch.merge_cf(
             self.cf(CF_TRAFFIC),
@@ -89,38 +94,56 @@ impl Store {
             account_value(-(n.size as i64), -1),
         );
         self.commit(batch)?;
+        self.touched(user_key);
         Ok(seq)
     }
 
     /// Adds the inbox entry, its idempotency mark and its traffic count to
-    /// `batch` (under the write lock); returns its sequence number. `last`
-    /// carries the sequence between entries of one batch.
+    /// `batch` (under the write lock); returns its sequence number, the
+    /// entry's IMAP UID. `last` carries each user's sequence between
+    /// entries of one batch.
     fn file_in_inbox(
         &self,
         batch: &mut WriteBatch,
         user_key: &str,
         n: &Notification,
         now: Millis,
-        last: &mut Option<u64>,
+        last: &mut HashMap<String, u64>,
     ) -> Result<u64, StoreError> {
-        let previous = match *last {
-            Some(s) => s,
-            None => match self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)? {
-                Some(v) => {
-                    u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("inbox_seq".into()))?)
-                }
-                None => 0,
-            },
+        let previous = match last.get(user_key) {
+            Some(s) => *s,
+            None => self.inbox_last_seq(user_key)?,
         };
         let seq = previous + 1;
-        *last = Some(seq);
+        if seq > u32::MAX as u64 {
+            return Err(StoreError::Corrupt(format!("{user_key}'s inbox has used every sequence number")));
+        }
+        last.insert(user_key.to_string(), seq);
         let key = inbox_key(user_key, seq);
-        batch.put_cf(self.cf(CF_META), META_INBOX_SEQ, seq.to_be_bytes());
-        batch.put_cf(self.cf(CF_INBOX), &key, to_json(&InboxRecord { received_at: now, notification: n.clone() }));
+        batch.put_cf(self.cf(CF_META), inbox_seq_key(user_key), seq.to_be_bytes());
+        let record = InboxRecord { received_at: now, notification: n.clone(), flags: Vec::new(), held: false };
+        batch.put_cf(self.cf(CF_INBOX), &key, to_json(&record));
         batch.put_cf(self.cf(CF_INBOX_SEEN), inbox_seen_key(&n.store, &n.id, user_key), &key);
         self.count_traffic(batch, domain_of(user_key), SIDE_IM2000, n.size, now);
         batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(n.size as i64, 1));
         Ok(seq)
+    }
+
+    /// The last sequence number given out in `user_key`'s inbox. A user
+    /// with no counter of their own yet (stores written before counters
+    /// were per user) starts from the old store-wide counter, which is past
+    /// every sequence they ever had: a UID is never given out twice.
+    pub fn inbox_last_seq(&self, user_key: &str) -> Result<u64, StoreError> {
+        let v = match self.db().get_pinned_cf(self.cf(CF_META), inbox_seq_key(user_key))? {
+            Some(v) => Some(v.to_vec()),
+            None => self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)?.map(|v| v.to_vec()),
+        };
+        match v {
+            Some(v) => {
+                Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(|_| StoreError::Corrupt("inbox_seq".into()))?))
+            }
+            None => Ok(0),
+        }
     }
 
     /// Notifications `user_key`'s inbox holds now.
@@ -167,6 +190,7 @@ impl Store {
         if n > 0 {
             batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(-bytes, -(n as i64)));
             self.commit(batch)?;
+            self.touched(user_key);
         }
         Ok(n)
     }

@@ -12,7 +12,9 @@
 //! hot path, takes no lock: it only creates records, and quota accounts are
 //! summed by a merge operator, so concurrent submissions share fsyncs.
 
+pub mod changes;
 mod deliveries;
+pub mod folders;
 mod inbox;
 mod queue;
 pub mod records;
@@ -216,6 +218,8 @@ struct Inner {
     /// Account totals read a moment ago, for quota checks (see
     /// [`Store::recent_account`]).
     recent: Mutex<std::collections::HashMap<String, (std::time::Instant, AccountRecord)>>,
+    /// Who is watching which mailbox.
+    changes: changes::Changes,
 }
 
 /// How long a quota check may use a total it read before. Summed accounts
@@ -271,7 +275,14 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        let store = Store { inner: Arc::new(Inner { db, write: Mutex::new(()), recent: Default::default() }) };
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                write: Mutex::new(()),
+                recent: Default::default(),
+                changes: Default::default(),
+            }),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -293,6 +304,15 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Wake-ups for changes to `user_key`'s mailbox.
+    pub fn watch_mailbox(&self, user_key: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe(user_key)
+    }
+
+    fn touched(&self, user_key: &str) {
+        self.inner.changes.touch(user_key);
     }
 
     fn db(&self) -> &DB {

@@ -141,6 +141,25 @@ pub struct AccountRecord {
 pub struct InboxRecord {
     pub received_at: Millis,
     pub notification: Notification,
+    /// IMAP flags and keywords the user set (`\Seen`, `\Flagged`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// The content is held on this node (a message the user APPENDed), not
+    /// at a sender's store: `notification.id` names it in `held`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// One of a user's IMAP folders other than INBOX.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderRecord {
+    pub uidvalidity: u32,
+    /// The UID the next entry gets.
+    pub next_uid: u32,
+    pub subscribed: bool,
+    /// RFC 6154 attribute (`\Sent`, `\Drafts`, `\Trash`, `\Junk`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_use: Option<String>,
 }
 
 /// A message delivered to a legacy host, remembered so that a late bounce to

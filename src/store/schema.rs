@@ -18,6 +18,11 @@
 //! | `returns`    | delivery id (8), the token of a `bounce+ID@` return path | [`ReturnRecord`] JSON |
 //! | `routes`     | a domain, or a user's address key         | [`RouteRecord`] JSON |
 //! | `traffic`    | domain · 0x00 · hour (8) · side (1: `i` IM2000, `l` legacy) | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
+//! | `folders`    | user key · 0x00 · folder name (a user's IMAP folders but INBOX) | [`FolderRecord`] JSON |
+//! | `folder_mail`| user key · 0x00 · folder name · 0x00 · UID (4) | [`InboxRecord`] JSON |
+//! | `held`       | held id (32 hex digits)                 | the octets of a message a user APPENDed |
+//! | `pulled`     | sha-256(store · id) (32)                | order (8) · the octets pulled from that store (a bounded cache) |
+//! | `pulled_order` | order (8)                             | the `pulled` key: oldest first, for eviction |
 //!
 //! [`MessageRecord`]: super::records::MessageRecord
 //! [`RecipientRecord`]: super::records::RecipientRecord
@@ -26,6 +31,7 @@
 //! [`InboxRecord`]: super::records::InboxRecord
 //! [`ReturnRecord`]: super::records::ReturnRecord
 //! [`RouteRecord`]: super::records::RouteRecord
+//! [`FolderRecord`]: super::records::FolderRecord
 
 use sha2::{Digest, Sha256};
 
@@ -45,6 +51,11 @@ pub const CF_META: &str = "meta";
 pub const CF_RETURNS: &str = "returns";
 pub const CF_ROUTES: &str = "routes";
 pub const CF_TRAFFIC: &str = "traffic";
+pub const CF_FOLDERS: &str = "folders";
+pub const CF_FOLDER_MAIL: &str = "folder_mail";
+pub const CF_HELD: &str = "held";
+pub const CF_PULLED: &str = "pulled";
+pub const CF_PULLED_ORDER: &str = "pulled_order";
 
 pub const ALL_CFS: &[&str] = &[
     CF_MESSAGES,
@@ -60,6 +71,11 @@ pub const ALL_CFS: &[&str] = &[
     CF_RETURNS,
     CF_ROUTES,
     CF_TRAFFIC,
+    CF_FOLDERS,
+    CF_FOLDER_MAIL,
+    CF_HELD,
+    CF_PULLED,
+    CF_PULLED_ORDER,
 ];
 
 /// Accounts that count bytes already counted in a sender's own account.
@@ -74,7 +90,14 @@ pub fn inbox_tally_key(user_key: &str) -> Vec<u8> {
 /// Version of this layout, written at creation and checked at open.
 pub const SCHEMA_VERSION: u32 = 1;
 pub const META_SCHEMA: &[u8] = b"schema";
+/// The store-wide inbox counter of stores written before counters were per
+/// user; read, never written any more (see [`inbox_seq_key`]).
 pub const META_INBOX_SEQ: &[u8] = b"inbox_seq";
+
+/// The last sequence number (IMAP UID) given out in one user's inbox.
+pub fn inbox_seq_key(user_key: &str) -> Vec<u8> {
+    format!("inbox_seq:{user_key}").into_bytes()
+}
 /// What the queue holds back ([`QueuePause`] JSON).
 ///
 /// [`QueuePause`]: super::records::QueuePause
@@ -148,6 +171,65 @@ pub fn inbox_key(user_key: &str, seq: u64) -> Vec<u8> {
 pub fn inbox_key_seq(k: &[u8]) -> Option<u64> {
     let tail = k.len().checked_sub(8)?;
     Some(u64::from_be_bytes(k[tail..].try_into().ok()?))
+}
+
+/// Prefix of every folder record of one user.
+pub fn folder_prefix(user_key: &str) -> Vec<u8> {
+    inbox_prefix(user_key)
+}
+
+/// A folder record's key (names never contain NUL).
+pub fn folder_key(user_key: &str, name: &str) -> Vec<u8> {
+    let mut k = folder_prefix(user_key);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Prefix of every entry of one folder.
+pub fn folder_mail_prefix(user_key: &str, name: &str) -> Vec<u8> {
+    let mut k = folder_key(user_key, name);
+    k.push(0);
+    k
+}
+
+pub fn folder_mail_key(user_key: &str, name: &str, uid: u32) -> Vec<u8> {
+    let mut k = folder_mail_prefix(user_key, name);
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+/// The UID at the end of a folder entry's key.
+pub fn folder_mail_uid(k: &[u8]) -> Option<u32> {
+    let tail = k.len().checked_sub(4)?;
+    Some(u32::from_be_bytes(k[tail..].try_into().ok()?))
+}
+
+/// The cache key of what was pulled from `store` for identifier `id`.
+pub fn pulled_key(store: &str, id: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [store.to_lowercase().as_str(), id.to_lowercase().as_str()] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Octets the pulled-message cache holds (u64 BE), and the next order number.
+pub const META_PULLED_BYTES: &[u8] = b"pulled_bytes";
+pub const META_PULLED_ORDER: &[u8] = b"pulled_order";
+/// The last UIDVALIDITY given out (u32 BE): each new folder, and INBOX at
+/// first use, gets a later one.
+pub const META_UIDVALIDITY: &[u8] = b"uidvalidity";
+/// INBOX's UIDVALIDITY, the same for every user of the store (u32 BE).
+pub const META_INBOX_UIDVALIDITY: &[u8] = b"inbox_uidvalidity";
+/// Marks that a user's default folders were made (empty value).
+pub fn folders_made_key(user_key: &str) -> Vec<u8> {
+    format!("folders_made:{user_key}").into_bytes()
+}
+
+/// Octets a user holds in `held` messages, in the accounts family.
+pub fn held_tally_key(user_key: &str) -> Vec<u8> {
+    format!("held:{user_key}").into_bytes()
 }
 
 /// Identity of a notification for idempotency: (store, id, recipient).
