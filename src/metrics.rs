@@ -23,6 +23,11 @@ const COUNTERS: &[(&str, &str)] = &[
     ("imgate_dsns_sent_total", "Delivery status notifications (bounces) generated, by kind."),
     ("imgate_dmarc_total", "MX messages judged by DMARC, by what was done (accepted, marked, refused)."),
     ("imgate_dkim_signed_total", "SMTP delivery attempts DKIM-signed, by signing domain."),
+    ("imgate_imap_sessions_total", "IMAP connections accepted, by TLS (plain: STARTTLS offered when configured)."),
+    ("imgate_imap_logins_total", "IMAP logins, by outcome."),
+    ("imgate_imap_pulls_total", "Messages pulled from other stores for IMAP clients, by outcome."),
+    ("imgate_imap_release_failures_total", "Expunged messages whose store could not be told, by action."),
+    ("imgate_imap_bad_total", "IMAP commands answered BAD by the framing, by why."),
 ];
 
 /// A gauge computed at scrape time: name, help, and (labels, value) pairs.

@@ -55,6 +55,8 @@ pub struct Node {
     mx: Vec<SocketAddr>,
     submission: Vec<SocketAddr>,
     submissions: Vec<SocketAddr>,
+    imap: Vec<SocketAddr>,
+    imaps: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -101,7 +103,8 @@ impl Node {
             StartError::Setup(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
         let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
-        let [mx_listeners, submission_listeners, submissions_listeners] = smtp_listeners(&config).await?;
+        let [mx_listeners, submission_listeners, submissions_listeners, imap_listeners, imaps_listeners] =
+            mail_listeners(&config).await?;
         let private_listeners = crate::listen::bind(&config.im2000.private).await.map_err(StartError::Setup)?;
         let admin_listeners = crate::listen::bind(&config.im2000.admin).await.map_err(StartError::Setup)?;
         if let Some(user) = &parts.run_as {
@@ -127,6 +130,7 @@ impl Node {
         let (public, private) = (addrs(&public_listeners), addrs(&private_listeners));
         let (mx, submission) = (addrs(&mx_listeners), addrs(&submission_listeners));
         let submissions = addrs(&submissions_listeners);
+        let (imap, imaps) = (addrs(&imap_listeners), addrs(&imaps_listeners));
         let admin = addrs(&admin_listeners);
 
         let config_store_rate = config.im2000.store_rate;
@@ -191,10 +195,20 @@ impl Node {
             let task = smtp_in::listen(ctx.clone(), kind, l, tls, slots, shutdown.clone(), DRAIN);
             tasks.push(tokio::spawn(task));
         }
+        let imap_cfg = &ctx.config.imap;
+        let imap_slots = ConnectionSlots::new(imap_cfg.max_sessions, imap_cfg.max_sessions_per_ip);
+        let imap_listeners = imap_listeners
+            .into_iter()
+            .map(|l| (l, starttls.clone()))
+            .chain(imaps_listeners.into_iter().map(|l| (l, implicit.clone())));
+        for (l, tls) in imap_listeners {
+            let task = crate::imap::listen(ctx.clone(), l, tls, imap_slots.clone(), shutdown.clone(), DRAIN);
+            tasks.push(tokio::spawn(task));
+        }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
         tracing::info!(public = ?public, private = ?private, admin = ?admin, mx = ?mx, submission = ?submission,
-            submissions = ?submissions, domains = ?ctx.config.domains, "imgate node started");
-        Ok(Node { ctx, public, private, admin, mx, submission, submissions, shutdown, tasks })
+            submissions = ?submissions, imap = ?imap, imaps = ?imaps, domains = ?ctx.config.domains, "imgate node started");
+        Ok(Node { ctx, public, private, admin, mx, submission, submissions, imap, imaps, shutdown, tasks })
     }
 
     /// Bound addresses of the public listeners (useful with port 0).
@@ -225,6 +239,16 @@ impl Node {
     /// Bound addresses of the implicit-TLS submission listeners.
     pub fn submissions_addrs(&self) -> &[SocketAddr] {
         &self.submissions
+    }
+
+    /// Bound addresses of the IMAP listeners (STARTTLS when the node has TLS).
+    pub fn imap_addrs(&self) -> &[SocketAddr] {
+        &self.imap
+    }
+
+    /// Bound addresses of the implicit-TLS IMAP listeners.
+    pub fn imaps_addrs(&self) -> &[SocketAddr] {
+        &self.imaps
     }
 
     pub fn context(&self) -> &Shared {
@@ -265,38 +289,43 @@ impl Node {
     }
 }
 
-/// The SMTP listeners: sockets passed by systemd (socket activation), so the
-/// daemon needs no privilege for port 25 — one per configured SMTP listener,
-/// MX ones first, in order — or else bound here.
-async fn smtp_listeners(config: &Config) -> Result<[Vec<tokio::net::TcpListener>; 3], StartError> {
-    let smtp = &config.smtp;
+/// The mail listeners (SMTP MX, submission, submissions; IMAP, IMAP over
+/// TLS): sockets passed by systemd (socket activation), so the daemon needs
+/// no privilege for ports 25 or 993 — one per configured listener, in that
+/// order — or else bound here.
+async fn mail_listeners(config: &Config) -> Result<[Vec<tokio::net::TcpListener>; 5], StartError> {
+    let (smtp, imap) = (&config.smtp, &config.imap);
+    let groups: [&[SocketAddr]; 5] = [&smtp.mx, &smtp.submission, &smtp.submissions, &imap.listen, &imap.implicit_tls];
     let mut fds = listenfd::ListenFd::from_env();
+    let mut out: [Vec<tokio::net::TcpListener>; 5] = Default::default();
     if fds.len() == 0 {
-        let mx = crate::listen::bind(&smtp.mx).await.map_err(StartError::Setup)?;
-        let submission = crate::listen::bind(&smtp.submission).await.map_err(StartError::Setup)?;
-        let submissions = crate::listen::bind(&smtp.submissions).await.map_err(StartError::Setup)?;
-        return Ok([mx, submission, submissions]);
+        for (slot, addrs) in out.iter_mut().zip(groups) {
+            *slot = crate::listen::bind(addrs).await.map_err(StartError::Setup)?;
+        }
+        return Ok(out);
     }
-    let wanted = smtp.mx.len() + smtp.submission.len() + smtp.submissions.len();
+    let wanted: usize = groups.iter().map(|g| g.len()).sum();
     if fds.len() != wanted {
         return Err(StartError::Setup(format!(
-            "socket activation passed {} sockets, but the configuration has {wanted} SMTP listeners (MX first, then submission, then submissions)",
+            "socket activation passed {} sockets, but the configuration has {wanted} mail listeners \
+             (SMTP MX, then submission, then submissions, then IMAP, then IMAP over TLS)",
             fds.len()
         )));
     }
-    let mut all = Vec::with_capacity(wanted);
-    for i in 0..wanted {
-        let std = fds
-            .take_tcp_listener(i)
-            .map_err(|e| StartError::Setup(format!("passed socket {i}: {e}")))?
-            .ok_or_else(|| StartError::Setup(format!("passed socket {i} is not a TCP listener")))?;
-        std.set_nonblocking(true).map_err(|e| StartError::Setup(e.to_string()))?;
-        all.push(tokio::net::TcpListener::from_std(std).map_err(|e| StartError::Setup(e.to_string()))?);
+    let mut i = 0;
+    for (slot, addrs) in out.iter_mut().zip(groups) {
+        for _ in addrs.iter() {
+            let std = fds
+                .take_tcp_listener(i)
+                .map_err(|e| StartError::Setup(format!("passed socket {i}: {e}")))?
+                .ok_or_else(|| StartError::Setup(format!("passed socket {i} is not a TCP listener")))?;
+            std.set_nonblocking(true).map_err(|e| StartError::Setup(e.to_string()))?;
+            slot.push(tokio::net::TcpListener::from_std(std).map_err(|e| StartError::Setup(e.to_string()))?);
+            i += 1;
+        }
     }
-    tracing::info!(sockets = wanted, "SMTP listeners from socket activation");
-    let submissions = all.split_off(smtp.mx.len() + smtp.submission.len());
-    let submission = all.split_off(smtp.mx.len());
-    Ok([all, submission, submissions])
+    tracing::info!(sockets = wanted, "mail listeners from socket activation");
+    Ok(out)
 }
 
 /// `imgate serve`: runs a node until SIGINT or SIGTERM; SIGHUP reloads
@@ -318,6 +347,12 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Re
     }
     for a in node.submission_addrs() {
         println!("imgate: SMTP submission on {a}");
+    }
+    for a in node.imap_addrs() {
+        println!("imgate: IMAP on {a}");
+    }
+    for a in node.imaps_addrs() {
+        println!("imgate: IMAP over TLS on {a}");
     }
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;

@@ -66,6 +66,9 @@ pub struct ImapConfig {
     pub cache_size: u64,
     /// Largest message a client may APPEND.
     pub max_append: u64,
+    /// Octets of APPENDed messages (drafts, saved copies) one user may
+    /// keep on this node.
+    pub held_quota: u64,
     /// Folders one user may create.
     pub max_folders: usize,
 }
@@ -770,6 +773,7 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         idle_timeout: c.duration("imap.idle_timeout", imap_raw.idle_timeout, 1800),
         cache_size: c.size("imap.cache_size", imap_raw.cache_size, 256 << 20),
         max_append: c.size("imap.max_append", imap_raw.max_append, im2000.max_message_size),
+        held_quota: c.size("imap.held_quota", imap_raw.held_quota, 1 << 30),
         max_folders: imap_raw.max_folders.unwrap_or(200),
     };
     if !imap.implicit_tls.is_empty() && tls.is_none() {

@@ -161,6 +161,7 @@ pub struct RawImap {
     pub idle_timeout: Option<String>,
     pub cache_size: Option<RawSize>,
     pub max_append: Option<RawSize>,
+    pub held_quota: Option<RawSize>,
     pub max_folders: Option<usize>,
 }
 

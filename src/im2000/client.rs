@@ -238,6 +238,25 @@ impl PeerClient {
         Ok(Retrieved { content, sender, digest, partial, complete })
     }
 
+    /// The whole message (at most the notified `size` octets): an
+    /// interrupted pull resumes where it broke off, with Range.
+    pub async fn pull(&self, store: &str, id: &str, size: u64) -> Result<Vec<u8>, PeerError> {
+        let mut content: Vec<u8> = Vec::new();
+        for _ in 0..PULL_RESUMES {
+            let r = self.retrieve(store, id, content.len() as u64, size).await?;
+            if !r.partial {
+                // The store sent it all from the start (it may ignore Range).
+                content.clear();
+            }
+            content.extend_from_slice(&r.content);
+            if r.complete {
+                return Ok(content);
+            }
+            tracing::info!(%store, have = content.len(), of = size, "pull interrupted; resuming");
+        }
+        Err(PeerError::Unreachable(format!("retrieving from {store} broke off {PULL_RESUMES} times")))
+    }
+
     /// Silence, un-pin or refuse (`action`) at `store`.
     pub async fn recipient_action(
         &self,
@@ -273,6 +292,9 @@ impl PeerClient {
         String::from_utf8(body).map_err(|_| PeerError::Protocol(format!("{url}: not UTF-8 text")))
     }
 }
+
+/// Resumptions of one interrupted pull before it is given up.
+const PULL_RESUMES: usize = 5;
 
 /// Most octets read of an answer that is not a message (JSON, errors).
 const MAX_ANSWER: usize = 4 << 20;

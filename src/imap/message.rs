@@ -69,6 +69,57 @@ impl<'a> Parsed<'a> {
     }
 }
 
+impl Parsed<'_> {
+    /// The text SEARCH looks in for a header field: its raw values and,
+    /// for addresses and the subject, their decoded forms.
+    pub fn search_text(&self, field: &str) -> String {
+        let mut out = String::from_utf8_lossy(&fields(self.header(), &[field.to_ascii_lowercase()], true)).to_string();
+        if let Some(m) = &self.message {
+            let decoded = match field.to_ascii_lowercase().as_str() {
+                "subject" => m.subject().map(str::to_string),
+                "from" => m.from().map(address_text),
+                "to" => m.to().map(address_text),
+                "cc" => m.cc().map(address_text),
+                "bcc" => m.bcc().map(address_text),
+                _ => None,
+            };
+            if let Some(d) = decoded {
+                out.push(' ');
+                out.push_str(&d);
+            }
+        }
+        out
+    }
+
+    /// Whether the header has a field of that name.
+    pub fn has_field(&self, field: &str) -> bool {
+        fields(self.header(), &[field.to_ascii_lowercase()], true).len() > 2
+    }
+
+    /// The `Date:` header's day, in its own time zone (RFC 9051 SENTON).
+    pub fn sent_date(&self) -> Option<chrono::NaiveDate> {
+        let d = self.message.as_ref()?.date()?;
+        chrono::NaiveDate::from_ymd_opt(d.year as i32, d.month as u32, d.day as u32)
+    }
+
+    /// The body, as text (lossy), for SEARCH BODY.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.raw[self.header().len()..]).to_string()
+    }
+
+    /// The whole message, as text (lossy), for SEARCH TEXT.
+    pub fn whole_text(&self) -> String {
+        String::from_utf8_lossy(self.raw).to_string()
+    }
+}
+
+fn address_text(a: &mail_parser::Address<'_>) -> String {
+    a.iter()
+        .map(|x| format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 enum What {
     Body,
     Header,

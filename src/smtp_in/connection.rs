@@ -4,11 +4,9 @@
 //! (RFC 2920), flushed before waiting for input. STARTTLS swaps the stream.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::ListenerTls;
@@ -20,6 +18,7 @@ use super::session::{ListenerKind, Session, SessionConfig, Step};
 use crate::context::Shared;
 use crate::discovery::{LocateError, Service};
 use crate::im2000::auth::{AuthOutcome, authenticate};
+use crate::listen::handshake;
 use crate::proto::Address;
 
 /// How a drive of the session ended.
@@ -70,25 +69,6 @@ pub async fn serve_connection(
         session.tls_started();
         drive(&s, kind, &mut session, &mut stream, peer, deadline, &shutdown).await;
         let _ = stream.shutdown().await;
-    }
-}
-
-/// The server side of a TLS handshake, within 30 seconds.
-async fn handshake(
-    acceptor: &TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            None
-        }
     }
 }
 

@@ -20,7 +20,6 @@ pub mod verdicts;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,16 +28,7 @@ use crate::limits::{ConnectionSlots, NoSlot};
 use reply::Reply;
 use session::ListenerKind;
 
-/// How a listener offers TLS.
-#[derive(Clone)]
-pub enum ListenerTls {
-    /// No certificate: plain text only.
-    None,
-    /// STARTTLS (RFC 3207).
-    StartTls(TlsAcceptor),
-    /// TLS from the first octet (RFC 8314, port 465).
-    Implicit(TlsAcceptor),
-}
+pub use crate::listen::ListenerTls;
 
 /// Accepts connections until `shutdown`, then waits up to `drain` for open
 /// sessions (which are told 421 at their next read). `slots` is this kind

@@ -214,30 +214,12 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Pulled, Failure> {
             Ok((None, _)) | Err(Unavailable::Gone) | Err(Unavailable::Unknown) => Err(Failure::Gone),
         };
     }
-    // An interrupted pull resumes where it broke off, with Range.
-    let mut content: Vec<u8> = Vec::new();
-    for _ in 0..PULL_RESUMES {
-        match s.peers.retrieve(&n.store, &n.id, content.len() as u64, n.size).await {
-            Ok(r) => {
-                if !r.partial {
-                    // The store sent it all from the start (it may ignore Range).
-                    content.clear();
-                }
-                content.extend_from_slice(&r.content);
-                if r.complete {
-                    return Ok(Pulled { content, ours: false });
-                }
-                tracing::info!(store = %n.store, have = content.len(), of = n.size, "pull interrupted; resuming");
-            }
-            Err(PeerError::Status { status: 404 | 410, .. }) => return Err(Failure::Gone),
-            Err(e) => return Err(Failure::Temporary(format!("retrieving from {}: {e}", n.store))),
-        }
+    match s.peers.pull(&n.store, &n.id, n.size).await {
+        Ok(content) => Ok(Pulled { content, ours: false }),
+        Err(PeerError::Status { status: 404 | 410, .. }) => Err(Failure::Gone),
+        Err(e) => Err(Failure::Temporary(format!("retrieving from {}: {e}", n.store))),
     }
-    Err(Failure::Temporary(format!("retrieving from {} broke off {PULL_RESUMES} times", n.store)))
 }
-
-/// Resumptions of one interrupted pull before the attempt is given up.
-const PULL_RESUMES: usize = 5;
 
 /// One attempt; `tried` names the last host tried.
 async fn attempt(s: &Shared, n: &Notification, job: &[u8; 8], tried: &mut String) -> Result<(), Failure> {

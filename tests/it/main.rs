@@ -9,6 +9,7 @@ mod disk_full;
 mod harness;
 mod hostile_clients;
 mod hostile_peers;
+mod imap;
 mod lab;
 mod legacy;
 mod migration;

@@ -1,0 +1,672 @@
+//! The selected folder: its entries as this session last reported them
+//! (sequence numbers are positions in that list), and the commands that
+//! work on them — FETCH, STORE, SEARCH, EXPUNGE, COPY, MOVE, APPEND — and
+//! the changes other sessions and new mail make, reported at NOOP, IDLE
+//! and after commands.
+
+use std::sync::Arc;
+
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::{NString, Tag, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName};
+use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagPerm, StoreResponse, StoreType};
+use imap_codec::imap_types::response::{Code, Data};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use tokio::sync::watch;
+
+use super::content::{Unreachable, content, release};
+use super::message::{Parsed, partial};
+use super::search::{View, matches, needs_content};
+use super::session::{Answer, Session, bad, code, flag_of, flag_text, no, nz, ok};
+use crate::store::folders::{FolderError, FolderInfo};
+use crate::store::records::InboxRecord;
+
+pub struct Selected {
+    pub name: String,
+    pub read_only: bool,
+    pub uidvalidity: u32,
+    entries: Vec<(u32, InboxRecord)>,
+    watch: watch::Receiver<u64>,
+    /// The last message read, kept for the next FETCH of its other parts.
+    last: Option<(u32, Arc<Vec<u8>>)>,
+}
+
+const SYSTEM_FLAGS: [Flag<'static>; 5] = [Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft];
+
+fn has(flags: &[String], f: &str) -> bool {
+    flags.iter().any(|x| x.eq_ignore_ascii_case(f))
+}
+
+/// Whether `n` is in `set`, `*` being `largest` (RFC 9051 §9: a range's
+/// ends may come in either order).
+pub fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
+    set.0.as_ref().iter().any(|s| {
+        let (lo, hi) = bounds(s, largest);
+        lo <= n && n <= hi
+    })
+}
+
+fn value(v: &SeqOrUid, largest: u32) -> u32 {
+    match v {
+        SeqOrUid::Value(n) => n.get(),
+        SeqOrUid::Asterisk => largest,
+    }
+}
+
+fn bounds(s: &Sequence, largest: u32) -> (u32, u32) {
+    match s {
+        Sequence::Single(v) => (value(v, largest), value(v, largest)),
+        Sequence::Range(a, b) => {
+            let (a, b) = (value(a, largest), value(b, largest));
+            (a.min(b), a.max(b))
+        }
+    }
+}
+
+fn uid_set(uids: &[u32]) -> Option<UidSet> {
+    let elements: Vec<UidElement> = uids.iter().map(|u| UidElement::Single(nz(*u))).collect();
+    Vec1::try_from(elements).ok().map(UidSet)
+}
+
+fn fetch_flags(flags: &[String]) -> Vec<FlagFetch<'static>> {
+    flags.iter().filter_map(|f| flag_of(f)).map(FlagFetch::Flag).collect()
+}
+
+fn nstring_bytes(data: &[u8]) -> NString<'static> {
+    let clean: Vec<u8> = data.iter().map(|b| if *b == 0 { b' ' } else { *b }).collect();
+    NString::try_from(clean).unwrap_or_default()
+}
+
+fn internal_date(at: crate::clock::Millis) -> DateTime {
+    let utc = chrono::DateTime::from_timestamp_millis(at as i64).unwrap_or_default();
+    DateTime::try_from(utc.fixed_offset()).unwrap_or_else(|_| {
+        DateTime::try_from(chrono::DateTime::from_timestamp(0, 0).unwrap_or_default().fixed_offset())
+            .expect("1970 is a valid IMAP date")
+    })
+}
+
+impl Selected {
+    pub fn new(
+        name: String,
+        read_only: bool,
+        uidvalidity: u32,
+        entries: Vec<(u32, InboxRecord)>,
+        mut watch: watch::Receiver<u64>,
+    ) -> Selected {
+        watch.mark_unchanged();
+        Selected { name, read_only, uidvalidity, entries, watch, last: None }
+    }
+
+    /// The untagged answers of SELECT (RFC 9051 §6.3.2).
+    pub fn announce(&self, a: &mut Answer, info: &FolderInfo) {
+        a.data(Data::Flags(SYSTEM_FLAGS.to_vec()));
+        let mut perm: Vec<FlagPerm<'static>> = SYSTEM_FLAGS.iter().cloned().map(FlagPerm::Flag).collect();
+        perm.push(FlagPerm::Asterisk);
+        let untagged_ok = |c: Code<'static>, t: &str| {
+            imap_codec::imap_types::response::Status::ok(None, Some(c), super::session::text(t)).expect("status")
+        };
+        if !self.read_only {
+            a.status(untagged_ok(Code::PermanentFlags(perm), "flags are kept"));
+        } else {
+            a.status(untagged_ok(Code::PermanentFlags(vec![]), "read-only"));
+        }
+        a.data(Data::Exists(self.entries.len() as u32));
+        a.data(Data::Recent(0));
+        a.status(untagged_ok(Code::UidValidity(nz(info.uidvalidity)), "UIDs valid"));
+        a.status(untagged_ok(Code::UidNext(nz(info.uidnext)), "predicted next UID"));
+        if let Some(i) = self.entries.iter().position(|(_, r)| !has(&r.flags, "\\Seen")) {
+            a.status(untagged_ok(Code::Unseen(nz(i as u32 + 1)), "first unseen"));
+        }
+    }
+
+    /// The wake-up for changes to this user's mailbox.
+    pub fn watch(&mut self) -> &mut watch::Receiver<u64> {
+        &mut self.watch
+    }
+
+    fn max_uid(&self) -> u32 {
+        self.entries.last().map_or(0, |(u, _)| *u)
+    }
+
+    /// The entries a set names (positions, ascending, each once). A
+    /// sequence number past the end is an error (`None`); a UID that does
+    /// not exist is left out (RFC 9051 §6.4.9).
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Option<Vec<usize>> {
+        let count = self.entries.len() as u32;
+        let mut out = Vec::new();
+        for s in set.0.as_ref() {
+            if uid {
+                let (lo, hi) = bounds(s, self.max_uid());
+                let start = self.entries.partition_point(|(u, _)| *u < lo);
+                let end = self.entries.partition_point(|(u, _)| *u <= hi);
+                out.extend(start..end);
+            } else {
+                let (lo, hi) = bounds(s, count);
+                if lo == 0 || hi > count {
+                    return None;
+                }
+                out.extend((lo - 1) as usize..hi as usize);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
+    }
+}
+
+impl Session {
+    fn sel(&self) -> &Selected {
+        self.selected.as_ref().expect("a folder is selected")
+    }
+
+    fn sel_mut(&mut self) -> &mut Selected {
+        self.selected.as_mut().expect("a folder is selected")
+    }
+
+    /// Reports what changed in the selected folder since this session last
+    /// looked: EXPUNGE for entries gone, EXISTS for new ones, FETCH FLAGS for
+    /// flags another session changed.
+    pub async fn changes(&mut self, a: &mut Answer) {
+        let Some(sel) = &mut self.selected else { return };
+        sel.watch.mark_unchanged();
+        let name = sel.name.clone();
+        let Ok(now) = self.store(move |st, user| st.mail_entries(&user, &name)).await else { return };
+        let sel = self.sel_mut();
+        let new: std::collections::HashMap<u32, &InboxRecord> = now.iter().map(|(u, r)| (*u, r)).collect();
+        for i in (0..sel.entries.len()).rev() {
+            if !new.contains_key(&sel.entries[i].0) {
+                a.data(Data::Expunge(nz(i as u32 + 1)));
+            }
+        }
+        let old: std::collections::HashMap<u32, &InboxRecord> = sel.entries.iter().map(|(u, r)| (*u, r)).collect();
+        let mut flag_changes = Vec::new();
+        let mut kept = 0u32;
+        for (uid, r) in &now {
+            if let Some(o) = old.get(uid) {
+                kept += 1;
+                if o.flags != r.flags {
+                    flag_changes.push((kept, *uid, r.flags.clone()));
+                }
+            }
+        }
+        if now.len() != kept as usize || now.len() != sel.entries.len() {
+            a.data(Data::Exists(now.len() as u32));
+        }
+        for (seq, uid, flags) in flag_changes {
+            let items = vec![MessageDataItem::Uid(nz(uid)), MessageDataItem::Flags(fetch_flags(&flags))];
+            a.data(Data::Fetch { seq: nz(seq), items: Vec1::try_from(items).expect("not empty") });
+        }
+        sel.entries = now;
+    }
+
+    /// The octets of an entry, the session's last one if it is that.
+    async fn entry_content(&mut self, uid: u32, r: &InboxRecord) -> Result<Arc<Vec<u8>>, Unreachable> {
+        if let Some((u, c)) = &self.sel().last
+            && *u == uid
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(content(&self.s, r).await?);
+        self.sel_mut().last = Some((uid, c.clone()));
+        Ok(c)
+    }
+
+    pub(super) async fn fetch(
+        &mut self,
+        a: &mut Answer,
+        tag: &Tag<'static>,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'static>,
+        uid_cmd: bool,
+    ) {
+        let items: Vec<MessageDataItemName<'static>> = match items {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                use imap_codec::imap_types::ToStatic;
+                m.expand().into_iter().map(|i| i.to_static()).collect()
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+        };
+        let Some(indices) = self.sel().resolve(set, uid_cmd) else {
+            a.status(bad(Some(tag), None, "no message has that sequence number"));
+            return;
+        };
+        use MessageDataItemName as N;
+        let wants_content = items.iter().any(|i| {
+            matches!(
+                i,
+                N::Envelope
+                    | N::BodyStructure
+                    | N::Body
+                    | N::BodyExt { .. }
+                    | N::Rfc822
+                    | N::Rfc822Header
+                    | N::Rfc822Text
+            )
+        });
+        let sets_seen = !self.sel().read_only
+            && items.iter().any(|i| matches!(i, N::BodyExt { peek: false, .. } | N::Rfc822 | N::Rfc822Text));
+        let mut seen_now: Vec<(u32, Vec<String>)> = Vec::new();
+        let mut failures: Vec<(u32, Unreachable)> = Vec::new();
+        for idx in indices {
+            let (uid, record) = self.sel().entries[idx].clone();
+            let content = if wants_content {
+                match self.entry_content(uid, &record).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        failures.push((uid, e));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let parsed = content.as_ref().map(|c| Parsed::new(c));
+            let mut flags = record.flags.clone();
+            let mut flags_changed = false;
+            if sets_seen && !has(&flags, "\\Seen") {
+                flags.push("\\Seen".into());
+                seen_now.push((uid, flags.clone()));
+                flags_changed = true;
+            }
+            let mut out = Vec::new();
+            if uid_cmd && !items.iter().any(|i| matches!(i, N::Uid)) {
+                out.push(MessageDataItem::Uid(nz(uid)));
+            }
+            for item in &items {
+                let p = parsed.as_ref();
+                out.push(match item {
+                    N::Uid => MessageDataItem::Uid(nz(uid)),
+                    N::Flags => MessageDataItem::Flags(fetch_flags(&flags)),
+                    N::InternalDate => MessageDataItem::InternalDate(internal_date(record.received_at)),
+                    N::Rfc822Size => MessageDataItem::Rfc822Size(
+                        content.as_ref().map_or(record.notification.size, |c| c.len() as u64) as u32,
+                    ),
+                    N::Envelope => MessageDataItem::Envelope(p.expect("loaded").envelope()),
+                    N::BodyStructure => MessageDataItem::BodyStructure(p.expect("loaded").body_structure(true)),
+                    N::Body => MessageDataItem::Body(p.expect("loaded").body_structure(false)),
+                    N::BodyExt { section, partial: range, .. } => {
+                        let data = p.expect("loaded").section(section.as_ref()).unwrap_or_default();
+                        MessageDataItem::BodyExt {
+                            section: section.clone(),
+                            origin: range.map(|(start, _)| start),
+                            data: nstring_bytes(&partial(&data, *range)),
+                        }
+                    }
+                    N::Rfc822 => MessageDataItem::Rfc822(nstring_bytes(content.as_deref().expect("loaded"))),
+                    N::Rfc822Header => MessageDataItem::Rfc822Header(nstring_bytes(p.expect("loaded").header())),
+                    N::Rfc822Text => {
+                        let c = content.as_deref().expect("loaded");
+                        MessageDataItem::Rfc822Text(nstring_bytes(&c[p.expect("loaded").header().len()..]))
+                    }
+                    _ => continue,
+                });
+            }
+            if flags_changed && !items.iter().any(|i| matches!(i, N::Flags)) {
+                out.push(MessageDataItem::Flags(fetch_flags(&flags)));
+            }
+            if let Ok(items) = Vec1::try_from(out) {
+                a.data(Data::Fetch { seq: nz(idx as u32 + 1), items });
+            }
+        }
+        if !seen_now.is_empty() {
+            self.set_flags(seen_now).await;
+        }
+        match failures.first() {
+            None => a.status(ok(tag, None, "FETCH done")),
+            Some((uid, e)) => a.status(no(
+                tag,
+                Some(code("UNAVAILABLE")),
+                format!("{} message(s) could not be read now (UID {uid}: {e}); try again later", failures.len()),
+            )),
+        }
+    }
+
+    /// Writes new flag sets and updates this session's copy.
+    async fn set_flags(&mut self, changes: Vec<(u32, Vec<String>)>) -> bool {
+        let name = self.sel().name.clone();
+        let c = changes.clone();
+        match self.store(move |st, user| st.mail_set_flags(&user, &name, &c)).await {
+            Ok(_) => {
+                let sel = self.sel_mut();
+                for (uid, flags) in changes {
+                    if let Ok(i) = sel.entries.binary_search_by_key(&uid, |(u, _)| *u) {
+                        sel.entries[i].1.flags = flags;
+                    }
+                }
+                sel.watch.mark_unchanged();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn store_flags(
+        &mut self,
+        a: &mut Answer,
+        tag: &Tag<'static>,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: Vec<Flag<'static>>,
+        uid_cmd: bool,
+    ) {
+        if self.sel().read_only {
+            a.status(no(tag, Some(Code::ReadOnly), "the folder is read-only (EXAMINE)"));
+            return;
+        }
+        let Some(indices) = self.sel().resolve(set, uid_cmd) else {
+            a.status(bad(Some(tag), None, "no message has that sequence number"));
+            return;
+        };
+        let given: Vec<String> = flags.iter().map(flag_text).collect();
+        let mut changes = Vec::new();
+        for idx in &indices {
+            let (uid, r) = &self.sel().entries[*idx];
+            let mut now: Vec<String> = match kind {
+                StoreType::Replace => given.clone(),
+                StoreType::Add => {
+                    let mut f = r.flags.clone();
+                    f.extend(given.iter().filter(|g| !has(&r.flags, g)).cloned());
+                    f
+                }
+                StoreType::Remove => r.flags.iter().filter(|f| !has(&given, f)).cloned().collect(),
+            };
+            now.dedup_by(|x, y| x.eq_ignore_ascii_case(y));
+            if now != r.flags {
+                changes.push((*uid, now));
+            }
+        }
+        if !changes.is_empty() && !self.set_flags(changes).await {
+            a.status(no(tag, Some(code("SERVERBUG")), "storage error; flags unchanged"));
+            return;
+        }
+        if response == StoreResponse::Answer {
+            for idx in indices {
+                let (uid, r) = &self.sel().entries[idx];
+                let mut items = Vec::new();
+                if uid_cmd {
+                    items.push(MessageDataItem::Uid(nz(*uid)));
+                }
+                items.push(MessageDataItem::Flags(fetch_flags(&r.flags)));
+                a.data(Data::Fetch { seq: nz(idx as u32 + 1), items: Vec1::try_from(items).expect("not empty") });
+            }
+        }
+        a.status(ok(tag, None, "STORE done"));
+    }
+
+    pub(super) async fn search(
+        &mut self,
+        a: &mut Answer,
+        tag: &Tag<'static>,
+        criteria: &[SearchKey<'static>],
+        uid: bool,
+    ) {
+        let key = match criteria {
+            [one] => one.clone(),
+            many => SearchKey::And(Vec1::try_from(many.to_vec()).expect("criteria are never empty")),
+        };
+        let load = needs_content(&key);
+        let (count, max_uid) = (self.sel().entries.len() as u32, self.sel().max_uid());
+        let mut hits = Vec::new();
+        let mut unreadable = 0;
+        for idx in 0..self.sel().entries.len() {
+            let (u, r) = self.sel().entries[idx].clone();
+            let content = if load {
+                match self.entry_content(u, &r).await {
+                    Ok(c) => Some(c),
+                    Err(_) => {
+                        unreadable += 1;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let parsed = content.as_ref().map(|c| Parsed::new(c));
+            let internal =
+                chrono::DateTime::from_timestamp_millis(r.received_at as i64).unwrap_or_default().date_naive();
+            let view = View {
+                seq: idx as u32 + 1,
+                count,
+                uid: u,
+                max_uid,
+                flags: &r.flags,
+                size: content.as_ref().map_or(r.notification.size, |c| c.len() as u64),
+                internal,
+                content: parsed.as_ref(),
+            };
+            if matches(&key, &view) {
+                hits.push(nz(if uid { u } else { idx as u32 + 1 }));
+            }
+        }
+        a.data(Data::Search(hits));
+        if unreadable > 0 {
+            a.status(no(
+                tag,
+                Some(code("UNAVAILABLE")),
+                format!("{unreadable} message(s) could not be read now and were not searched"),
+            ));
+        } else {
+            a.status(ok(tag, None, "SEARCH done"));
+        }
+    }
+
+    /// EXPUNGE, UID EXPUNGE and CLOSE: entries flagged `\Deleted` go; the
+    /// sender's store is told (silence, un-pin) of each the user no longer
+    /// refers to anywhere.
+    pub(super) async fn expunge(&mut self, a: &mut Answer, only: Option<&SequenceSet>, silent: bool) {
+        if self.sel().read_only {
+            return;
+        }
+        let sel = self.sel();
+        let max_uid = sel.max_uid();
+        let uids: Vec<u32> = sel
+            .entries
+            .iter()
+            .filter(|(u, r)| has(&r.flags, "\\Deleted") && only.is_none_or(|s| in_set(s, *u, max_uid)))
+            .map(|(u, _)| *u)
+            .collect();
+        self.remove(a, uids, silent).await;
+    }
+
+    /// Removes entries from the selected folder, tells their stores, and
+    /// reports EXPUNGE (highest first, so each number is right when sent).
+    async fn remove(&mut self, a: &mut Answer, uids: Vec<u32>, silent: bool) {
+        if uids.is_empty() {
+            return;
+        }
+        let name = self.sel().name.clone();
+        let Ok(removed) = self.store(move |st, user| st.mail_expunge(&user, &name, &uids)).await else { return };
+        let s = self.s.clone();
+        let to_release: Vec<InboxRecord> =
+            removed.iter().filter(|e| e.last_reference).map(|e| e.record.clone()).collect();
+        if !to_release.is_empty() {
+            tokio::spawn(async move {
+                for r in to_release {
+                    release(&s, &r).await;
+                }
+            });
+        }
+        let gone: std::collections::HashSet<u32> = removed.iter().map(|e| e.uid).collect();
+        let sel = self.sel_mut();
+        for i in (0..sel.entries.len()).rev() {
+            if gone.contains(&sel.entries[i].0) {
+                if !silent {
+                    a.data(Data::Expunge(nz(i as u32 + 1)));
+                }
+                sel.entries.remove(i);
+            }
+        }
+        sel.watch.mark_unchanged();
+    }
+
+    pub(super) async fn copy(
+        &mut self,
+        a: &mut Answer,
+        tag: &Tag<'static>,
+        set: &SequenceSet,
+        to: &str,
+        uid_cmd: bool,
+        moving: bool,
+    ) {
+        if moving && self.sel().read_only {
+            a.status(no(tag, Some(Code::ReadOnly), "the folder is read-only (EXAMINE)"));
+            return;
+        }
+        let Some(indices) = self.sel().resolve(set, uid_cmd) else {
+            a.status(bad(Some(tag), None, "no message has that sequence number"));
+            return;
+        };
+        let uids: Vec<u32> = indices.iter().map(|i| self.sel().entries[*i].0).collect();
+        let (from, to_name) = (self.sel().name.clone(), to.to_string());
+        let r = self
+            .store(move |st, user| {
+                let pairs = st.mail_copy(&user, &from, &uids, &to_name, moving)?;
+                let info = st.mail_folder(&user, &to_name)?;
+                Ok((pairs, info))
+            })
+            .await;
+        let what = if moving { "MOVE" } else { "COPY" };
+        let (pairs, info) = match r {
+            Ok((Ok(p), Some(info))) => (p, info),
+            Ok((Err(FolderError::NoSuch), _)) | Ok((Ok(_), None)) => {
+                a.status(no(tag, Some(Code::TryCreate), format!("no folder {to:?}")));
+                return;
+            }
+            Ok((Err(e), _)) => {
+                a.status(no(tag, Some(super::session::folder_code(&e)), e.to_string()));
+                return;
+            }
+            Err(_) => {
+                a.status(no(tag, Some(code("SERVERBUG")), format!("storage error; nothing was {what}d")));
+                return;
+            }
+        };
+        let copyuid = match (
+            uid_set(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()),
+            uid_set(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()),
+        ) {
+            (Some(source), Some(destination)) => {
+                Some(Code::CopyUid { uid_validity: nz(info.uidvalidity), source, destination })
+            }
+            _ => None,
+        };
+        if moving {
+            if let Some(c) = copyuid {
+                let st = imap_codec::imap_types::response::Status::ok(None, Some(c), super::session::text("moved"))
+                    .expect("status");
+                a.status(st);
+            }
+            // The entries are gone from this folder already (one batch);
+            // report them as expunged. Their stores are not told: the user
+            // still has them.
+            let gone: std::collections::HashSet<u32> = pairs.iter().map(|p| p.0).collect();
+            let sel = self.sel_mut();
+            for i in (0..sel.entries.len()).rev() {
+                if gone.contains(&sel.entries[i].0) {
+                    a.data(Data::Expunge(nz(i as u32 + 1)));
+                    sel.entries.remove(i);
+                }
+            }
+            sel.watch.mark_unchanged();
+            a.status(ok(tag, None, "MOVE done"));
+        } else {
+            a.status(ok(tag, copyuid, "COPY done"));
+        }
+    }
+
+    pub(super) async fn append(
+        &mut self,
+        a: &mut Answer,
+        tag: &Tag<'static>,
+        to: &str,
+        flags: Vec<Flag<'static>>,
+        date: Option<DateTime>,
+        message: LiteralOrLiteral8<'static>,
+    ) {
+        let content: Vec<u8> = match message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        let imap = &self.s.config.imap;
+        if content.len() as u64 > imap.max_append {
+            a.status(no(tag, Some(Code::TooBig), format!("messages over {} octets are not taken", imap.max_append)));
+            return;
+        }
+        if content.is_empty() {
+            a.status(no(tag, None, "an empty message"));
+            return;
+        }
+        let quota = imap.held_quota;
+        let flags: Vec<String> = flags.iter().map(flag_text).collect();
+        let at = date.map_or(self.s.clock.now(), |d| d.as_ref().timestamp_millis().max(0) as u64);
+        let store_domain = self.s.config.smtp.store_domain.clone();
+        let (to_name, len) = (to.to_string(), content.len() as u64);
+        let r = self
+            .store(move |st, user| {
+                if st.held_bytes(&user)? + len > quota {
+                    return Ok((Err(None), None));
+                }
+                let uid = st.mail_append(&user, &to_name, &content, flags, at, &store_domain)?;
+                let info = st.mail_folder(&user, &to_name)?;
+                Ok((uid.map_err(Some), info))
+            })
+            .await;
+        match r {
+            Ok((Ok(uid), Some(info))) => {
+                if self.selected.as_ref().is_some_and(|s| s.name.eq_ignore_ascii_case(&info.name)) {
+                    self.changes(a).await;
+                }
+                let c = Code::AppendUid { uid_validity: nz(info.uidvalidity), uid: nz(uid) };
+                a.status(ok(tag, Some(c), "APPEND done"));
+            }
+            Ok((Err(None), _)) => {
+                a.status(no(tag, Some(Code::OverQuota), "your saved messages are over their quota"));
+            }
+            Ok((Err(Some(FolderError::NoSuch)), _)) | Ok((Ok(_), None)) => {
+                a.status(no(tag, Some(Code::TryCreate), format!("no folder {to:?}")));
+            }
+            Ok((Err(Some(e)), _)) => a.status(no(tag, Some(super::session::folder_code(&e)), e.to_string())),
+            Err(_) => a.status(no(tag, Some(code("SERVERBUG")), "storage error; nothing was saved")),
+        }
+    }
+}
+
+/// Commands after which unsolicited EXPUNGE may not be sent (RFC 9051
+/// §7.5.1): FETCH, STORE and SEARCH by sequence number.
+pub fn expunge_may_follow(body: &CommandBody<'_>) -> bool {
+    !matches!(
+        body,
+        CommandBody::Fetch { uid: false, .. }
+            | CommandBody::Store { uid: false, .. }
+            | CommandBody::Search { uid: false, .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(s: &str) -> SequenceSet {
+        SequenceSet::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn sets_against_numbers() {
+        let cases = [
+            ("1:3", 2, 10, true),
+            ("5:*", 10, 10, true),
+            ("*:5", 4, 10, false),
+            ("7,9", 8, 10, false),
+            ("12:*", 10, 10, true),
+        ];
+        for (s, n, largest, want) in cases {
+            assert_eq!(in_set(&set(s), n, largest), want, "{s} {n} {largest}");
+        }
+    }
+}
