@@ -116,6 +116,7 @@ pub async fn submit(
         lifetime_ms: lifetime.as_millis() as u64,
         content: body.to_vec(),
         origin: None,
+        file_in_sent: true,
     };
     let (store, now) = (s.store.clone(), s.clock.now());
     let sub = s.blocking(move || store.submit(new, now, quota)).await??;

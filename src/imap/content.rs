@@ -27,6 +27,15 @@ pub enum Unreachable {
 pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable> {
     let n = &r.notification;
     let local = |e: crate::store::StoreError| Unreachable::Local(e.to_string());
+    if r.sent.is_some() {
+        let body = match n.id.parse::<crate::proto::MessageId>() {
+            Ok(id) => s.store.body(&id).map_err(local)?,
+            Err(_) => None,
+        };
+        return Ok(body.unwrap_or_else(|| {
+            crate::imap::message::placeholder(&n.sender, &n.store, "you recalled it, or it expired")
+        }));
+    }
     if r.held {
         return Ok(match s.store.held(&n.id).map_err(local)? {
             Some(c) => c,
@@ -81,7 +90,7 @@ pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable
 /// if this does not reach it.
 pub async fn release(s: &Shared, r: &InboxRecord) {
     let n = &r.notification;
-    if r.held {
+    if r.held || r.sent.is_some() {
         return;
     }
     if s.dir().config.is_local_domain(&n.store) {
@@ -104,4 +113,43 @@ pub async fn release(s: &Shared, r: &InboxRecord) {
             return;
         }
     }
+}
+
+/// Keywords that show how the user's own message fares with its recipients
+/// (tracked at this node's store), set by the node on Sent entries.
+pub const TRACKING_KEYWORDS: [&str; 3] = ["$IM2000Pending", "$IM2000Read", "$IM2000Failed"];
+
+/// Whether a flag is one the node sets (a client's STORE of it is ignored).
+pub fn is_tracking_keyword(flag: &str) -> bool {
+    TRACKING_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(flag))
+}
+
+/// A folder's entries, Sent entries with their tracking keywords.
+pub fn entries(
+    st: &crate::store::Store,
+    user_key: &str,
+    name: &str,
+) -> Result<Vec<(u32, InboxRecord)>, crate::store::StoreError> {
+    use crate::proto::NotificationStatus;
+    use crate::store::records::RecipientKind;
+    let mut entries = st.mail_entries(user_key, name)?;
+    for (_, r) in entries.iter_mut().filter(|(_, r)| r.sent.is_some()) {
+        r.flags.retain(|f| !is_tracking_keyword(f));
+        let Ok(id) = r.notification.id.parse::<crate::proto::MessageId>() else { continue };
+        let Some((_, recipients)) = st.track(&id)? else { continue };
+        let mailboxes: Vec<_> = recipients.iter().filter(|x| x.kind == RecipientKind::Mailbox).collect();
+        if mailboxes.is_empty() {
+            continue;
+        }
+        if mailboxes.iter().any(|x| !x.notification.is_final() && x.accepted_at.is_none()) {
+            r.flags.push(TRACKING_KEYWORDS[0].into());
+        }
+        if mailboxes.iter().all(|x| x.read == ReadStatus::All) {
+            r.flags.push(TRACKING_KEYWORDS[1].into());
+        }
+        if mailboxes.iter().any(|x| x.notification.is_final() && x.notification != NotificationStatus::Silenced) {
+            r.flags.push(TRACKING_KEYWORDS[2].into());
+        }
+    }
+    Ok(entries)
 }

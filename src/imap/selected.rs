@@ -174,7 +174,7 @@ impl Session {
         let Some(sel) = &mut self.selected else { return };
         sel.watch.mark_unchanged();
         let name = sel.name.clone();
-        let Ok(now) = self.store(move |st, user| st.mail_entries(&user, &name)).await else { return };
+        let Ok(now) = self.store(move |st, user| super::content::entries(&st, &user, &name)).await else { return };
         let sel = self.sel_mut();
         let new: std::collections::HashMap<u32, &InboxRecord> = now.iter().map(|(u, r)| (*u, r)).collect();
         for i in (0..sel.entries.len()).rev() {
@@ -328,7 +328,11 @@ impl Session {
     /// Writes new flag sets and updates this session's copy.
     async fn set_flags(&mut self, changes: Vec<(u32, Vec<String>)>) -> bool {
         let name = self.sel().name.clone();
-        let c = changes.clone();
+        // The node's own keywords are not the user's to keep.
+        let c: Vec<(u32, Vec<String>)> = changes
+            .iter()
+            .map(|(u, f)| (*u, f.iter().filter(|f| !super::content::is_tracking_keyword(f)).cloned().collect()))
+            .collect();
         match self.store(move |st, user| st.mail_set_flags(&user, &name, &c)).await {
             Ok(_) => {
                 let sel = self.sel_mut();
@@ -607,8 +611,17 @@ impl Session {
         let at = date.map_or(self.s.clock.now(), |d| d.as_ref().timestamp_millis().max(0) as u64);
         let store_domain = self.s.config.smtp.store_domain.clone();
         let (to_name, len) = (to.to_string(), content.len() as u64);
+        let message_id = crate::proto::header::message_id(&content);
         let r = self
             .store(move |st, user| {
+                // A client saving what it just sent (Thunderbird's default):
+                // the store already keeps it, and Sent shows it.
+                let info = st.mail_folder(&user, &to_name)?;
+                if info.as_ref().is_some_and(|i| i.special_use.as_deref() == Some(crate::store::folders::SENT))
+                    && let Some(uid) = st.sent_entry(&user, &to_name, &message_id)?
+                {
+                    return Ok((Ok(uid), info));
+                }
                 if st.held_bytes(&user)? + len > quota {
                     return Ok((Err(None), None));
                 }

@@ -373,7 +373,7 @@ impl Session {
                 // The default folders exist before the first SELECT of any.
                 st.mail_folders(&user)?;
                 let Some(info) = st.mail_folder(&user, &n)? else { return Ok(None) };
-                let entries = st.mail_entries(&user, &n)?;
+                let entries = super::content::entries(&st, &user, &n)?;
                 Ok(Some((info, entries)))
             })
             .await;
@@ -445,7 +445,7 @@ impl Session {
         let r = self
             .store(move |st, user| {
                 let Some(info) = st.mail_folder(&user, &n)? else { return Ok(None) };
-                Ok(Some((info, st.mail_entries(&user, &n)?)))
+                Ok(Some((info, super::content::entries(&st, &user, &n)?)))
             })
             .await;
         let (info, entries): (FolderInfo, _) = match r {

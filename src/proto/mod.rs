@@ -5,6 +5,7 @@ pub mod address;
 pub mod api;
 pub mod digest;
 pub mod from;
+pub mod header;
 pub mod hex;
 pub mod id;
 pub mod range;

@@ -138,6 +138,7 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         lifetime_ms: s.config.store.default_lifetime.as_millis() as u64,
         content,
         origin: Some(origin),
+        file_in_sent: env.authenticated.is_some(),
     };
     let (store, now) = (s.store.clone(), s.clock.now());
     match s.blocking(move || store.submit_with_id(id, new, now, quota)).await {

@@ -416,6 +416,7 @@ async fn send_dsn(s: &Shared, n: &Notification, to: &str, reason: &str) -> Resul
         lifetime_ms: s.config.store.default_lifetime.as_millis() as u64,
         content,
         origin: None,
+        file_in_sent: false,
     };
     let (st, quota) = (s.store.clone(), s.dir().users.quota(&user).unwrap_or(s.config.store.quota));
     s.blocking(move || st.submit(new, now, quota)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;

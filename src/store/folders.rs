@@ -15,6 +15,10 @@ use super::*;
 /// The one folder every user has: the agent's inbox.
 pub const INBOX: &str = "INBOX";
 
+/// The RFC 6154 attribute of the folder a user's own submissions show in.
+pub const SENT: &str = "\\Sent";
+const SEEN: &str = "\\Seen";
+
 /// Folders a user has before creating any, with their RFC 6154 use.
 pub const DEFAULT_FOLDERS: &[(&str, &str)] =
     &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk")];
@@ -98,27 +102,11 @@ impl Store {
     /// The user's folders, INBOX first; the default ones (Sent, Drafts,
     /// Trash, Junk) are made the first time.
     pub fn mail_folders(&self, user_key: &str) -> Result<Vec<FolderInfo>, StoreError> {
-        let made = folders_made_key(user_key);
-        if self.db().get_pinned_cf(self.cf(CF_META), &made)?.is_none() {
+        if self.db().get_pinned_cf(self.cf(CF_META), folders_made_key(user_key))?.is_none() {
             let _g = self.lock();
-            if self.db().get_pinned_cf(self.cf(CF_META), &made)?.is_none() {
-                let mut batch = WriteBatch::default();
-                self.inbox_uidvalidity(&mut batch)?;
-                let values = self.uidvalidities(&mut batch, DEFAULT_FOLDERS.len() as u32)?;
-                for ((name, special), uidvalidity) in DEFAULT_FOLDERS.iter().zip(values) {
-                    let key = folder_key(user_key, name);
-                    if self.db().get_pinned_cf(self.cf(CF_FOLDERS), &key)?.is_some() {
-                        continue;
-                    }
-                    let record = FolderRecord {
-                        uidvalidity,
-                        next_uid: 1,
-                        subscribed: true,
-                        special_use: Some(special.to_string()),
-                    };
-                    batch.put_cf(self.cf(CF_FOLDERS), key, to_json(&record));
-                }
-                batch.put_cf(self.cf(CF_META), &made, []);
+            let mut batch = WriteBatch::default();
+            self.make_default_folders(&mut batch, user_key)?;
+            if !batch.is_empty() {
                 self.commit(batch)?;
             }
         }
@@ -131,6 +119,76 @@ impl Store {
             special_use: r.special_use,
         }));
         Ok(out)
+    }
+
+    /// Adds the default folders to `batch` unless they were made before
+    /// (under the write lock); returns those it adds.
+    fn make_default_folders(
+        &self,
+        batch: &mut WriteBatch,
+        user_key: &str,
+    ) -> Result<Vec<(String, FolderRecord)>, StoreError> {
+        let made = folders_made_key(user_key);
+        if self.db().get_pinned_cf(self.cf(CF_META), &made)?.is_some() {
+            return Ok(Vec::new());
+        }
+        self.inbox_uidvalidity(batch)?;
+        let values = self.uidvalidities(batch, DEFAULT_FOLDERS.len() as u32)?;
+        let mut out = Vec::new();
+        for ((name, special), uidvalidity) in DEFAULT_FOLDERS.iter().zip(values) {
+            let key = folder_key(user_key, name);
+            if self.db().get_pinned_cf(self.cf(CF_FOLDERS), &key)?.is_some() {
+                continue;
+            }
+            let record =
+                FolderRecord { uidvalidity, next_uid: 1, subscribed: true, special_use: Some(special.to_string()) };
+            batch.put_cf(self.cf(CF_FOLDERS), key, to_json(&record));
+            out.push((name.to_string(), record));
+        }
+        batch.put_cf(self.cf(CF_META), &made, []);
+        Ok(out)
+    }
+
+    /// Files a user's own submission in their Sent folder (the one marked
+    /// `\Sent`, made with the defaults if need be; none if the user
+    /// deleted it), in `batch`, under the write lock.
+    pub(super) fn file_sent(
+        &self,
+        batch: &mut WriteBatch,
+        user_key: &str,
+        n: Notification,
+        message_id: String,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut folders = self.folder_records(user_key)?;
+        folders.extend(self.make_default_folders(batch, user_key)?);
+        let Some((name, mut record)) = folders.into_iter().find(|(_, r)| r.special_use.as_deref() == Some(SENT)) else {
+            return Ok(());
+        };
+        if record.next_uid == u32::MAX {
+            return Ok(());
+        }
+        let uid = record.next_uid;
+        record.next_uid += 1;
+        batch.put_cf(self.cf(CF_FOLDERS), folder_key(user_key, &name), to_json(&record));
+        let flags = vec![SEEN.to_string()];
+        let entry = InboxRecord { received_at: now, notification: n, flags, held: false, sent: Some(message_id) };
+        batch.put_cf(self.cf(CF_FOLDER_MAIL), folder_mail_key(user_key, &name, uid), to_json(&entry));
+        Ok(())
+    }
+
+    /// The Sent entry of the user's own message with this `Message-ID:`,
+    /// if there is one (a client APPENDing what it just sent).
+    pub fn sent_entry(&self, user_key: &str, folder: &str, message_id: &str) -> Result<Option<u32>, StoreError> {
+        if message_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .folder_entries(user_key, folder)?
+            .into_iter()
+            .rev()
+            .find(|(_, r)| r.sent.as_deref() == Some(message_id))
+            .map(|(uid, _)| uid))
     }
 
     fn inbox_info(&self, user_key: &str) -> Result<FolderInfo, StoreError> {
@@ -498,7 +556,7 @@ impl Store {
             digest: sha256_field(content),
             origin: None,
         };
-        let record = InboxRecord { received_at, notification, flags, held: true };
+        let record = InboxRecord { received_at, notification, flags, held: true, sent: None };
         let mut batch = WriteBatch::default();
         let uid = if is_inbox(name) {
             let seq = self.inbox_last_seq(user_key)? + 1;

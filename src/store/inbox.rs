@@ -121,7 +121,8 @@ impl Store {
         last.insert(user_key.to_string(), seq);
         let key = inbox_key(user_key, seq);
         batch.put_cf(self.cf(CF_META), inbox_seq_key(user_key), seq.to_be_bytes());
-        let record = InboxRecord { received_at: now, notification: n.clone(), flags: Vec::new(), held: false };
+        let record =
+            InboxRecord { received_at: now, notification: n.clone(), flags: Vec::new(), held: false, sent: None };
         batch.put_cf(self.cf(CF_INBOX), &key, to_json(&record));
         batch.put_cf(self.cf(CF_INBOX_SEEN), inbox_seen_key(&n.store, &n.id, user_key), &key);
         self.count_traffic(batch, domain_of(user_key), SIDE_IM2000, n.size, now);

@@ -89,6 +89,9 @@ pub struct NewMessage {
     pub lifetime_ms: u64,
     pub content: Vec<u8>,
     pub origin: Option<Origin>,
+    /// The sender is a local user writing their own mail: it also shows in
+    /// their Sent folder (the store is their Out box; nothing is copied).
+    pub file_in_sent: bool,
 }
 
 /// What [`Store::submit`] created.
@@ -420,7 +423,9 @@ impl Store {
         quota: u64,
     ) -> Result<Submitted, StoreError> {
         let size = m.content.len() as u64;
-        // No lock: nothing here reads what another writer may be changing,
+        // Filing in Sent gives out a UID: that takes the write lock.
+        let _sent = m.file_in_sent.then(|| self.lock());
+        // No lock otherwise: nothing here reads what another writer may be changing,
         // but the quota, which is checked against a moment-old total (a few
         // concurrent submissions may pass it together; none is lost).
         let charges = std::iter::once((&m.account, quota)).chain(m.also_charge.iter().map(|(a, q)| (a, *q)));
@@ -530,7 +535,24 @@ impl Store {
         for account in std::iter::once(&m.account).chain(m.also_charge.iter().map(|(a, _)| a)) {
             batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(size as i64, 1));
         }
+        let first = recipients.first().map(|(a, _)| a.to_string()).or_else(|| m.lists.first().cloned());
+        if m.file_in_sent {
+            let filed = Notification {
+                store: m.store.clone(),
+                id: message.to_string(),
+                sender: m.sender.to_string(),
+                recipient: first.unwrap_or_default(),
+                size,
+                digest: digest.clone(),
+                origin: None,
+            };
+            let message_id = crate::proto::header::message_id(&m.content);
+            self.file_sent(&mut batch, &m.sender.key(), filed, message_id, now)?;
+        }
         self.commit(batch)?;
+        if m.file_in_sent {
+            self.touched(&m.sender.key());
+        }
         self.recent_charged(std::iter::once(&m.account).chain(m.also_charge.iter().map(|(a, _)| a)), size);
         Ok(Submitted { message, expires_at, size, digest, recipients, lists })
     }

@@ -148,6 +148,11 @@ pub struct InboxRecord {
     /// at a sender's store: `notification.id` names it in `held`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// The user's own submission, shown in Sent: `notification.id` is the
+    /// message id at this node's store; the value is its `Message-ID:`
+    /// header (empty without one), which spots a client's APPENDed copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<String>,
 }
 
 /// One of a user's IMAP folders other than INBOX.

@@ -31,6 +31,7 @@ fn msg(to: &[&str], content: &[u8]) -> NewMessage {
         lifetime_ms: 60_000,
         content: content.to_vec(),
         origin: None,
+        file_in_sent: false,
     }
 }
 

@@ -4,7 +4,9 @@
 # relay attempts), aiosmtpd and Postfix as legacy hosts receiving IM2000
 # mail, Postfix with SASL as an upstream relay and as a recipient's MX,
 # NSD as the authoritative DNS, dkimpy signing and verifying, an HTTPS
-# MTA-STS policy server, and smtp-source bursts. Installs them from Debian. Prints "N passed, M failed"
+# MTA-STS policy server, smtp-source bursts; and IMAP clients — mbsync
+# (isync), fetchmail, and neomutt driven in tmux. (isync and fetchmail
+# check a certificate's DNS names only: they connect to "localhost".) Installs them from Debian. Prints "N passed, M failed"
 # and exits non-zero on any failure.
 #
 # Rewrites /etc/postfix/main.cf (and starts/stops Postfix): run it as root on
@@ -20,6 +22,10 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v nsd >/dev/null || need+=(nsd)
 /usr/bin/python3 -c 'import dkim, dns.resolver, nacl' 2>/dev/null || need+=(python3-dkim python3-dnspython python3-nacl)
 command -v saslpasswd2 >/dev/null || need+=(sasl2-bin)
+command -v mbsync >/dev/null || need+=(isync)
+command -v fetchmail >/dev/null || need+=(fetchmail)
+command -v neomutt >/dev/null || need+=(neomutt)
+command -v tmux >/dev/null || need+=(tmux)
 [ -e /usr/lib/x86_64-linux-gnu/sasl2/libplain.so ] || ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>&1 || need+=(libsasl2-modules)
 if [ ${#need[@]} -gt 0 ]; then
   echo "interop: installing ${need[*]}" >&2
@@ -74,7 +80,7 @@ eventually() { # seconds, command...
   "$@"
 }
 
-read -r PUB PRIV MX SUB AIO PF ADM SMUG DNSP SUBS UP MXP < <(free_ports 12)
+read -r PUB PRIV MX SUB AIO PF ADM SMUG DNSP SUBS UP MXP IMAPP IMAPS < <(free_ports 14)
 
 # --- legacy hosts: aiosmtpd (Maildir) and Postfix (virtual mailboxes) -----
 mkdir -p "$work/aio/tmp" "$work/aio/new" "$work/aio/cur"
@@ -178,6 +184,9 @@ mx = ["127.0.0.1:$MX"]
 submission = ["127.0.0.1:$SUB"]
 submissions = ["127.0.0.1:$SUBS"]
 relay_port = $MXP
+[imap]
+listen = ["127.0.0.1:$IMAPP"]
+implicit_tls = ["127.0.0.1:$IMAPS"]
 [smtp.destinations."tlsreq.test"]
 tls = "required"
 [dns]
@@ -235,6 +244,9 @@ password = "rita-pw"
 [[user]]
 address = "bert@badrelay.test"
 password = "bert-pw"
+[[user]]
+address = "ivy@one.test"
+password = "ivy-pw"
 [[user]]
 address = "ops@one.test"
 password = "ops-pw"
@@ -402,6 +414,129 @@ check "MTA-STS enforce or tls = required: an MX the policy does not list, or one
       && grep -q 'TLS required by smtp.destinations.*tlsreq.test' $work/q2.out && exit 0
     sleep 0.2
   done; cat $work/q2.out; exit 1"
+
+# --- IMAP clients over ivy@one.test's inbox --------------------------------
+imap_py() { /usr/bin/python3 - "$IMAPS" "$work/ca.pem" "$@"; }
+export -f imap_py eventually
+for i in 1 2 3; do
+  swaks --server 127.0.0.1:$MX --from someone@far.test --to ivy@one.test --header "Subject: imap $i" --body "body $i" --hide-all
+done
+eventually 20 bash -c '[ "$(count ivy@one.test)" -ge 3 ]'
+mkdir -p "$work/maildir"
+cat > "$work/mbsyncrc" <<RC
+IMAPAccount ivy
+Host localhost
+Port $IMAPS
+User ivy@one.test
+Pass ivy-pw
+SSLType IMAPS
+CertificateFile $work/ca.pem
+
+IMAPStore ivy-remote
+Account ivy
+
+MaildirStore ivy-local
+Path $work/maildir/
+Inbox $work/maildir/INBOX
+SubFolders Verbatim
+
+Channel ivy
+Far :ivy-remote:
+Near :ivy-local:
+Patterns *
+Create Near
+Sync All
+Expunge Both
+SyncState *
+RC
+check "mbsync over implicit TLS (certificate verified) syncs INBOX and the special folders to a Maildir" bash -c "
+  mbsync -c $work/mbsyncrc ivy || exit 1
+  [ \$(ls $work/maildir/INBOX/new | wc -l) -eq 3 ] && [ -d $work/maildir/Sent ] && [ -d $work/maildir/Drafts ] \
+    && grep -l 'Subject: imap 2' $work/maildir/INBOX/new/* >/dev/null"
+check "mbsync back: a flag set, a message trashed and a draft written offline reach the server" bash -c "
+  cd $work/maildir/INBOX/new
+  f1=\$(grep -l 'Subject: imap 1' *); f2=\$(grep -l 'Subject: imap 2' *)
+  mv \"\$f1\" ../cur/\"\$f1\"FS; mv \"\$f2\" ../cur/\"\$f2\"T
+  printf 'From: ivy@one.test\r\nSubject: offline draft\r\n\r\nwritten on the train\r\n' > $work/maildir/Drafts/new/1.draft
+  sleep 1.1
+  mbsync -c $work/mbsyncrc ivy || exit 1
+  imap_py <<'PY'
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+m = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx)
+m.login('ivy@one.test', 'ivy-pw')
+typ, n = m.select('INBOX'); assert n[0] == b'2', n
+typ, d = m.fetch('1:*', '(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+text = repr(d); assert 'imap 2' not in text and 'Flagged' in text, text
+typ, n = m.select('Drafts'); assert n[0] == b'1', n
+typ, d = m.fetch('1', 'BODY.PEEK[]'); assert b'written on the train' in d[0][1], d
+PY"
+cat > "$work/fetchmailrc" <<RC
+poll localhost service $IMAPP protocol IMAP
+  user "ivy@one.test" password "ivy-pw" is "root" here
+  sslproto "tls1.2+"
+  sslcertck sslcertfile "$work/ca.pem"
+  mda "/bin/sh -c 'cat >> $work/fetchmail.mbox'"
+  fetchall
+RC
+chmod 600 "$work/fetchmailrc"
+check "fetchmail over STARTTLS (certificate checked) takes the inbox and expunges it; the store is told" bash -c "
+  swaks --server 127.0.0.1:$MX --from someone@far.test --to ivy@one.test --header 'Subject: for fetchmail' --body 'fetch me' --hide-all
+  eventually 20 bash -c '[ \$(count ivy@one.test) -ge 3 ]'
+  fetchmail -f $work/fetchmailrc --nodetach --sslproto tls1.2+ 2>&1 | tail -5
+  grep -q 'Subject: for fetchmail' $work/fetchmail.mbox && [ \$(grep -c '^Subject: ' $work/fetchmail.mbox) -eq 3 ] \
+    && [ \"\$(count ivy@one.test)\" -eq 0 ]"
+cat > "$work/muttrc" <<RC
+set folder="imap://ivy%40one.test@127.0.0.1:$IMAPP/"
+set spoolfile="+INBOX"
+set imap_pass="ivy-pw"
+set ssl_starttls=yes
+set ssl_force_tls=yes
+set certificate_file="$work/ca.pem"
+set ssl_ca_certificates_file="$work/ca.pem"
+set imap_idle=yes
+set mail_check=1
+set timeout=1
+set header_cache=""
+set message_cachedir=""
+set sort=date
+set confirmappend=no
+set delete=yes
+set mark_old=no
+set record=""
+RC
+pane() { tmux capture-pane -p -t nm; }
+export -f pane
+check "neomutt (tmux, STARTTLS): lists and reads the inbox, flags, deletes, saves to a folder; IDLE shows new mail" bash -c "
+  for s in one two; do
+    swaks --server 127.0.0.1:$MX --from someone@far.test --to ivy@one.test --header \"Subject: mutt \$s\" --body \"mutt body \$s\" --hide-all
+  done
+  eventually 20 bash -c '[ \$(count ivy@one.test) -ge 2 ]'
+  tmux kill-server 2>/dev/null
+  tmux new-session -d -s nm -x 160 -y 40 \"neomutt -n -F $work/muttrc\"
+  eventually 15 bash -c 'pane | grep -q \"mutt two\"' || { pane; exit 1; }
+  tmux send-keys -t nm Enter; eventually 10 bash -c 'pane | grep -q \"mutt body one\"' || { pane; exit 1; }
+  tmux send-keys -t nm q; sleep 0.5
+  tmux send-keys -t nm F; sleep 0.3; tmux send-keys -t nm j; sleep 0.3
+  tmux send-keys -t nm s; sleep 0.5; tmux send-keys -t nm C-u '=Trash' Enter; sleep 1
+  tmux send-keys -t nm '\$'; sleep 1.5
+  swaks --server 127.0.0.1:$MX --from someone@far.test --to ivy@one.test --header 'Subject: while mutt idles' --body x --hide-all
+  eventually 15 bash -c 'pane | grep -q \"while mutt idles\"' || { pane; exit 1; }
+  tmux send-keys -t nm q; sleep 0.5; tmux kill-server 2>/dev/null
+  imap_py <<'PY'
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+m = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx)
+m.login('ivy@one.test', 'ivy-pw')
+m.select('INBOX')
+typ, d = m.fetch('1:*', '(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+text = repr(d)
+assert 'mutt one' in text and 'Flagged' in text and 'Seen' in text, text
+assert 'mutt two' not in text and 'while mutt idles' in text, text
+m.select('Trash')
+typ, d = m.fetch('1:*', 'BODY.PEEK[HEADER.FIELDS (SUBJECT)]')
+assert 'mutt two' in repr(d), d
+PY"
 
 echo
 echo "interop: $passed passed, $failed failed"

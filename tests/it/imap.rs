@@ -43,6 +43,11 @@ impl Raw {
     /// Sends a tagged command; returns the lines up to its tagged answer.
     async fn cmd(&mut self, tag: &str, l: &str) -> Vec<String> {
         self.send(&format!("{tag} {l}")).await;
+        self.until(tag).await
+    }
+
+    /// The lines up to the tagged answer of `tag`.
+    async fn until(&mut self, tag: &str) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let l = self.line().await;
@@ -192,4 +197,44 @@ async fn login_is_refused_before_tls_unless_the_operator_allows_plaintext() {
     c.send("a4 APPEND INBOX {999999999}").await;
     let l = c.line().await;
     assert!(l.starts_with("a4 BAD") && l.contains("TOOBIG"), "{l}");
+}
+
+#[tokio::test]
+async fn sent_shows_the_users_own_submissions_with_their_tracking_and_a_saved_copy_is_not_stored_twice() {
+    let w = World::new().await;
+    let one = w.start_with("one.test", &["alice"], "127.0.0.1:0", "127.0.0.1:0", IMAP).await;
+    let two = w.start("two.test", &["bob"]).await;
+    let content = "From: alice@one.test\r\nTo: bob@two.test\r\nSubject: report\r\nMessage-ID: <r1@one.test>\r\n\r\nQ4 numbers.\r\n";
+    submit(&one, "alice@one.test", &["bob@two.test"], content).await;
+    let mut c = Raw::connect(one.node.imap_addrs()[0]).await;
+    c.cmd("a1", &format!("LOGIN alice@one.test \"{PASSWORD}\"")).await;
+    let sel = c.cmd("a2", "SELECT Sent").await;
+    assert!(sel.iter().any(|l| l == "* 1 EXISTS\r\n"), "{sel:?}");
+    let f = c.cmd("a3", "FETCH 1 (FLAGS BODY.PEEK[])").await;
+    assert!(f.iter().any(|l| l.contains("Q4 numbers.")), "the stored message itself: {f:?}");
+    assert!(f[0].contains("\\Seen"), "{f:?}");
+
+    // Bob reads it at alice's store; alice's Sent says so at her next NOOP.
+    let n = eventually("filed for bob", || async { inbox(&two, "bob@two.test").await.pop() }).await;
+    retrieve(&one, n["notification"]["id"].as_str().unwrap()).await;
+    let noop = c.cmd("a4", "NOOP").await;
+    assert!(noop.iter().any(|l| l.contains("FETCH") && l.contains("$IM2000Read")), "{noop:?}");
+
+    // Thunderbird saves a copy of what it sent: the same Message-ID.
+    let copy = content.replace("\r\n\r\n", "\r\nX-Mozilla-Draft-Info: x\r\n\r\n");
+    c.send(&format!("a5 APPEND Sent (\\Seen) {{{}+}}", copy.len())).await;
+    c.send(&copy).await;
+    let out = c.until("a5").await;
+    assert!(out.last().unwrap().contains("APPENDUID") && out.last().unwrap().contains(" 1]"), "{out:?}");
+    let st = c.cmd("a6", "STATUS Sent (MESSAGES)").await;
+    assert!(st[0].contains("MESSAGES 1"), "no second copy: {st:?}");
+    // Another message saved there (no Message-ID of a submission) is kept.
+    let other = "Subject: note to self\r\n\r\nkeep me\r\n";
+    c.send(&format!("a7 APPEND Sent {{{}+}}", other.len())).await;
+    c.send(other).await;
+    let out = c.until("a7").await;
+    assert!(out.iter().any(|l| l == "* 2 EXISTS\r\n"), "appended to the selected folder: {out:?}");
+    assert!(out.last().unwrap().starts_with("a7 OK"), "{out:?}");
+    let st = c.cmd("a8", "STATUS Sent (MESSAGES)").await;
+    assert!(st[0].contains("MESSAGES 2"), "{st:?}");
 }
