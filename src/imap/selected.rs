@@ -35,6 +35,11 @@ pub struct Selected {
     last: Option<(u32, Arc<Vec<u8>>)>,
 }
 
+/// Octets of message data one FETCH answers with at most (the answer is
+/// built whole before it is sent); past it the client is told to ask for
+/// fewer messages at once.
+pub const MAX_ANSWER: usize = 64 << 20;
+
 const SYSTEM_FLAGS: [Flag<'static>; 5] = [Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft];
 
 fn has(flags: &[String], f: &str) -> bool {
@@ -251,7 +256,14 @@ impl Session {
             && items.iter().any(|i| matches!(i, N::BodyExt { peek: false, .. } | N::Rfc822 | N::Rfc822Text));
         let mut seen_now: Vec<(u32, Vec<String>)> = Vec::new();
         let mut failures: Vec<(u32, Unreachable)> = Vec::new();
+        // One command's answer is held whole before it is sent: bounded.
+        let mut held = 0usize;
+        let mut cut_short = false;
         for idx in indices {
+            if held > MAX_ANSWER {
+                cut_short = true;
+                break;
+            }
             let (uid, record) = self.sel().entries[idx].clone();
             let content = if wants_content {
                 match self.entry_content(uid, &record).await {
@@ -264,6 +276,7 @@ impl Session {
             } else {
                 None
             };
+            held += content.as_ref().map_or(64, |c| c.len() + 512);
             let parsed = content.as_ref().map(|c| Parsed::new(c));
             let mut flags = record.flags.clone();
             let mut flags_changed = false;
@@ -314,6 +327,14 @@ impl Session {
         }
         if !seen_now.is_empty() {
             self.set_flags(seen_now).await;
+        }
+        if cut_short {
+            a.status(no(
+                tag,
+                Some(code("LIMIT")),
+                format!("the answer reached {} MiB; fetch fewer messages at once", MAX_ANSWER >> 20),
+            ));
+            return;
         }
         match failures.first() {
             None => a.status(ok(tag, None, "FETCH done")),

@@ -92,7 +92,9 @@ pids+=($!)
 
 chmod 755 "$work"; mkdir -p "$work/vmail"; chmod 777 "$work/vmail"
 [ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
-[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
+# Each run adds its own listeners: start from the packaged master.cf, so
+# those of earlier runs (other ports) are not bound again.
+cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
 printf 'bob@pf.test pf.test/bob/\ndest@far.test far.test/dest/\nuser@sts.test sts.test/user/\n' > "$work/vmailboxes"
 postmap "$work/vmailboxes"
 postconf -e "inet_interfaces = loopback-only" "mydestination =" "myhostname = postfix.pf.test" \
@@ -418,6 +420,7 @@ check "MTA-STS enforce or tls = required: an MX the policy does not list, or one
 # --- IMAP clients over ivy@one.test's inbox --------------------------------
 imap_py() { /usr/bin/python3 - "$IMAPS" "$work/ca.pem" "$@"; }
 export -f imap_py eventually
+export work IMAPS
 for i in 1 2 3; do
   swaks --server 127.0.0.1:$MX --from someone@far.test --to ivy@one.test --header "Subject: imap $i" --body "body $i" --hide-all
 done
