@@ -10,44 +10,44 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::harness::*;
 
-const IMAP: &str = "[imap]\nlisten = [\"127.0.0.1:0\"]\nplaintext = true\n";
+pub const IMAP: &str = "[imap]\nlisten = [\"127.0.0.1:0\"]\nplaintext = true\n";
 
 fn message(subject: &str, body: &str) -> String {
     format!("From: alice@one.test\r\nTo: bob@two.test\r\nSubject: {subject}\r\n\r\n{body}\r\n")
 }
 
 /// A line-at-a-time IMAP client for what imaplib cannot do (IDLE).
-struct Raw {
+pub struct Raw {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
     w: tokio::net::tcp::OwnedWriteHalf,
 }
 
 impl Raw {
-    async fn connect(addr: std::net::SocketAddr) -> Raw {
+    pub async fn connect(addr: std::net::SocketAddr) -> Raw {
         let (r, w) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
         let mut c = Raw { r: BufReader::new(r), w };
         assert!(c.line().await.starts_with("* OK"), "greeting");
         c
     }
 
-    async fn line(&mut self) -> String {
+    pub async fn line(&mut self) -> String {
         let mut l = String::new();
         tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut l)).await.expect("an answer").unwrap();
         l
     }
 
-    async fn send(&mut self, l: &str) {
+    pub async fn send(&mut self, l: &str) {
         self.w.write_all(format!("{l}\r\n").as_bytes()).await.unwrap();
     }
 
     /// Sends a tagged command; returns the lines up to its tagged answer.
-    async fn cmd(&mut self, tag: &str, l: &str) -> Vec<String> {
+    pub async fn cmd(&mut self, tag: &str, l: &str) -> Vec<String> {
         self.send(&format!("{tag} {l}")).await;
         self.until(tag).await
     }
 
     /// The lines up to the tagged answer of `tag`.
-    async fn until(&mut self, tag: &str) -> Vec<String> {
+    pub async fn until(&mut self, tag: &str) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let l = self.line().await;

@@ -99,7 +99,15 @@ async fn moved_users_take_their_queued_mail_along() {
         user_keys("erin@two.test", "im2000"),
         admin_keys("two.test")
     );
+    let extra = format!("{extra}{}", crate::imap::IMAP);
     let two = w.start_with("two.test", &[], "127.0.0.1:0", "127.0.0.1:0", &extra).await;
+    // carol's mail client is already pointed at the node, waiting (IDLE).
+    let mut client = crate::imap::Raw::connect(two.node.imap_addrs()[0]).await;
+    client.cmd("a1", &format!("LOGIN carol@two.test \"{PASSWORD}\"")).await;
+    let sel = client.cmd("a2", "SELECT INBOX").await;
+    assert!(sel.iter().any(|l| l == "* 0 EXISTS\r\n"), "{sel:?}");
+    client.send("a3 IDLE").await;
+    assert!(client.line().await.starts_with("+ "));
 
     // carol is on SMTP and her host is down: her delivery waits in the queue.
     submit(&one, "alice@one.test", &["carol@two.test"], MESSAGE).await;
@@ -124,6 +132,12 @@ async fn moved_users_take_their_queued_mail_along() {
         (inbox(&two, "carol@two.test").await.len() == 1).then_some(())
     })
     .await;
+    assert_eq!(client.line().await, "* 1 EXISTS\r\n", "her client sees it at once");
+    client.send("DONE").await;
+    let f = client.until("a3").await;
+    assert!(f.last().unwrap().starts_with("a3 OK"), "{f:?}");
+    let f = client.cmd("a4", "FETCH 1 BODY[TEXT]").await;
+    assert!(f.iter().any(|l| l.contains("Hello, Bob.")), "{f:?}");
     let q = cli_json(&two, &["queue", "list", "--recipient", "carol@two.test"]).await;
     assert!(q["jobs"].as_array().unwrap().is_empty(), "{q}");
 
