@@ -177,6 +177,11 @@ impl Session {
                 tracing::info!(peer = %self.peer, user = %address, "IMAP login");
                 self.s.metrics.inc("imgate_imap_logins_total", "outcome", "ok");
                 self.user = Some(address);
+                // The default folders exist from the first login on.
+                if self.store(|st, user| st.mail_folders(&user)).await.is_err() {
+                    self.user = None;
+                    return no(tag, Some(code("UNAVAILABLE")), "the mailbox cannot be opened now");
+                }
                 ok(tag, Some(Code::Capability(self.capabilities())), "logged in")
             }
             AuthOutcome::Invalid => {

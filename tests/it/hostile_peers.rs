@@ -336,3 +336,37 @@ async fn log_lines_cannot_be_forged() {
     assert!(text.lines().all(|l| !l.starts_with("INFO imgate: FORGED")), "a forged line:\n{text}");
     assert!(text.contains("\\r\\nINFO imgate: FORGED"), "the field is logged, escaped:\n{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imap_reader_never_sees_what_a_store_changed_after_notifying() {
+    let w = World::new().await;
+    let two = w.start_with("two.test", &["bob"], "127.0.0.1:0", "127.0.0.1:0", crate::imap::IMAP).await;
+    let (fake, addr) = FakeStore::start().await;
+    w.dns.publish_node("evil.test", addr).await;
+    let (changed, recalled) = (new_id(), new_id());
+    let content = b"From: x@evil.test\r\nSubject: invoice\r\n\r\nPay to account 1.\r\n".to_vec();
+    for id in [&changed, &recalled] {
+        fake.answer(id, Answer::Message { sender: "x@evil.test".into(), content: content.clone() });
+    }
+    let batch = serde_json::json!([
+        notification("evil.test", &changed, "x@evil.test", "bob@two.test", &content),
+        notification("evil.test", &recalled, "x@evil.test", "bob@two.test", &content),
+    ]);
+    let out = notify(&two, &batch).await;
+    assert!(out.iter().all(|o| result(o).0 == "accepted"), "{out:?}");
+    // Verified and filed; now the store swaps one and drops the other.
+    let swapped = b"From: x@evil.test\r\nSubject: invoice\r\n\r\nPay to account 2.\r\n".to_vec();
+    fake.answer(&changed, Answer::Message { sender: "x@evil.test".into(), content: swapped });
+    fake.answers.lock().unwrap().remove(&recalled);
+
+    let mut c = crate::imap::Raw::connect(two.node.imap_addrs()[0]).await;
+    c.cmd("a1", &format!("LOGIN bob@two.test \"{PASSWORD}\"")).await;
+    c.cmd("a2", "SELECT INBOX").await;
+    let f = c.cmd("a3", "FETCH 1 BODY[]").await;
+    assert!(!f.iter().any(|l| l.contains("account 2")), "the changed message is not shown: {f:?}");
+    let last = f.last().unwrap();
+    assert!(last.starts_with("a3 NO [UNAVAILABLE]") && last.contains("digest"), "{last}");
+    let f = c.cmd("a4", "FETCH 2 BODY[]").await;
+    assert!(f.iter().any(|l| l.contains("no longer available")), "a placeholder for the gone one: {f:?}");
+    assert!(f.last().unwrap().starts_with("a4 OK"), "{f:?}");
+}

@@ -238,3 +238,41 @@ async fn sent_shows_the_users_own_submissions_with_their_tracking_and_a_saved_co
     let st = c.cmd("a8", "STATUS Sent (MESSAGES)").await;
     assert!(st[0].contains("MESSAGES 2"), "{st:?}");
 }
+
+/// The transcripts in fixtures/imap/: `C:` lines are sent as written (with
+/// CRLF), each `S:` line must begin the next line the server sends. Each
+/// runs against a fresh node whose user bob has one message from alice's
+/// store (Subject: fixture, body "one line").
+#[tokio::test]
+async fn transcripts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/imap");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 10, "the fixtures are there");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let w = World::new().await;
+        let one = w.start("one.test", &["alice"]).await;
+        let two = w.start_with("two.test", &["bob"], "127.0.0.1:0", "127.0.0.1:0", IMAP).await;
+        let m = "From: alice@one.test\r\nTo: bob@two.test\r\nSubject: fixture\r\n\r\none line\r\n";
+        submit(&one, "alice@one.test", &["bob@two.test"], m).await;
+        eventually("filed", || async { (inbox(&two, "bob@two.test").await.len() == 1).then_some(()) }).await;
+        let (r, mut wr) = tokio::net::TcpStream::connect(two.node.imap_addrs()[0]).await.unwrap().into_split();
+        let mut r = BufReader::new(r);
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        for (n, line) in text.lines().enumerate() {
+            if let Some(c) = line.strip_prefix("C: ").or(line.strip_prefix("C:")) {
+                wr.write_all(format!("{c}\r\n").as_bytes()).await.unwrap();
+            } else if let Some(want) = line.strip_prefix("S: ").or(line.strip_prefix("S:")) {
+                let mut got = String::new();
+                tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut got))
+                    .await
+                    .unwrap_or_else(|_| panic!("{name}:{}: no answer, wanted {want:?}", n + 1))
+                    .unwrap();
+                assert!(got.starts_with(want), "{name}:{}: wanted {want:?}, got {got:?}", n + 1);
+            }
+        }
+        two.node.shutdown().await;
+        one.node.shutdown().await;
+    }
+}
