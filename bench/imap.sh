@@ -44,7 +44,7 @@ systemctl stop dovecot >/dev/null 2>&1 || true
 pkill -x dovecot || true
 build_imgate
 make_work
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 chmod 755 "$work"
 at_exit 'kill "$(cat "$work/dovecot-run/master.pid")"'
 

@@ -54,8 +54,10 @@ pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable
             return Ok(crate::imap::message::placeholder(&n.sender, &n.store, "it was recalled or expired"));
         };
         if found.recipient.read < ReadStatus::All {
+            // Read status is written lazily (no sync, nothing promised):
+            // the client need not wait for it.
             let (store, now) = (s.store.clone(), s.clock.now());
-            let _ = tokio::task::spawn_blocking(move || store.mark_read(&id, ReadStatus::All, now)).await;
+            tokio::task::spawn_blocking(move || store.mark_read(&id, ReadStatus::All, now));
         }
         return Ok(body);
     }

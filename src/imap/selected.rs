@@ -11,7 +11,7 @@ use imap_codec::imap_types::core::{NString, Tag, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
-use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
 use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagPerm, StoreResponse, StoreType};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::search::SearchKey;
@@ -252,6 +252,15 @@ impl Session {
                     | N::Rfc822Text
             )
         });
+        // What only the header section answers needs only it parsed.
+        let header_only = items.iter().all(|i| match i {
+            N::Uid | N::Flags | N::InternalDate | N::Rfc822Size | N::Envelope | N::Rfc822Header => true,
+            N::BodyExt { section, .. } => matches!(
+                section,
+                Some(Section::Header(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _))
+            ),
+            _ => false,
+        });
         let sets_seen = !self.sel().read_only
             && items.iter().any(|i| matches!(i, N::BodyExt { peek: false, .. } | N::Rfc822 | N::Rfc822Text));
         let mut seen_now: Vec<(u32, Vec<String>)> = Vec::new();
@@ -277,7 +286,7 @@ impl Session {
                 None
             };
             held += content.as_ref().map_or(64, |c| c.len() + 512);
-            let parsed = content.as_ref().map(|c| Parsed::new(c));
+            let parsed = content.as_ref().map(|c| if header_only { Parsed::header_only(c) } else { Parsed::new(c) });
             let mut flags = record.flags.clone();
             let mut flags_changed = false;
             if sets_seen && !has(&flags, "\\Seen") {
