@@ -842,6 +842,7 @@ mod tests {
         assert_eq!(c.domains, vec!["example.test"]);
         assert!(c.im2000.public[0].ip().is_loopback());
         assert!(c.im2000.private[0].ip().is_loopback());
+        assert!(c.imap.listen[0].ip().is_loopback() && c.imap.plaintext, "IMAP for demo@, on loopback");
     }
 
     #[test]
@@ -852,6 +853,10 @@ mod tests {
             [im2000]
             public = ["nowhere"]
             privat = ["127.0.0.1:1"]
+            [imap]
+            implicit_tls = ["127.0.0.1:993"]
+            idle_timeout = "10s"
+            max_sessions = 0
             [store]
             default_lifetime = "3 fortnights"
             [peers."two.test"]
@@ -875,6 +880,9 @@ mod tests {
             "peers.\"two.test\".store",
             "user[0].address",
             "user[1]",
+            "imap.implicit_tls",
+            "imap.idle_timeout",
+            "imap.max_sessions",
         ] {
             assert!(keys.contains(&want), "missing {want} in {keys:?}");
         }
