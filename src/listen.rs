@@ -66,3 +66,60 @@ pub async fn next_connection(listener: &TcpListener, shutdown: &CancellationToke
         }
     }
 }
+
+/// A mail listener's (SMTP, IMAP) pool of sessions: its slots (a total and
+/// a share per client address), what it says to a connection with no room
+/// — the metric name and the line, per reason — and how long open sessions
+/// may take to end at shutdown.
+pub struct Pool {
+    pub slots: crate::limits::ConnectionSlots,
+    pub full: (&'static str, &'static [u8]),
+    pub per_address: (&'static str, &'static [u8]),
+    pub drain: Duration,
+}
+
+/// Accepts connections until `shutdown`, each in a slot of the pool, served
+/// by `serve`; one with no slot is told so (not over implicit TLS, whose
+/// client could not read it) and closed. Then waits out the drain period.
+pub async fn serve_mail<F, Fut>(
+    ctx: crate::context::Shared,
+    listener: TcpListener,
+    tls: ListenerTls,
+    pool: Pool,
+    shutdown: CancellationToken,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tracker = tokio_util::task::TaskTracker::new();
+    while let Some((mut tcp, peer)) = next_connection(&listener, &shutdown).await {
+        let permit = match pool.slots.take(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                let (what, line) = match why {
+                    crate::limits::NoSlot::Full => pool.full,
+                    crate::limits::NoSlot::PerAddress => pool.per_address,
+                };
+                ctx.metrics.inc("imgate_rate_limited_total", "what", what);
+                if !matches!(tls, ListenerTls::Implicit(_)) {
+                    tracker.spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = tcp.write_all(line).await;
+                    });
+                }
+                continue;
+            }
+        };
+        let session = serve(tcp, peer);
+        tracker.spawn(async move {
+            session.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(pool.drain, tracker.wait()).await.is_err() {
+        tracing::warn!(drain = ?pool.drain, "mail sessions still open after the drain period");
+    }
+}

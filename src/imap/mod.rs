@@ -23,11 +23,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::context::Shared;
-use crate::limits::{ConnectionSlots, NoSlot};
-use crate::listen::ListenerTls;
+use crate::limits::ConnectionSlots;
+use crate::listen::{ListenerTls, Pool};
 
 /// Accepts IMAP connections until `shutdown`, then waits up to `drain` for
 /// open sessions (told `* BYE` at their next wait). `slots`: the IMAP
@@ -40,36 +39,13 @@ pub async fn listen(
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let tracker = TaskTracker::new();
-    while let Some((mut tcp, peer)) = crate::listen::next_connection(&listener, &shutdown).await {
-        let permit = match slots.take(peer.ip()) {
-            Ok(p) => p,
-            Err(why) => {
-                let (what, line) = match why {
-                    NoSlot::Full => ("imap_sessions", "* BYE [UNAVAILABLE] too many connections; try again later\r\n"),
-                    NoSlot::PerAddress => {
-                        ("imap_sessions_per_ip", "* BYE [UNAVAILABLE] too many connections from your address\r\n")
-                    }
-                };
-                s.metrics.inc("imgate_rate_limited_total", "what", what);
-                if !matches!(tls, ListenerTls::Implicit(_)) {
-                    tracker.spawn(async move {
-                        use tokio::io::AsyncWriteExt;
-                        let _ = tcp.write_all(line.as_bytes()).await;
-                    });
-                }
-                continue;
-            }
-        };
-        let (s, tls, shutdown) = (s.clone(), tls.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            connection::serve_connection(s, tcp, peer, tls, shutdown).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-        tracing::warn!("IMAP sessions still open after the drain period");
-    }
+    let pool = Pool {
+        slots,
+        drain,
+        full: ("imap_sessions", b"* BYE [UNAVAILABLE] too many connections; try again later\r\n"),
+        per_address: ("imap_sessions_per_ip", b"* BYE [UNAVAILABLE] too many connections from your address\r\n"),
+    };
+    let (ctx, t, stop) = (s.clone(), tls.clone(), shutdown.clone());
+    let serve = move |tcp, peer| connection::serve_connection(ctx.clone(), tcp, peer, t.clone(), stop.clone());
+    crate::listen::serve_mail(s, listener, tls, pool, shutdown, serve).await;
 }

@@ -21,11 +21,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::context::Shared;
-use crate::limits::{ConnectionSlots, NoSlot};
-use reply::Reply;
+use crate::limits::ConnectionSlots;
+use crate::listen::Pool;
 use session::ListenerKind;
 
 pub use crate::listen::ListenerTls;
@@ -42,40 +41,13 @@ pub async fn listen(
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let tracker = TaskTracker::new();
-    while let Some((mut tcp, peer)) = crate::listen::next_connection(&listener, &shutdown).await {
-        let permit = match slots.take(peer.ip()) {
-            Ok(p) => p,
-            Err(why) => {
-                let (what, busy) = match why {
-                    NoSlot::Full => {
-                        ("smtp_sessions", Reply::new(421, "4.3.2", "Too many connections; try again later"))
-                    }
-                    NoSlot::PerAddress => {
-                        ("smtp_sessions_per_ip", Reply::new(421, "4.7.0", "Too many connections from your address"))
-                    }
-                };
-                s.metrics.inc("imgate_rate_limited_total", "what", what);
-                if matches!(tls, ListenerTls::Implicit(_)) {
-                    // A TLS client could not read a plain-text reply.
-                    continue;
-                }
-                tracker.spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    let _ = tcp.write_all(&busy.to_wire()).await;
-                });
-                continue;
-            }
-        };
-        let (s, tls, shutdown) = (s.clone(), tls.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            connection::serve_connection(s, kind, tcp, peer, tls, shutdown).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-        tracing::warn!("SMTP sessions still open after the drain period");
-    }
+    let pool = Pool {
+        slots,
+        drain,
+        full: ("smtp_sessions", b"421 4.3.2 Too many connections; try again later\r\n"),
+        per_address: ("smtp_sessions_per_ip", b"421 4.7.0 Too many connections from your address\r\n"),
+    };
+    let (ctx, t, stop) = (s.clone(), tls.clone(), shutdown.clone());
+    let serve = move |tcp, peer| connection::serve_connection(ctx.clone(), kind, tcp, peer, t.clone(), stop.clone());
+    crate::listen::serve_mail(s, listener, tls, pool, shutdown, serve).await;
 }
