@@ -201,8 +201,10 @@ impl Node {
             .into_iter()
             .map(|l| (l, starttls.clone()))
             .chain(imaps_listeners.into_iter().map(|l| (l, implicit.clone())));
+        let imap_cache = Arc::new(crate::imap::cache::Shared::default());
         for (l, tls) in imap_listeners {
-            let task = crate::imap::listen(ctx.clone(), l, tls, imap_slots.clone(), shutdown.clone(), DRAIN);
+            let (slots, cache) = (imap_slots.clone(), imap_cache.clone());
+            let task = crate::imap::listen(ctx.clone(), l, tls, slots, cache, shutdown.clone(), DRAIN);
             tasks.push(tokio::spawn(task));
         }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));

@@ -22,6 +22,7 @@ use crate::listen::{ListenerTls, handshake};
 /// Serves one accepted connection to the end.
 pub async fn serve_connection(
     s: Shared,
+    cache: std::sync::Arc<super::cache::Shared>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     tls: ListenerTls,
@@ -32,7 +33,7 @@ pub async fn serve_connection(
         "tls",
         if matches!(tls, ListenerTls::Implicit(_)) { "implicit" } else { "plain" },
     );
-    let mut session = Session::new(s.clone(), peer, false, matches!(tls, ListenerTls::StartTls(_)));
+    let mut session = Session::new(s.clone(), cache, peer, false, matches!(tls, ListenerTls::StartTls(_)));
     if let ListenerTls::Implicit(acceptor) = &tls {
         let Some(mut stream) = handshake(acceptor, tcp, peer).await else { return };
         session.tls_started();

@@ -7,11 +7,13 @@
 //!   COPY/MOVE, APPEND, and changes made elsewhere;
 //! - [`search`] — SEARCH criteria, sans-IO;
 //! - [`message`] — ENVELOPE, BODYSTRUCTURE and sections, sans-IO;
+//! - [`cache`] — what a node's sessions share (parsed envelopes);
 //! - [`content`] — where an entry's octets come from (held, own store,
 //!   cache, or a pull verified against the digest);
 //! - [`connection`] — one connection's IO loop over imap-next's server
 //!   flow (literals, AUTHENTICATE, IDLE), STARTTLS and implicit TLS.
 
+pub mod cache;
 pub mod connection;
 pub mod content;
 pub mod message;
@@ -36,6 +38,7 @@ pub async fn listen(
     listener: TcpListener,
     tls: ListenerTls,
     slots: ConnectionSlots,
+    cache: std::sync::Arc<cache::Shared>,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
@@ -46,6 +49,8 @@ pub async fn listen(
         per_address: ("imap_sessions_per_ip", b"* BYE [UNAVAILABLE] too many connections from your address\r\n"),
     };
     let (ctx, t, stop) = (s.clone(), tls.clone(), shutdown.clone());
-    let serve = move |tcp, peer| connection::serve_connection(ctx.clone(), tcp, peer, t.clone(), stop.clone());
+    let serve = move |tcp, peer| {
+        connection::serve_connection(ctx.clone(), cache.clone(), tcp, peer, t.clone(), stop.clone())
+    };
     crate::listen::serve_mail(s, listener, tls, pool, shutdown, serve).await;
 }

@@ -29,7 +29,8 @@ pub struct Selected {
     pub name: String,
     pub read_only: bool,
     pub uidvalidity: u32,
-    entries: Vec<(u32, InboxRecord)>,
+    /// Shared, not copied, by each FETCH that reads them.
+    entries: Vec<(u32, Arc<InboxRecord>)>,
     watch: watch::Receiver<u64>,
     /// The last message read, kept for the next FETCH of its other parts.
     last: Option<(u32, Arc<Vec<u8>>)>,
@@ -99,10 +100,9 @@ impl Selected {
         name: String,
         read_only: bool,
         uidvalidity: u32,
-        entries: Vec<(u32, InboxRecord)>,
-        mut watch: watch::Receiver<u64>,
+        entries: Vec<(u32, Arc<InboxRecord>)>,
+        watch: watch::Receiver<u64>,
     ) -> Selected {
-        watch.mark_unchanged();
         Selected { name, read_only, uidvalidity, entries, watch, last: None }
     }
 
@@ -179,18 +179,18 @@ impl Session {
         let Some(sel) = &mut self.selected else { return };
         sel.watch.mark_unchanged();
         let name = sel.name.clone();
-        let Ok(now) = self.store(move |st, user| super::content::entries(&st, &user, &name)).await else { return };
+        let Ok(now) = self.folder_entries(&name).await else { return };
         let sel = self.sel_mut();
-        let new: std::collections::HashMap<u32, &InboxRecord> = now.iter().map(|(u, r)| (*u, r)).collect();
+        let new: std::collections::HashMap<u32, &InboxRecord> = now.iter().map(|(u, r)| (*u, &**r)).collect();
         for i in (0..sel.entries.len()).rev() {
             if !new.contains_key(&sel.entries[i].0) {
                 a.data(Data::Expunge(nz(i as u32 + 1)));
             }
         }
-        let old: std::collections::HashMap<u32, &InboxRecord> = sel.entries.iter().map(|(u, r)| (*u, r)).collect();
+        let old: std::collections::HashMap<u32, &InboxRecord> = sel.entries.iter().map(|(u, r)| (*u, &**r)).collect();
         let mut flag_changes = Vec::new();
         let mut kept = 0u32;
-        for (uid, r) in &now {
+        for (uid, r) in now.iter() {
             if let Some(o) = old.get(uid) {
                 kept += 1;
                 if o.flags != r.flags {
@@ -205,7 +205,7 @@ impl Session {
             let items = vec![MessageDataItem::Uid(nz(uid)), MessageDataItem::Flags(fetch_flags(&flags))];
             a.data(Data::Fetch { seq: nz(seq), items: Vec1::try_from(items).expect("not empty") });
         }
-        sel.entries = now;
+        sel.entries = (*now).clone();
     }
 
     /// The octets of an entry, the session's last one if it is that.
@@ -268,13 +268,18 @@ impl Session {
         // One command's answer is held whole before it is sent: bounded.
         let mut held = 0usize;
         let mut cut_short = false;
+        // A listing (ENVELOPE with what the node keeps) reads envelopes
+        // parsed before, when it can.
+        let listing = items.iter().any(|i| matches!(i, N::Envelope))
+            && items.iter().all(|i| matches!(i, N::Uid | N::Flags | N::InternalDate | N::Rfc822Size | N::Envelope));
         for idx in indices {
             if held > MAX_ANSWER {
                 cut_short = true;
                 break;
             }
             let (uid, record) = self.sel().entries[idx].clone();
-            let content = if wants_content {
+            let known = if listing { self.cache.envelope(&record.notification.digest) } else { None };
+            let content = if wants_content && known.is_none() {
                 match self.entry_content(uid, &record).await {
                     Ok(c) => Some(c),
                     Err(e) => {
@@ -307,7 +312,17 @@ impl Session {
                     N::Rfc822Size => MessageDataItem::Rfc822Size(
                         content.as_ref().map_or(record.notification.size, |c| c.len() as u64) as u32,
                     ),
-                    N::Envelope => MessageDataItem::Envelope(p.expect("loaded").envelope()),
+                    N::Envelope => MessageDataItem::Envelope(match &known {
+                        Some(e) => e.clone(),
+                        None => {
+                            let e = p.expect("loaded").envelope();
+                            let c = content.as_deref().expect("loaded");
+                            if listing && crate::proto::digest::sha256_field(c) == record.notification.digest {
+                                self.cache.keep_envelope(&record.notification.digest, &e);
+                            }
+                            e
+                        }
+                    }),
                     N::BodyStructure => MessageDataItem::BodyStructure(p.expect("loaded").body_structure(true)),
                     N::Body => MessageDataItem::Body(p.expect("loaded").body_structure(false)),
                     N::BodyExt { section, partial: range, .. } => {
@@ -368,7 +383,7 @@ impl Session {
                 let sel = self.sel_mut();
                 for (uid, flags) in changes {
                     if let Ok(i) = sel.entries.binary_search_by_key(&uid, |(u, _)| *u) {
-                        sel.entries[i].1.flags = flags;
+                        Arc::make_mut(&mut sel.entries[i].1).flags = flags;
                     }
                 }
                 sel.watch.mark_unchanged();

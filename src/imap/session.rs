@@ -55,6 +55,7 @@ pub const DELIMITER: char = '/';
 
 pub struct Session {
     pub(super) s: Shared,
+    pub(super) cache: std::sync::Arc<super::cache::Shared>,
     peer: SocketAddr,
     tls: bool,
     tls_available: bool,
@@ -111,8 +112,14 @@ fn atom(a: &'static str) -> Atom<'static> {
 }
 
 impl Session {
-    pub fn new(s: Shared, peer: SocketAddr, tls: bool, tls_available: bool) -> Session {
-        Session { s, peer, tls, tls_available, user: None, selected: None }
+    pub fn new(
+        s: Shared,
+        cache: std::sync::Arc<super::cache::Shared>,
+        peer: SocketAddr,
+        tls: bool,
+        tls_available: bool,
+    ) -> Session {
+        Session { s, cache, peer, tls, tls_available, user: None, selected: None }
     }
 
     pub fn tls_started(&mut self) {
@@ -372,18 +379,11 @@ impl Session {
     async fn select(&mut self, a: &mut Answer, tag: &Tag<'static>, name: &str, read_only: bool) {
         self.selected = None;
         let user = self.user_key().unwrap_or_default();
+        // Watch first: a change made while the folder is read is reported.
+        let watch = self.s.store.watch_mailbox(&user);
         let n = name.to_string();
-        let r = self
-            .store(move |st, user| {
-                // The default folders exist before the first SELECT of any.
-                st.mail_folders(&user)?;
-                let Some(info) = st.mail_folder(&user, &n)? else { return Ok(None) };
-                let entries = super::content::entries(&st, &user, &n)?;
-                Ok(Some((info, entries)))
-            })
-            .await;
-        let (info, entries) = match r {
-            Ok(Some(v)) => v,
+        let info = match self.store(move |st, user| st.mail_folder(&user, &n)).await {
+            Ok(Some(info)) => info,
             Ok(None) => {
                 a.status(no(tag, Some(code("NONEXISTENT")), format!("no folder {name:?}")));
                 return;
@@ -393,12 +393,31 @@ impl Session {
                 return;
             }
         };
-        let watch = self.s.store.watch_mailbox(&user);
-        let sel = Selected::new(info.name.clone(), read_only, info.uidvalidity, entries, watch);
+        let Ok(entries) = self.folder_entries(&info.name).await else {
+            a.status(no(tag, Some(code("UNAVAILABLE")), "the mailbox cannot be read now"));
+            return;
+        };
+        let sel = Selected::new(info.name.clone(), read_only, info.uidvalidity, (*entries).clone(), watch);
         sel.announce(a, &info);
         self.selected = Some(sel);
         let c = if read_only { Code::ReadOnly } else { Code::ReadWrite };
         a.status(ok(tag, Some(c), format!("{} selected", if read_only { "EXAMINE" } else { "SELECT" })));
+    }
+
+    /// A folder's entries: the copy sessions share if nothing changed
+    /// since it was read, else read now (and shared).
+    pub(super) async fn folder_entries(&self, name: &str) -> Result<super::cache::Entries, String> {
+        let user = self.user_key().ok_or("not logged in")?;
+        let generation = self.s.store.mailbox_generation(&user);
+        if let Some(e) = self.cache.folder(&user, name, generation) {
+            return Ok(e);
+        }
+        let n = name.to_string();
+        let entries = self.store(move |st, user| super::content::entries(&st, &user, &n)).await?;
+        let entries: super::cache::Entries =
+            std::sync::Arc::new(entries.into_iter().map(|(u, r)| (u, std::sync::Arc::new(r))).collect());
+        self.cache.keep_folder(&user, name, generation, &entries);
+        Ok(entries)
     }
 
     async fn list(&mut self, a: &mut Answer, tag: &Tag<'static>, reference: &str, pattern: &str, lsub: bool) {
@@ -447,12 +466,13 @@ impl Session {
 
     async fn status(&mut self, a: &mut Answer, tag: &Tag<'static>, name: &str, items: &[StatusDataItemName]) {
         let n = name.to_string();
-        let r = self
-            .store(move |st, user| {
-                let Some(info) = st.mail_folder(&user, &n)? else { return Ok(None) };
-                Ok(Some((info, super::content::entries(&st, &user, &n)?)))
-            })
-            .await;
+        let r = match self.store(move |st, user| st.mail_folder(&user, &n)).await {
+            Ok(Some(info)) => match self.folder_entries(&info.name).await {
+                Ok(entries) => Ok(Some((info, entries))),
+                Err(e) => Err(e),
+            },
+            other => other.map(|_| None),
+        };
         let (info, entries): (FolderInfo, _) = match r {
             Ok(Some(v)) => v,
             Ok(None) => {

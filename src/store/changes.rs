@@ -11,6 +11,10 @@ use tokio::sync::watch;
 #[derive(Default)]
 pub struct Changes {
     users: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// How many changes each user's mailbox has seen since the node
+    /// started, whether or not anyone was watching: a copy of a folder read
+    /// at generation g is current while the generation is still g.
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 impl Changes {
@@ -20,8 +24,15 @@ impl Changes {
         users.entry(user_key.to_string()).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
+    /// The number of changes `user_key`'s mailbox has seen (read it before
+    /// reading the mailbox).
+    pub fn generation(&self, user_key: &str) -> u64 {
+        self.generations.lock().unwrap_or_else(|p| p.into_inner()).get(user_key).copied().unwrap_or(0)
+    }
+
     /// Tells `user_key`'s watchers that their mailbox changed.
     pub fn touch(&self, user_key: &str) {
+        *self.generations.lock().unwrap_or_else(|p| p.into_inner()).entry(user_key.to_string()).or_default() += 1;
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = users.get(user_key) {
             if tx.receiver_count() == 0 {
@@ -50,5 +61,6 @@ mod tests {
         c.touch("bob@x.test");
         assert!(c.users.lock().unwrap().get("bob@x.test").is_none(), "no watchers: forgotten");
         assert!(!ann.has_changed().unwrap());
+        assert_eq!((c.generation("ann@x.test"), c.generation("bob@x.test"), c.generation("carl@x.test")), (1, 1, 0));
     }
 }

@@ -314,6 +314,12 @@ impl Store {
         self.inner.changes.subscribe(user_key)
     }
 
+    /// How many changes `user_key`'s mailbox has seen since the node
+    /// started (see [`changes::Changes::generation`]).
+    pub fn mailbox_generation(&self, user_key: &str) -> u64 {
+        self.inner.changes.generation(user_key)
+    }
+
     fn touched(&self, user_key: &str) {
         self.inner.changes.touch(user_key);
     }
