@@ -27,30 +27,42 @@ import time
 
 
 class Conn:
+    """A buffered connection: lines are cut from the buffer by position, so
+    reading a long answer costs the client time linear in its size."""
+
     def __init__(self, host, port):
         self.s = socket.create_connection((host, port))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0
         self.n = 0
         self.read_until(b"\r\n")
 
+    def fill(self):
+        if self.pos > (1 << 20):
+            del self.buf[: self.pos]
+            self.pos = 0
+        chunk = self.s.recv(1 << 20)
+        if not chunk:
+            raise SystemExit("connection closed: " + bytes(self.buf[-200:]).decode(errors="replace"))
+        self.buf += chunk
+
     def read_until(self, end):
-        while end not in self.buf:
-            chunk = self.s.recv(1 << 20)
-            if not chunk:
-                raise SystemExit("connection closed: " + self.buf[-200:].decode(errors="replace"))
-            self.buf += chunk
-        i = self.buf.index(end) + len(end)
-        out, self.buf = self.buf[:i], self.buf[i:]
-        return out
+        scanned = 0  # octets after pos already searched
+        while True:
+            i = self.buf.find(end, self.pos + max(0, scanned - len(end) + 1))
+            if i >= 0:
+                out = bytes(self.buf[self.pos : i + len(end)])
+                self.pos = i + len(end)
+                return out
+            scanned = len(self.buf) - self.pos
+            self.fill()
 
     def read_exact(self, n):
-        while len(self.buf) < n:
-            chunk = self.s.recv(1 << 20)
-            if not chunk:
-                raise SystemExit("connection closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
+        while len(self.buf) - self.pos < n:
+            self.fill()
+        out = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
         return out
 
     def answer(self, tag):
@@ -153,6 +165,7 @@ def hold(host, port, user, password, n, pattern):
         out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
         return [int(p) for p in out]
 
+    time.sleep(3)  # what earlier phases freed is returned first
     before = rss_of(pids())
     conns = []
     for _ in range(int(n)):
@@ -161,7 +174,7 @@ def hold(host, port, user, password, n, pattern):
         c.s.sendall(b"i IDLE\r\n")
         c.read_until(b"+ ")
         conns.append(c)
-    time.sleep(2)
+    time.sleep(3)
     after = rss_of(pids())
     print(json.dumps({"connections": len(conns), "rss_before_kib": before, "rss_after_kib": after,
                       "processes": len(pids())}))

@@ -49,8 +49,7 @@ pub async fn listen(
         per_address: ("imap_sessions_per_ip", b"* BYE [UNAVAILABLE] too many connections from your address\r\n"),
     };
     let (ctx, t, stop) = (s.clone(), tls.clone(), shutdown.clone());
-    let serve = move |tcp, peer| {
-        connection::serve_connection(ctx.clone(), cache.clone(), tcp, peer, t.clone(), stop.clone())
-    };
+    let serve =
+        move |tcp, peer| connection::serve_connection(ctx.clone(), cache.clone(), tcp, peer, t.clone(), stop.clone());
     crate::listen::serve_mail(s, listener, tls, pool, shutdown, serve).await;
 }
