@@ -276,3 +276,24 @@ async fn transcripts() {
         one.node.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_address_holds_at_most_its_share_of_sessions() {
+    let w = World::new().await;
+    let extra = "[imap]\nlisten = [\"127.0.0.1:0\"]\nplaintext = true\nmax_sessions_per_ip = 2\n";
+    let two = w.start_with("two.test", &["bob"], "127.0.0.1:0", "127.0.0.1:0", extra).await;
+    let addr = two.node.imap_addrs()[0];
+    let (_a, _b) = (Raw::connect(addr).await, Raw::connect(addr).await);
+    let (r, _w) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), BufReader::new(r).read_line(&mut line)).await.unwrap().unwrap();
+    assert!(line.starts_with("* BYE [UNAVAILABLE]"), "{line}");
+    drop(_a);
+    eventually("a slot free again", || async {
+        let (r, _w) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+        let mut line = String::new();
+        let _ = BufReader::new(r).read_line(&mut line).await;
+        line.starts_with("* OK").then_some(())
+    })
+    .await;
+}
