@@ -4,7 +4,6 @@
 //! [`needs_content`] says so.
 
 use imap_codec::imap_types::search::SearchKey;
-use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::message::Parsed;
 use super::selected::in_set;
@@ -52,7 +51,7 @@ pub fn matches(key: &SearchKey<'_>, v: &View<'_>) -> bool {
     let sent = || v.content.and_then(|p| p.sent_date());
     match key {
         And(keys) => keys.as_ref().iter().all(|k| matches(k, v)),
-        SequenceSet(set) => seq_in(set, v.seq, v.count),
+        SequenceSet(set) => in_set(set, v.seq, v.count),
         Uid(set) => in_set(set, v.uid, v.max_uid),
         All => true,
         Answered => has(v.flags, "\\Answered"),
@@ -94,10 +93,6 @@ pub fn matches(key: &SearchKey<'_>, v: &View<'_>) -> bool {
         Body(s) => v.content.is_some_and(|p| contains(&p.body_text(), s.as_ref())),
         Text(s) => v.content.is_some_and(|p| contains(&p.whole_text(), s.as_ref())),
     }
-}
-
-fn seq_in(set: &SequenceSet, seq: u32, count: u32) -> bool {
-    in_set(set, seq, count)
 }
 
 #[cfg(test)]

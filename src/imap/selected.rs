@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::core::{NString, Tag, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
@@ -693,17 +692,6 @@ impl Session {
             Err(_) => a.status(no(tag, Some(code("SERVERBUG")), "storage error; nothing was saved")),
         }
     }
-}
-
-/// Commands after which unsolicited EXPUNGE may not be sent (RFC 9051
-/// §7.5.1): FETCH, STORE and SEARCH by sequence number.
-pub fn expunge_may_follow(body: &CommandBody<'_>) -> bool {
-    !matches!(
-        body,
-        CommandBody::Fetch { uid: false, .. }
-            | CommandBody::Store { uid: false, .. }
-            | CommandBody::Search { uid: false, .. }
-    )
 }
 
 #[cfg(test)]
