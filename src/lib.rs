@@ -45,3 +45,5 @@ pub mod routing;
 pub mod smtp_in;
 pub mod smtp_out;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;

@@ -1,7 +1,7 @@
 //! SMTP deliveries for legacy recipients: their jobs, the record of what a
 //! legacy host accepted, and the return paths that late bounces come back to.
 
-use rocksdb::{IteratorMode, WriteBatch};
+use super::backend::Batch;
 
 use super::records::*;
 use super::schema::*;
@@ -17,7 +17,7 @@ impl Store {
 
     /// Adds a delivery job for a legacy-routed user's notification, its
     /// idempotency mark and its traffic count to `batch`.
-    pub(super) fn queue_delivery_in(&self, batch: &mut WriteBatch, user_key: &str, n: &Notification, now: Millis) {
+    pub(super) fn queue_delivery_in(&self, batch: &mut Batch, user_key: &str, n: &Notification, now: Millis) {
         let seen = inbox_seen_key(&n.store, &n.id, user_key);
         let mut id = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
@@ -30,8 +30,8 @@ impl Store {
             dsn_to: None,
             history: Vec::new(),
         }));
-        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id, JOB_DELIVER), to_json(&job));
-        batch.put_cf(self.cf(CF_INBOX_SEEN), seen, inbox_key(user_key, 0));
+        batch.put(CF_QUEUE, queue_key(now, id, JOB_DELIVER), to_json(&job));
+        batch.put(CF_INBOX_SEEN, seen, inbox_key(user_key, 0));
         self.count_traffic(batch, domain_of(user_key), SIDE_LEGACY, n.size, now);
     }
 
@@ -39,27 +39,23 @@ impl Store {
     /// to its report phase (due `next.0`), and the return path is remembered
     /// for late bounces — in one synced batch.
     pub fn delivered(&self, leased: &LeasedDelivery, next: (Millis, Delivery), now: Millis) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
-        batch.put_cf(self.cf(CF_RETURNS), leased.id, to_json(&ret));
+        batch.put(CF_RETURNS, leased.id, to_json(&ret));
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
-        batch.put_cf(
-            self.cf(CF_QUEUE),
-            queue_key(next.0, leased.id, JOB_DELIVER),
-            to_json(&Job::Deliver(Box::new(next.1))),
-        );
+        batch.put(CF_QUEUE, queue_key(next.0, leased.id, JOB_DELIVER), to_json(&Job::Deliver(Box::new(next.1))));
         self.commit(batch)
     }
 
     /// Whether `token` names a delivery whose bounces are still awaited.
     pub fn has_return(&self, token: [u8; 8]) -> Result<bool, StoreError> {
-        Ok(self.db().get_pinned_cf(self.cf(CF_RETURNS), token)?.is_some())
+        Ok(self.get(CF_RETURNS, token)?.is_some())
     }
 
     /// A bounce came back for delivery `token`: queue the refusal report to
     /// the sender's store. `false` when the token is unknown (or used).
     pub fn bounce_received(&self, token: [u8; 8], reason: &str, now: Millis) -> Result<bool, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let Some(ret) = self.get_json::<ReturnRecord>(CF_RETURNS, &token)? else { return Ok(false) };
         let job = Job::Deliver(Box::new(Delivery {
             notification: ret.notification,
@@ -70,9 +66,9 @@ impl Store {
             dsn_to: None,
             history: Vec::new(),
         }));
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_RETURNS), token);
-        batch.put_cf(self.cf(CF_QUEUE), queue_key(now, token, JOB_DELIVER), to_json(&job));
+        let mut batch = Batch::default();
+        batch.delete(CF_RETURNS, token);
+        batch.put(CF_QUEUE, queue_key(now, token, JOB_DELIVER), to_json(&job));
         self.commit(batch)?;
         Ok(true)
     }
@@ -80,7 +76,7 @@ impl Store {
     /// Every queued delivery with its due time, soonest first.
     pub fn queued_deliveries(&self) -> Result<Vec<(Millis, Delivery)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+        for item in self.scan(CF_QUEUE, &[]) {
             let (k, v) = item?;
             if let Some((due, _, kind)) = parse_queue_key(&k)
                 && kind & !LEASED == JOB_DELIVER
@@ -94,14 +90,10 @@ impl Store {
 
     /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
     pub fn finish_delivery(&self, leased: &LeasedDelivery, next: Option<(Millis, Delivery)>) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
         if let Some((due, d)) = next {
-            batch.put_cf(
-                self.cf(CF_QUEUE),
-                queue_key(due, leased.id, JOB_DELIVER),
-                to_json(&Job::Deliver(Box::new(d))),
-            );
+            batch.put(CF_QUEUE, queue_key(due, leased.id, JOB_DELIVER), to_json(&Job::Deliver(Box::new(d))));
         }
         self.commit(batch)
     }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use super::backend::Batch;
 
 use super::records::*;
 use super::schema::*;
@@ -74,20 +74,20 @@ fn be_u64(v: &[u8]) -> Result<u64, StoreError> {
 
 impl Store {
     /// INBOX's UIDVALIDITY, made at first use.
-    fn inbox_uidvalidity(&self, batch: &mut WriteBatch) -> Result<u32, StoreError> {
-        if let Some(v) = self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_UIDVALIDITY)? {
+    fn inbox_uidvalidity(&self, batch: &mut Batch) -> Result<u32, StoreError> {
+        if let Some(v) = self.get(CF_META, META_INBOX_UIDVALIDITY)? {
             return be_u32(&v);
         }
         let v = self.uidvalidities(batch, 1)?[0];
-        batch.put_cf(self.cf(CF_META), META_INBOX_UIDVALIDITY, v.to_be_bytes());
+        batch.put(CF_META, META_INBOX_UIDVALIDITY, v.to_be_bytes());
         Ok(v)
     }
 
     /// `n` UIDVALIDITY values later than every one given out (seconds since
     /// 1970 while the clock leads, so a wiped store starts with later ones).
     /// Under the write lock.
-    fn uidvalidities(&self, batch: &mut WriteBatch, n: u32) -> Result<Vec<u32>, StoreError> {
-        let last = match self.db().get_pinned_cf(self.cf(CF_META), META_UIDVALIDITY)? {
+    fn uidvalidities(&self, batch: &mut Batch, n: u32) -> Result<Vec<u32>, StoreError> {
+        let last = match self.get(CF_META, META_UIDVALIDITY)? {
             Some(v) => be_u32(&v)?,
             None => 0,
         };
@@ -95,16 +95,16 @@ impl Store {
             .min(u32::MAX as u64 / 2) as u32;
         let first = now.max(last.saturating_add(1)).max(1);
         let values: Vec<u32> = (0..n).map(|i| first.saturating_add(i)).collect();
-        batch.put_cf(self.cf(CF_META), META_UIDVALIDITY, values[values.len() - 1].to_be_bytes());
+        batch.put(CF_META, META_UIDVALIDITY, values[values.len() - 1].to_be_bytes());
         Ok(values)
     }
 
     /// The user's folders, INBOX first; the default ones (Sent, Drafts,
     /// Trash, Junk) are made the first time.
     pub fn mail_folders(&self, user_key: &str) -> Result<Vec<FolderInfo>, StoreError> {
-        if self.db().get_pinned_cf(self.cf(CF_META), folders_made_key(user_key))?.is_none() {
-            let _g = self.lock();
-            let mut batch = WriteBatch::default();
+        if self.get(CF_META, folders_made_key(user_key))?.is_none() {
+            let _g = self.lock()?;
+            let mut batch = Batch::default();
             self.make_default_folders(&mut batch, user_key)?;
             if !batch.is_empty() {
                 self.commit(batch)?;
@@ -125,11 +125,11 @@ impl Store {
     /// (under the write lock); returns those it adds.
     fn make_default_folders(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         user_key: &str,
     ) -> Result<Vec<(String, FolderRecord)>, StoreError> {
         let made = folders_made_key(user_key);
-        if self.db().get_pinned_cf(self.cf(CF_META), &made)?.is_some() {
+        if self.get(CF_META, &made)?.is_some() {
             return Ok(Vec::new());
         }
         self.inbox_uidvalidity(batch)?;
@@ -137,15 +137,15 @@ impl Store {
         let mut out = Vec::new();
         for ((name, special), uidvalidity) in DEFAULT_FOLDERS.iter().zip(values) {
             let key = folder_key(user_key, name);
-            if self.db().get_pinned_cf(self.cf(CF_FOLDERS), &key)?.is_some() {
+            if self.get(CF_FOLDERS, &key)?.is_some() {
                 continue;
             }
             let record =
                 FolderRecord { uidvalidity, next_uid: 1, subscribed: true, special_use: Some(special.to_string()) };
-            batch.put_cf(self.cf(CF_FOLDERS), key, to_json(&record));
+            batch.put(CF_FOLDERS, key, to_json(&record));
             out.push((name.to_string(), record));
         }
-        batch.put_cf(self.cf(CF_META), &made, []);
+        batch.put(CF_META, &made, []);
         Ok(out)
     }
 
@@ -154,7 +154,7 @@ impl Store {
     /// deleted it), in `batch`, under the write lock.
     pub(super) fn file_sent(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         user_key: &str,
         n: Notification,
         message_id: String,
@@ -170,10 +170,10 @@ impl Store {
         }
         let uid = record.next_uid;
         record.next_uid += 1;
-        batch.put_cf(self.cf(CF_FOLDERS), folder_key(user_key, &name), to_json(&record));
+        batch.put(CF_FOLDERS, folder_key(user_key, &name), to_json(&record));
         let flags = vec![SEEN.to_string()];
         let entry = InboxRecord { received_at: now, notification: n, flags, held: false, sent: Some(message_id) };
-        batch.put_cf(self.cf(CF_FOLDER_MAIL), folder_mail_key(user_key, &name, uid), to_json(&entry));
+        batch.put(CF_FOLDER_MAIL, folder_mail_key(user_key, &name, uid), to_json(&entry));
         Ok(())
     }
 
@@ -192,11 +192,11 @@ impl Store {
     }
 
     fn inbox_info(&self, user_key: &str) -> Result<FolderInfo, StoreError> {
-        let uidvalidity = match self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_UIDVALIDITY)? {
+        let uidvalidity = match self.get(CF_META, META_INBOX_UIDVALIDITY)? {
             Some(v) => be_u32(&v)?,
             None => {
-                let _g = self.lock();
-                let mut batch = WriteBatch::default();
+                let _g = self.lock()?;
+                let mut batch = Batch::default();
                 let v = self.inbox_uidvalidity(&mut batch)?;
                 self.commit(batch)?;
                 v
@@ -215,7 +215,7 @@ impl Store {
     fn folder_records(&self, user_key: &str) -> Result<Vec<(String, FolderRecord)>, StoreError> {
         let prefix = folder_prefix(user_key);
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_FOLDERS), IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(CF_FOLDERS, &prefix) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -253,18 +253,18 @@ impl Store {
             return Ok(Err(FolderError::Exists));
         }
         self.mail_folders(user_key)?;
-        let _g = self.lock();
+        let _g = self.lock()?;
         let key = folder_key(user_key, name);
-        if self.db().get_pinned_cf(self.cf(CF_FOLDERS), &key)?.is_some() {
+        if self.get(CF_FOLDERS, &key)?.is_some() {
             return Ok(Err(FolderError::Exists));
         }
         if self.folder_records(user_key)?.len() >= max {
             return Ok(Err(FolderError::TooMany(max)));
         }
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let uidvalidity = self.uidvalidities(&mut batch, 1)?[0];
         let record = FolderRecord { uidvalidity, next_uid: 1, subscribed: true, special_use };
-        batch.put_cf(self.cf(CF_FOLDERS), key, to_json(&record));
+        batch.put(CF_FOLDERS, key, to_json(&record));
         self.commit(batch)?;
         Ok(Ok(()))
     }
@@ -274,16 +274,16 @@ impl Store {
         if is_inbox(name) {
             return Ok(Err(FolderError::Inbox));
         }
-        let _g = self.lock();
+        let _g = self.lock()?;
         let key = folder_key(user_key, name);
-        if self.db().get_pinned_cf(self.cf(CF_FOLDERS), &key)?.is_none() {
+        if self.get(CF_FOLDERS, &key)?.is_none() {
             return Ok(Err(FolderError::NoSuch));
         }
         if !self.folder_entries(user_key, name)?.is_empty() {
             return Ok(Err(FolderError::NotEmpty));
         }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_FOLDERS), key);
+        let mut batch = Batch::default();
+        batch.delete(CF_FOLDERS, key);
         self.commit(batch)?;
         Ok(Ok(()))
     }
@@ -294,20 +294,20 @@ impl Store {
         if is_inbox(from) || is_inbox(to) {
             return Ok(Err(FolderError::Inbox));
         }
-        let _g = self.lock();
+        let _g = self.lock()?;
         let (from_key, to_key) = (folder_key(user_key, from), folder_key(user_key, to));
-        let Some(record) = self.db().get_pinned_cf(self.cf(CF_FOLDERS), &from_key)?.map(|v| v.to_vec()) else {
+        let Some(record) = self.get(CF_FOLDERS, &from_key)?.map(|v| v.to_vec()) else {
             return Ok(Err(FolderError::NoSuch));
         };
-        if self.db().get_pinned_cf(self.cf(CF_FOLDERS), &to_key)?.is_some() {
+        if self.get(CF_FOLDERS, &to_key)?.is_some() {
             return Ok(Err(FolderError::Exists));
         }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_FOLDERS), &from_key);
-        batch.put_cf(self.cf(CF_FOLDERS), &to_key, record);
+        let mut batch = Batch::default();
+        batch.delete(CF_FOLDERS, &from_key);
+        batch.put(CF_FOLDERS, &to_key, record);
         for (uid, r) in self.folder_entries(user_key, from)? {
-            batch.delete_cf(self.cf(CF_FOLDER_MAIL), folder_mail_key(user_key, from, uid));
-            batch.put_cf(self.cf(CF_FOLDER_MAIL), folder_mail_key(user_key, to, uid), to_json(&r));
+            batch.delete(CF_FOLDER_MAIL, folder_mail_key(user_key, from, uid));
+            batch.put(CF_FOLDER_MAIL, folder_mail_key(user_key, to, uid), to_json(&r));
         }
         self.commit(batch)?;
         Ok(Ok(()))
@@ -318,14 +318,14 @@ impl Store {
         if is_inbox(name) {
             return Ok(Ok(()));
         }
-        let _g = self.lock();
+        let _g = self.lock()?;
         let key = folder_key(user_key, name);
         let Some(mut record) = self.get_json::<FolderRecord>(CF_FOLDERS, &key)? else {
             return Ok(Err(FolderError::NoSuch));
         };
         record.subscribed = on;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_FOLDERS), key, to_json(&record));
+        let mut batch = Batch::default();
+        batch.put(CF_FOLDERS, key, to_json(&record));
         self.commit(batch)?;
         Ok(Ok(()))
     }
@@ -341,7 +341,7 @@ impl Store {
     fn folder_entries(&self, user_key: &str, name: &str) -> Result<Vec<(u32, InboxRecord)>, StoreError> {
         let prefix = folder_mail_prefix(user_key, name);
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_FOLDER_MAIL), IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(CF_FOLDER_MAIL, &prefix) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -368,14 +368,14 @@ impl Store {
         name: &str,
         changes: &[(u32, Vec<String>)],
     ) -> Result<Vec<u32>, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let mut done = Vec::with_capacity(changes.len());
         for (uid, flags) in changes {
             let (cf, key) = Self::entry_cf_key(user_key, name, *uid);
             let Some(mut r) = self.get_json::<InboxRecord>(cf, &key)? else { continue };
             r.flags = flags.clone();
-            batch.put_cf(self.cf(cf), key, to_json(&r));
+            batch.put(cf, key, to_json(&r));
             done.push(*uid);
         }
         if !batch.is_empty() {
@@ -389,8 +389,8 @@ impl Store {
     /// user's last reference to its message (then its store is to be told,
     /// or a held message is deleted here, in the same batch).
     pub fn mail_expunge(&self, user_key: &str, name: &str, uids: &[u32]) -> Result<Vec<Expunged>, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let removed = self.remove_entries(&mut batch, user_key, name, uids)?;
         if !batch.is_empty() {
             self.commit(batch)?;
@@ -401,7 +401,7 @@ impl Store {
 
     fn remove_entries(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         user_key: &str,
         name: &str,
         uids: &[u32],
@@ -411,7 +411,7 @@ impl Store {
         for uid in uids {
             let (cf, key) = Self::entry_cf_key(user_key, name, *uid);
             let Some(r) = self.get_json::<InboxRecord>(cf, &key)? else { continue };
-            batch.delete_cf(self.cf(cf), key);
+            batch.delete(cf, key);
             if is_inbox(name) {
                 inbox_bytes += r.notification.size as i64;
                 inbox_n += 1;
@@ -419,7 +419,7 @@ impl Store {
             removed.push(Expunged { uid: *uid, record: r, last_reference: true });
         }
         if inbox_n > 0 {
-            batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(-inbox_bytes, -inbox_n));
+            batch.add(CF_ACCOUNTS, inbox_tally_key(user_key), -inbox_bytes, -inbox_n);
         }
         if removed.is_empty() {
             return Ok(removed);
@@ -442,12 +442,12 @@ impl Store {
             let n = &e.record.notification;
             e.last_reference = !remaining.contains_key(&(n.store.to_lowercase(), n.id.to_lowercase()));
             if e.last_reference && e.record.held {
-                batch.delete_cf(self.cf(CF_HELD), n.id.as_bytes());
+                batch.delete(CF_HELD, n.id.as_bytes());
                 held_bytes += n.size as i64;
             }
         }
         if held_bytes > 0 {
-            batch.merge_cf(self.cf(CF_ACCOUNTS), held_tally_key(user_key), account_value(-held_bytes, 0));
+            batch.add(CF_ACCOUNTS, held_tally_key(user_key), -held_bytes, 0);
         }
         Ok(removed)
     }
@@ -471,8 +471,8 @@ impl Store {
         to: &str,
         remove: bool,
     ) -> Result<Result<Vec<(u32, u32)>, FolderError>, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let target_key = folder_key(user_key, to);
         let mut target = if is_inbox(to) {
             None
@@ -495,7 +495,7 @@ impl Store {
                     }
                     let u = t.next_uid;
                     t.next_uid += 1;
-                    batch.put_cf(self.cf(CF_FOLDER_MAIL), folder_mail_key(user_key, to, u), to_json(&r));
+                    batch.put(CF_FOLDER_MAIL, folder_mail_key(user_key, to, u), to_json(&r));
                     u
                 }
                 None => {
@@ -503,14 +503,14 @@ impl Store {
                     if inbox_next > u32::MAX as u64 {
                         return Ok(Err(FolderError::Full));
                     }
-                    batch.put_cf(self.cf(CF_INBOX), inbox_key(user_key, inbox_next), to_json(&r));
+                    batch.put(CF_INBOX, inbox_key(user_key, inbox_next), to_json(&r));
                     inbox_bytes += r.notification.size as i64;
                     inbox_n += 1;
                     inbox_next as u32
                 }
             };
             if remove {
-                batch.delete_cf(self.cf(cf), key);
+                batch.delete(cf, key);
                 if is_inbox(from) {
                     inbox_bytes -= r.notification.size as i64;
                     inbox_n -= 1;
@@ -519,12 +519,12 @@ impl Store {
             pairs.push((*uid, new_uid));
         }
         if let Some(t) = &target {
-            batch.put_cf(self.cf(CF_FOLDERS), target_key, to_json(t));
+            batch.put(CF_FOLDERS, target_key, to_json(t));
         } else if inbox_n != 0 || !pairs.is_empty() {
-            batch.put_cf(self.cf(CF_META), inbox_seq_key(user_key), inbox_next.to_be_bytes());
+            batch.put(CF_META, inbox_seq_key(user_key), inbox_next.to_be_bytes());
         }
         if inbox_n != 0 {
-            batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(inbox_bytes, inbox_n));
+            batch.add(CF_ACCOUNTS, inbox_tally_key(user_key), inbox_bytes, inbox_n);
         }
         if !batch.is_empty() {
             self.commit(batch)?;
@@ -545,7 +545,7 @@ impl Store {
         received_at: Millis,
         store: &str,
     ) -> Result<Result<u32, FolderError>, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let id = crate::proto::hex::encode(&rand::random::<[u8; 16]>());
         let notification = Notification {
             store: store.to_string(),
@@ -557,15 +557,15 @@ impl Store {
             origin: None,
         };
         let record = InboxRecord { received_at, notification, flags, held: true, sent: None };
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let uid = if is_inbox(name) {
             let seq = self.inbox_last_seq(user_key)? + 1;
             if seq > u32::MAX as u64 {
                 return Ok(Err(FolderError::Full));
             }
-            batch.put_cf(self.cf(CF_META), inbox_seq_key(user_key), seq.to_be_bytes());
-            batch.put_cf(self.cf(CF_INBOX), inbox_key(user_key, seq), to_json(&record));
-            batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(content.len() as i64, 1));
+            batch.put(CF_META, inbox_seq_key(user_key), seq.to_be_bytes());
+            batch.put(CF_INBOX, inbox_key(user_key, seq), to_json(&record));
+            batch.add(CF_ACCOUNTS, inbox_tally_key(user_key), content.len() as i64, 1);
             seq as u32
         } else {
             let key = folder_key(user_key, name);
@@ -577,12 +577,12 @@ impl Store {
             }
             let uid = folder.next_uid;
             folder.next_uid += 1;
-            batch.put_cf(self.cf(CF_FOLDERS), key, to_json(&folder));
-            batch.put_cf(self.cf(CF_FOLDER_MAIL), folder_mail_key(user_key, name, uid), to_json(&record));
+            batch.put(CF_FOLDERS, key, to_json(&folder));
+            batch.put(CF_FOLDER_MAIL, folder_mail_key(user_key, name, uid), to_json(&record));
             uid
         };
-        batch.put_cf(self.cf(CF_HELD), id.as_bytes(), content);
-        batch.merge_cf(self.cf(CF_ACCOUNTS), held_tally_key(user_key), account_value(content.len() as i64, 1));
+        batch.put(CF_HELD, id.as_bytes(), content);
+        batch.add(CF_ACCOUNTS, held_tally_key(user_key), content.len() as i64, 1);
         self.commit(batch)?;
         self.touched(user_key);
         Ok(Ok(uid))
@@ -590,18 +590,18 @@ impl Store {
 
     /// Octets `user_key` holds in APPENDed messages.
     pub fn held_bytes(&self, user_key: &str) -> Result<u64, StoreError> {
-        let v = self.db().get_pinned_cf(self.cf(CF_ACCOUNTS), held_tally_key(user_key))?;
+        let v = self.get(CF_ACCOUNTS, held_tally_key(user_key))?;
         Ok(v.map_or(0, |v| parse_account_value(&v).0.max(0) as u64))
     }
 
     /// The content of a held message.
     pub fn held(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db().get_cf(self.cf(CF_HELD), id.as_bytes())?)
+        self.get(CF_HELD, id.as_bytes())
     }
 
     /// A message pulled earlier from `store`, if the cache still has it.
     pub fn pulled(&self, store: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db().get_cf(self.cf(CF_PULLED), pulled_key(store, id))?.and_then(|v| v.get(8..).map(<[u8]>::to_vec)))
+        Ok(self.get(CF_PULLED, pulled_key(store, id))?.and_then(|v| v.get(8..).map(<[u8]>::to_vec)))
     }
 
     /// Keeps a pulled message, dropping the oldest ones past `bound` octets.
@@ -610,41 +610,39 @@ impl Store {
         if content.len() as u64 > bound {
             return Ok(());
         }
-        let _g = self.lock();
+        let _g = self.lock()?;
         let key = pulled_key(store, id);
-        if self.db().get_pinned_cf(self.cf(CF_PULLED), key)?.is_some() {
+        if self.get(CF_PULLED, key)?.is_some() {
             return Ok(());
         }
-        let meta = |k: &[u8]| -> Result<u64, StoreError> {
-            self.db().get_pinned_cf(self.cf(CF_META), k)?.map_or(Ok(0), |v| be_u64(&v))
-        };
+        let meta = |k: &[u8]| -> Result<u64, StoreError> { self.get(CF_META, k)?.map_or(Ok(0), |v| be_u64(&v)) };
         let (mut bytes, order) = (meta(META_PULLED_BYTES)?, meta(META_PULLED_ORDER)?);
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let mut value = order.to_be_bytes().to_vec();
         value.extend_from_slice(content);
-        batch.put_cf(self.cf(CF_PULLED), key, value);
-        batch.put_cf(self.cf(CF_PULLED_ORDER), order.to_be_bytes(), key);
+        batch.put(CF_PULLED, key, value);
+        batch.put(CF_PULLED_ORDER, order.to_be_bytes(), key);
         bytes += content.len() as u64;
         if bytes > bound {
-            for item in self.db().iterator_cf(self.cf(CF_PULLED_ORDER), IteratorMode::Start) {
+            for item in self.scan(CF_PULLED_ORDER, &[]) {
                 let (k, v) = item?;
                 if bytes <= bound {
                     break;
                 }
-                if let Some(old) = self.db().get_pinned_cf(self.cf(CF_PULLED), &v)? {
+                if let Some(old) = self.get(CF_PULLED, &v)? {
                     bytes = bytes.saturating_sub(old.len().saturating_sub(8) as u64);
-                    batch.delete_cf(self.cf(CF_PULLED), &v);
+                    batch.delete(CF_PULLED, &v);
                 }
-                batch.delete_cf(self.cf(CF_PULLED_ORDER), k);
+                batch.delete(CF_PULLED_ORDER, k);
             }
         }
-        batch.put_cf(self.cf(CF_META), META_PULLED_BYTES, bytes.to_be_bytes());
-        batch.put_cf(self.cf(CF_META), META_PULLED_ORDER, (order + 1).to_be_bytes());
+        batch.put(CF_META, META_PULLED_BYTES, bytes.to_be_bytes());
+        batch.put(CF_META, META_PULLED_ORDER, (order + 1).to_be_bytes());
         self.commit_lazy(batch)
     }
 
     /// Octets the pulled-message cache holds.
     pub fn pulled_bytes(&self) -> Result<u64, StoreError> {
-        self.db().get_pinned_cf(self.cf(CF_META), META_PULLED_BYTES)?.map_or(Ok(0), |v| be_u64(&v))
+        self.get(CF_META, META_PULLED_BYTES)?.map_or(Ok(0), |v| be_u64(&v))
     }
 }

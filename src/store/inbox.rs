@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use super::backend::Batch;
 
 use super::records::*;
 use super::schema::*;
@@ -12,7 +12,7 @@ impl Store {
     /// Whether a notification was already filed for `user_key`.
     pub fn inbox_seen(&self, user_key: &str, n: &Notification) -> Result<bool, StoreError> {
         let seen = inbox_seen_key(&n.store, &n.id, user_key);
-        Ok(self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)?.is_some())
+        Ok(self.get(CF_INBOX_SEEN, seen)?.is_some())
     }
 
     /// Files a verified notification in `user`'s inbox, once.
@@ -32,8 +32,8 @@ impl Store {
         now: Millis,
         max_inbox: u64,
     ) -> Result<Vec<InboxAccept>, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let mut seq = HashMap::new();
         let mut filed_now: HashMap<[u8; 32], u64> = HashMap::new();
         let mut held: HashMap<&str, u64> = HashMap::new();
@@ -44,7 +44,7 @@ impl Store {
                 out.push(InboxAccept::Duplicate(*earlier));
                 continue;
             }
-            if let Some(v) = self.db().get_pinned_cf(self.cf(CF_INBOX_SEEN), seen)? {
+            if let Some(v) = self.get(CF_INBOX_SEEN, seen)? {
                 out.push(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
                 continue;
             }
@@ -82,17 +82,13 @@ impl Store {
     /// A queued SMTP delivery for a user who has moved to IM2000: the job
     /// ends and its notification lands in their inbox, in one batch.
     pub fn delivery_to_inbox(&self, leased: &LeasedDelivery, user_key: &str, now: Millis) -> Result<u64, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let n = &leased.delivery.notification;
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
         let seq = self.file_in_inbox(&mut batch, user_key, n, now, &mut HashMap::new())?;
         // It was counted as legacy traffic when it was queued.
-        batch.merge_cf(
-            self.cf(CF_TRAFFIC),
-            traffic_key(domain_of(user_key), hour_of(now), SIDE_LEGACY),
-            account_value(-(n.size as i64), -1),
-        );
+        batch.add(CF_TRAFFIC, traffic_key(domain_of(user_key), hour_of(now), SIDE_LEGACY), -(n.size as i64), -1);
         self.commit(batch)?;
         self.touched(user_key);
         Ok(seq)
@@ -104,7 +100,7 @@ impl Store {
     /// entries of one batch.
     fn file_in_inbox(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         user_key: &str,
         n: &Notification,
         now: Millis,
@@ -120,13 +116,13 @@ impl Store {
         }
         last.insert(user_key.to_string(), seq);
         let key = inbox_key(user_key, seq);
-        batch.put_cf(self.cf(CF_META), inbox_seq_key(user_key), seq.to_be_bytes());
+        batch.put(CF_META, inbox_seq_key(user_key), seq.to_be_bytes());
         let record =
             InboxRecord { received_at: now, notification: n.clone(), flags: Vec::new(), held: false, sent: None };
-        batch.put_cf(self.cf(CF_INBOX), &key, to_json(&record));
-        batch.put_cf(self.cf(CF_INBOX_SEEN), inbox_seen_key(&n.store, &n.id, user_key), &key);
+        batch.put(CF_INBOX, &key, to_json(&record));
+        batch.put(CF_INBOX_SEEN, inbox_seen_key(&n.store, &n.id, user_key), &key);
         self.count_traffic(batch, domain_of(user_key), SIDE_IM2000, n.size, now);
-        batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(n.size as i64, 1));
+        batch.add(CF_ACCOUNTS, inbox_tally_key(user_key), n.size as i64, 1);
         Ok(seq)
     }
 
@@ -135,9 +131,9 @@ impl Store {
     /// were per user) starts from the old store-wide counter, which is past
     /// every sequence they ever had: a UID is never given out twice.
     pub fn inbox_last_seq(&self, user_key: &str) -> Result<u64, StoreError> {
-        let v = match self.db().get_pinned_cf(self.cf(CF_META), inbox_seq_key(user_key))? {
+        let v = match self.get(CF_META, inbox_seq_key(user_key))? {
             Some(v) => Some(v.to_vec()),
-            None => self.db().get_pinned_cf(self.cf(CF_META), META_INBOX_SEQ)?.map(|v| v.to_vec()),
+            None => self.get(CF_META, META_INBOX_SEQ)?.map(|v| v.to_vec()),
         };
         match v {
             Some(v) => {
@@ -149,7 +145,7 @@ impl Store {
 
     /// Notifications `user_key`'s inbox holds now.
     pub fn inbox_count(&self, user_key: &str) -> Result<u64, StoreError> {
-        let v = self.db().get_pinned_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key))?;
+        let v = self.get(CF_ACCOUNTS, inbox_tally_key(user_key))?;
         Ok(v.map_or(0, |v| parse_account_value(&v).1.max(0) as u64))
     }
 
@@ -158,7 +154,7 @@ impl Store {
         let prefix = inbox_prefix(user_key);
         let start = inbox_key(user_key, after.saturating_add(1));
         let mut out = Vec::new();
-        let it = self.db().iterator_cf(self.cf(CF_INBOX), IteratorMode::From(&start, Direction::Forward));
+        let it = self.scan(CF_INBOX, &start);
         for item in it {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
@@ -173,23 +169,23 @@ impl Store {
     /// Removes inbox entries up to and including `through`; returns how many.
     /// The idempotency marks stay, so a re-sent notification is not refiled.
     pub fn inbox_clear(&self, user_key: &str, through: u64) -> Result<u64, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let prefix = inbox_prefix(user_key);
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let mut n = 0;
-        let it = self.db().iterator_cf(self.cf(CF_INBOX), IteratorMode::From(&prefix, Direction::Forward));
+        let it = self.scan(CF_INBOX, &prefix);
         let mut bytes = 0i64;
         for item in it {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || inbox_key_seq(&k).is_none_or(|s| s > through) {
                 break;
             }
-            batch.delete_cf(self.cf(CF_INBOX), &k);
+            batch.delete(CF_INBOX, &k);
             bytes += from_json::<InboxRecord>(CF_INBOX, &v).map_or(0, |r| r.notification.size as i64);
             n += 1;
         }
         if n > 0 {
-            batch.merge_cf(self.cf(CF_ACCOUNTS), inbox_tally_key(user_key), account_value(-bytes, -(n as i64)));
+            batch.add(CF_ACCOUNTS, inbox_tally_key(user_key), -bytes, -(n as i64));
             self.commit(batch)?;
             self.touched(user_key);
         }

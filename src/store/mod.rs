@@ -1,17 +1,22 @@
-//! The durable state of a node, in RocksDB: the message store (bodies once,
+//! The durable state of a node: the message store (bodies once,
 //! per-recipient capability records), the job queue, list indexes, quota
 //! accounts and the notification agent's inboxes. Layout lives in
-//! [`schema`]; this module is the only code that touches RocksDB. Here: the
-//! message store itself; `queue.rs`: jobs and expiry; `deliveries.rs`: SMTP
-//! delivery jobs and return paths; `inbox.rs`: the agent's inboxes.
+//! [`schema`]; the engine behind it (RocksDB embedded, or PostgreSQL shared
+//! by several nodes) is behind the seam in [`backend`], and only there.
+//! Here: the message store itself; `queue.rs`: jobs and expiry;
+//! `deliveries.rs`: SMTP delivery jobs and return paths; `inbox.rs`: the
+//! agent's inboxes; `folders.rs`: IMAP folders; `routes.rs`: routes and traffic.
 //!
 //! Every operation that acknowledges something to a peer or a user writes one
-//! atomic batch with `sync = true` before returning. Read-modify-write
-//! operations on records are serialised by one mutex: they are short, and it
-//! keeps each record's transitions simple to reason about. Submission, the
-//! hot path, takes no lock: it only creates records, and quota accounts are
-//! summed by a merge operator, so concurrent submissions share fsyncs.
+//! atomic batch, durably, before returning. Read-modify-write operations on
+//! records are serialised by the engine's turns ([`Store::lock`]: one mutex
+//! on RocksDB, one advisory lock across every node on PostgreSQL): they are
+//! short, and it keeps each record's transitions simple to reason about.
+//! Submission, the hot path, takes no turn: it only creates records, and
+//! quota accounts are counters that writers add to without reading, so
+//! concurrent submissions share fsyncs.
 
+pub mod backend;
 pub mod changes;
 mod deliveries;
 pub mod folders;
@@ -23,9 +28,9 @@ pub mod schema;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use backend::{Backend, BackendError, Batch, Durability, ErrorKind, Exclusive};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -42,7 +47,7 @@ use schema::*;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
-    Db(#[from] rocksdb::Error),
+    Backend(#[from] BackendError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("over quota: {used} of {quota} bytes in use, this message needs {size}")]
@@ -55,10 +60,13 @@ impl StoreError {
     /// Whether the disk (or the file system's quota) is full: a condition
     /// for the operator, which clients should meet by trying later.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Db(e) if {
-            let text = e.to_string();
-            text.contains("No space left") || text.contains("NoSpace") || text.contains("Disk quota exceeded")
-        })
+        matches!(self, StoreError::Backend(e) if e.kind == ErrorKind::DiskFull)
+    }
+
+    /// Whether the engine cannot be reached for now (a database that went
+    /// away): clients should try later, and the node recovers by itself.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Backend(e) if e.kind == ErrorKind::Unavailable)
     }
 }
 
@@ -215,9 +223,7 @@ pub struct Store {
 }
 
 struct Inner {
-    db: DB,
-    /// Serialises read-modify-write operations.
-    write: Mutex<()>,
+    engine: Box<dyn Backend>,
     /// Account totals read a moment ago, for quota checks (see
     /// [`Store::recent_account`]).
     recent: Mutex<std::collections::HashMap<String, (std::time::Instant, AccountRecord)>>,
@@ -251,47 +257,21 @@ fn unhex8(s: &str) -> Result<[u8; 8], StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `dir`.
+    /// Opens (creating if needed) the embedded store under `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_keep_log_file_num(4);
-        let cfs = ALL_CFS.iter().map(|name| {
-            let mut o = Options::default();
-            // A counter merged into thousands of times (one user's inbox,
-            // one busy sender's quota) would make every read of it walk
-            // all its operands in the memtable: past 16, a merge is folded
-            // into one value as it is written.
-            o.set_max_successive_merges(16);
-            if *name == CF_ACCOUNTS {
-                o.set_merge_operator_associative("imgate_account_sum", merge_accounts);
-            }
-            if *name == CF_TRAFFIC {
-                o.set_merge_operator_associative("imgate_traffic_sum", merge_accounts);
-            }
-            if *name == CF_BODIES {
-                // Large values go to blob files, out of the compaction path.
-                o.set_enable_blob_files(true);
-                o.set_min_blob_size(4096);
-            }
-            ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                db,
-                write: Mutex::new(()),
-                recent: Default::default(),
-                changes: Default::default(),
-            }),
-        };
+        Store::on(Box::new(backend::rocks::Rocks::open(dir)?))
+    }
+
+    /// Opens the store on an engine, checking the version of what it holds.
+    pub fn on(engine: Box<dyn Backend>) -> Result<Store, StoreError> {
+        let store =
+            Store { inner: Arc::new(Inner { engine, recent: Default::default(), changes: Default::default() }) };
         store.check_schema()?;
         Ok(store)
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
-        match self.db().get_cf(self.cf(CF_META), META_SCHEMA)? {
+        match self.get(CF_META, META_SCHEMA)? {
             Some(v) => {
                 let v = u32::from_be_bytes(
                     v.as_slice().try_into().map_err(|_| StoreError::Corrupt("schema version".into()))?,
@@ -301,8 +281,8 @@ impl Store {
                 }
             }
             None => {
-                let mut b = WriteBatch::default();
-                b.put_cf(self.cf(CF_META), META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+                let mut b = Batch::default();
+                b.put(CF_META, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
                 self.commit(b)?;
             }
         }
@@ -324,41 +304,44 @@ impl Store {
         self.inner.changes.touch(user_key);
     }
 
-    fn db(&self) -> &DB {
-        &self.inner.db
+    fn get(&self, table: &'static str, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.engine.get(table, key.as_ref())?)
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db().cf_handle(name).expect("every column family is opened")
+    /// Entries of `table` from `from` on, in key order.
+    fn scan(
+        &self,
+        table: &'static str,
+        from: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.inner.engine.scan(table, from.as_ref()).map(|e| e.map_err(StoreError::from))
     }
 
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        self.inner.write.lock().unwrap_or_else(|p| p.into_inner())
+    /// A read-modify-write turn: until the guard is dropped (or the turn's
+    /// one commit), no other turn runs, on this node or any other.
+    fn lock(&self) -> Result<Exclusive<'_>, StoreError> {
+        Ok(self.inner.engine.exclusive()?)
     }
 
     /// Deletes a job key whether or not it is marked leased.
-    fn delete_job(&self, batch: &mut WriteBatch, due: Millis, job: [u8; 8], kind: u8) {
-        batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, job, kind));
-        batch.delete_cf(self.cf(CF_QUEUE), queue_key(due, job, kind | LEASED));
+    fn delete_job(&self, batch: &mut Batch, due: Millis, job: [u8; 8], kind: u8) {
+        batch.delete(CF_QUEUE, queue_key(due, job, kind));
+        batch.delete(CF_QUEUE, queue_key(due, job, kind | LEASED));
     }
 
     /// Writes a batch durably: it is on disk when this returns.
-    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db().write_opt(batch, &wo)?;
-        Ok(())
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        Ok(self.inner.engine.write(batch, Durability::Durable)?)
     }
 
     /// Writes a batch without waiting for the disk (status that may be lost
     /// in a crash without breaking a promise, such as read status).
-    fn commit_lazy(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.db().write(batch)?;
-        Ok(())
+    fn commit_lazy(&self, batch: Batch) -> Result<(), StoreError> {
+        Ok(self.inner.engine.write(batch, Durability::Lazy)?)
     }
 
-    fn get_json<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db().get_pinned_cf(self.cf(cf), key)? {
+    fn get_json<T: DeserializeOwned>(&self, cf: &'static str, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get(cf, key)? {
             Some(v) => from_json(cf, &v).map(Some),
             None => Ok(None),
         }
@@ -373,7 +356,7 @@ impl Store {
     }
 
     fn account(&self, account: &str) -> Result<AccountRecord, StoreError> {
-        let (bytes, messages) = match self.db().get_pinned_cf(self.cf(CF_ACCOUNTS), account.as_bytes())? {
+        let (bytes, messages) = match self.get(CF_ACCOUNTS, account.as_bytes())? {
             Some(v) => parse_account_value(&v),
             None => (0, 0),
         };
@@ -430,7 +413,7 @@ impl Store {
     ) -> Result<Submitted, StoreError> {
         let size = m.content.len() as u64;
         // Filing in Sent gives out a UID: that takes the write lock.
-        let _sent = m.file_in_sent.then(|| self.lock());
+        let _sent = if m.file_in_sent { Some(self.lock()?) } else { None };
         // No lock otherwise: nothing here reads what another writer may be changing,
         // but the quota, which is checked against a moment-old total (a few
         // concurrent submissions may pass it together; none is lost).
@@ -443,12 +426,12 @@ impl Store {
         }
         let expires_at = now.saturating_add(m.lifetime_ms);
         let digest = sha256_field(&m.content);
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
 
         let fresh = |this: &Self| -> Result<RecipientId, StoreError> {
             loop {
                 let id = RecipientId::random();
-                if this.db().get_pinned_cf(this.cf(CF_RECIPIENTS), id.selector())?.is_none() {
+                if this.get(CF_RECIPIENTS, id.selector())?.is_none() {
                     return Ok(id);
                 }
             }
@@ -480,15 +463,15 @@ impl Store {
         for r in &m.recipients {
             let id = fresh(self)?;
             let rec = new_record(&id, RecipientKind::Mailbox, r.to_string(), true);
-            batch.put_cf(self.cf(CF_RECIPIENTS), id.selector(), to_json(&rec));
+            batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
             let job = Job::Notify { recipient: hex(&id.selector()) };
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, id.selector(), JOB_NOTIFY), to_json(&job));
+            batch.put(CF_QUEUE, queue_key(now, id.selector(), JOB_NOTIFY), to_json(&job));
             recipients.push((r.clone(), id));
         }
         for r in &m.relay {
             let id = fresh(self)?;
             let rec = new_record(&id, RecipientKind::Mailbox, r.to_string(), false);
-            batch.put_cf(self.cf(CF_RECIPIENTS), id.selector(), to_json(&rec));
+            batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
             let job = Job::Deliver(Box::new(Delivery {
                 notification: Notification {
                     store: m.store.clone(),
@@ -508,16 +491,16 @@ impl Store {
             }));
             let mut job_id = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut job_id);
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, job_id, JOB_DELIVER), to_json(&job));
+            batch.put(CF_QUEUE, queue_key(now, job_id, JOB_DELIVER), to_json(&job));
             recipients.push((r.clone(), id));
         }
         let mut lists = Vec::new();
         for l in &m.lists {
             let id = fresh(self)?;
             let rec = new_record(&id, RecipientKind::List, l.clone(), false);
-            batch.put_cf(self.cf(CF_RECIPIENTS), id.selector(), to_json(&rec));
+            batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
             let entry = ListRecord { id: id.to_string(), sender: m.sender.to_string(), size, submitted_at: now };
-            batch.put_cf(self.cf(CF_LISTS), list_key(l, now, &message), to_json(&entry));
+            batch.put(CF_LISTS, list_key(l, now, &message), to_json(&entry));
             lists.push((l.clone(), id));
         }
         let record = MessageRecord {
@@ -535,11 +518,11 @@ impl Store {
             lists: lists.iter().map(|(l, id)| (l.clone(), hex(&id.selector()))).collect(),
             origin: m.origin,
         };
-        batch.put_cf(self.cf(CF_MESSAGES), message.0, to_json(&record));
-        batch.put_cf(self.cf(CF_BODIES), message.0, &m.content);
-        batch.put_cf(self.cf(CF_EXPIRY), expiry_key(expires_at, &message), []);
+        batch.put(CF_MESSAGES, message.0, to_json(&record));
+        batch.put(CF_BODIES, message.0, &m.content);
+        batch.put(CF_EXPIRY, expiry_key(expires_at, &message), []);
         for account in std::iter::once(&m.account).chain(m.also_charge.iter().map(|(a, _)| a)) {
-            batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(size as i64, 1));
+            batch.add(CF_ACCOUNTS, account.as_bytes(), size as i64, 1);
         }
         let first = recipients.first().map(|(a, _)| a.to_string()).or_else(|| m.lists.first().cloned());
         if m.file_in_sent {
@@ -580,10 +563,10 @@ impl Store {
     /// gone and no more notifications are sent. Returns the record, or `None`
     /// for an unknown id.
     pub fn cancel(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let Some(mut m) = self.message(id)? else { return Ok(None) };
         if m.state == MessageState::Stored {
-            let mut batch = WriteBatch::default();
+            let mut batch = Batch::default();
             self.free_body(&mut batch, id, &mut m, MessageState::Cancelled, None)?;
             self.commit(batch)?;
         }
@@ -595,14 +578,14 @@ impl Store {
     /// stands in for its stored (older) version.
     fn free_body(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         id: &MessageId,
         m: &mut MessageRecord,
         state: MessageState,
         changed: Option<(&[u8; 8], &RecipientRecord)>,
     ) -> Result<(), StoreError> {
-        batch.delete_cf(self.cf(CF_BODIES), id.0);
-        batch.delete_cf(self.cf(CF_EXPIRY), expiry_key(m.expires_at, id));
+        batch.delete(CF_BODIES, id.0);
+        batch.delete(CF_EXPIRY, expiry_key(m.expires_at, id));
         for sel in &m.recipients {
             let sel = unhex8(sel)?;
             let record = match changed {
@@ -613,11 +596,11 @@ impl Store {
                 && let Some(due) = r.next_attempt_at.take()
             {
                 self.delete_job(batch, due, sel, JOB_NOTIFY);
-                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
+                batch.put(CF_RECIPIENTS, sel, to_json(&r));
             }
         }
         for account in std::iter::once(&m.account).chain(&m.also_charged) {
-            batch.merge_cf(self.cf(CF_ACCOUNTS), account.as_bytes(), account_value(-(m.size as i64), -1));
+            batch.add(CF_ACCOUNTS, account.as_bytes(), -(m.size as i64), -1);
         }
         // Forget the totals read before: the next check reads the store.
         let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -626,7 +609,7 @@ impl Store {
         }
         drop(recent);
         m.state = state;
-        batch.put_cf(self.cf(CF_MESSAGES), id.0, to_json(m));
+        batch.put(CF_MESSAGES, id.0, to_json(m));
         Ok(())
     }
 
@@ -692,20 +675,20 @@ impl Store {
 
     /// The stored octets of a message, if still stored.
     pub fn body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db().get_cf(self.cf(CF_BODIES), id.0)?)
+        self.get(CF_BODIES, id.0)
     }
 
     /// Records that a recipient read `level` of the message (never lowers it).
     pub fn mark_read(&self, id: &RecipientId, level: ReadStatus, now: Millis) -> Result<(), StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let Some(mut r) = self.recipient_by_selector(&id.selector())? else { return Ok(()) };
         if r.read >= level {
             return Ok(());
         }
         r.read = level;
         r.read_at = Some(now);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_RECIPIENTS), id.selector(), to_json(&r));
+        let mut batch = Batch::default();
+        batch.put(CF_RECIPIENTS, id.selector(), to_json(&r));
         self.commit_lazy(batch)
     }
 
@@ -716,14 +699,14 @@ impl Store {
         action: RecipientAction,
         now: Millis,
     ) -> Result<Option<RecipientRecord>, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let Some(mut r) = self.recipient_by_selector(&id.selector())? else { return Ok(None) };
         if !id.verifies(&r.verifier) {
             return Ok(None);
         }
         let sel = id.selector();
-        let mut batch = WriteBatch::default();
-        let stop_notifying = |r: &mut RecipientRecord, batch: &mut WriteBatch| {
+        let mut batch = Batch::default();
+        let stop_notifying = |r: &mut RecipientRecord, batch: &mut Batch| {
             if let Some(due) = r.next_attempt_at.take() {
                 self.delete_job(batch, due, sel, JOB_NOTIFY);
             }
@@ -752,7 +735,7 @@ impl Store {
                 r.pinned = false;
             }
         }
-        batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
+        batch.put(CF_RECIPIENTS, sel, to_json(&r));
         self.release_if_done(&mut batch, &r, &sel)?;
         self.commit(batch)?;
         Ok(Some(r))
@@ -762,7 +745,7 @@ impl Store {
     /// has no list to serve. `changed` is the record just updated in `batch`.
     fn release_if_done(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Batch,
         changed: &RecipientRecord,
         changed_sel: &[u8; 8],
     ) -> Result<(), StoreError> {
@@ -808,7 +791,7 @@ impl Store {
         }
         let mut out = Vec::new();
         let mut last = after.map(<[u8]>::to_vec).unwrap_or_default();
-        let it = self.db().iterator_cf(self.cf(CF_LISTS), IteratorMode::From(&start, Direction::Forward));
+        let it = self.scan(CF_LISTS, &start);
         for item in it {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
@@ -823,9 +806,9 @@ impl Store {
     /// What the store holds, counted record by record: message bodies and
     /// inbox notifications (the lab's measure of a party's storage).
     pub fn footprint(&self) -> Result<Footprint, StoreError> {
-        let count = |cf: &str| -> Result<(u64, u64), StoreError> {
+        let count = |cf: &'static str| -> Result<(u64, u64), StoreError> {
             let mut n = (0, 0);
-            for item in self.db().iterator_cf(self.cf(cf), IteratorMode::Start) {
+            for item in self.scan(cf, &[]) {
                 let (k, v) = item?;
                 n = (n.0 + 1, n.1 + (k.len() + v.len()) as u64);
             }
@@ -840,7 +823,7 @@ impl Store {
     /// accounts, which count the same bytes again, and inbox tallies left out).
     pub fn accounts(&self) -> Result<Vec<(String, AccountRecord)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
+        for item in self.scan(CF_ACCOUNTS, &[]) {
             let (k, v) = item?;
             if k.starts_with(GROUP_ACCOUNT.as_bytes()) || k.starts_with(INBOX_TALLY.as_bytes()) {
                 continue;

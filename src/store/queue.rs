@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rocksdb::{IteratorMode, WriteBatch};
+use super::backend::Batch;
 
 use super::records::*;
 use super::schema::*;
@@ -13,22 +13,22 @@ impl Store {
     /// Makes every job leased by an earlier process due now: no attempt of
     /// theirs can still be running. Returns how many were released.
     pub fn release_leases(&self, now: Millis) -> Result<usize, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let mut n = 0;
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+        for item in self.scan(CF_QUEUE, &[]) {
             let (k, v) = item?;
             let Some((_, job, kind)) = parse_queue_key(&k) else { continue };
             if kind & LEASED == 0 {
                 continue;
             }
-            batch.delete_cf(self.cf(CF_QUEUE), &k);
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(now, job, kind & !LEASED), &v);
+            batch.delete(CF_QUEUE, &k);
+            batch.put(CF_QUEUE, queue_key(now, job, kind & !LEASED), &v);
             if kind & !LEASED == JOB_NOTIFY
                 && let Some(mut r) = self.recipient_by_selector(&job)?
             {
                 r.next_attempt_at = Some(now);
-                batch.put_cf(self.cf(CF_RECIPIENTS), job, to_json(&r));
+                batch.put(CF_RECIPIENTS, job, to_json(&r));
             }
             n += 1;
         }
@@ -40,7 +40,7 @@ impl Store {
 
     /// Due time of the earliest queued job.
     pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        let mut it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
+        let mut it = self.scan(CF_QUEUE, &[]);
         match it.next() {
             Some(item) => Ok(parse_queue_key(&item?.0).map(|(due, _, _)| due)),
             None => Ok(None),
@@ -50,7 +50,7 @@ impl Store {
     /// When the soonest job not being attempted is due (leased jobs are
     /// keyed by their lease's end, so [`Store::next_due`] counts them).
     pub fn next_unleased_due(&self) -> Result<Option<Millis>, StoreError> {
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+        for item in self.scan(CF_QUEUE, &[]) {
             match parse_queue_key(&item?.0) {
                 Some((due, _, kind)) if kind & LEASED == 0 => return Ok(Some(due)),
                 _ => continue,
@@ -71,12 +71,12 @@ impl Store {
         held: &dyn Fn(&str, bool) -> bool,
         held_until: Millis,
     ) -> Result<LeasedJobs, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let mut out = Vec::new();
         let mut deliver = Vec::new();
         let mut messages: HashMap<MessageId, Option<Arc<MessageRecord>>> = HashMap::new();
-        let it = self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start);
+        let it = self.scan(CF_QUEUE, &[]);
         for item in it {
             let (k, v) = item?;
             let Some((due, sel, kind)) = parse_queue_key(&k) else {
@@ -85,12 +85,12 @@ impl Store {
             if due > now || out.len() + deliver.len() >= limit {
                 break;
             }
-            batch.delete_cf(self.cf(CF_QUEUE), &k);
+            batch.delete(CF_QUEUE, &k);
             let job: Job = from_json(CF_QUEUE, &v)?;
             if let Job::Deliver(d) = &job
                 && held(&d.notification.recipient, true)
             {
-                batch.put_cf(self.cf(CF_QUEUE), queue_key(held_until, sel, kind), &v);
+                batch.put(CF_QUEUE, queue_key(held_until, sel, kind), &v);
                 continue;
             }
             if let Job::Deliver(mut d) = job {
@@ -98,8 +98,8 @@ impl Store {
                     d.attempts += 1;
                     d.first_attempt_at.get_or_insert(now);
                 }
-                batch.put_cf(
-                    self.cf(CF_QUEUE),
+                batch.put(
+                    CF_QUEUE,
                     queue_key(lease_until, sel, JOB_DELIVER | LEASED),
                     to_json(&Job::Deliver(d.clone())),
                 );
@@ -120,16 +120,16 @@ impl Store {
             let Some(message) = message else { continue };
             if record.notification.is_final() || message.state != MessageState::Stored {
                 record.next_attempt_at = None;
-                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
+                batch.put(CF_RECIPIENTS, sel, to_json(&record));
                 continue;
             }
             if held(&record.recipient, false) {
-                batch.put_cf(self.cf(CF_QUEUE), queue_key(held_until, sel, kind & !LEASED), &v);
+                batch.put(CF_QUEUE, queue_key(held_until, sel, kind & !LEASED), &v);
                 record.next_attempt_at = Some(held_until);
-                batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
+                batch.put(CF_RECIPIENTS, sel, to_json(&record));
                 continue;
             }
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(lease_until, sel, (kind & !LEASED) | LEASED), &v);
+            batch.put(CF_QUEUE, queue_key(lease_until, sel, (kind & !LEASED) | LEASED), &v);
             record.next_attempt_at = Some(lease_until);
             if record.notification == NotificationStatus::Unprocessed {
                 record.notification = NotificationStatus::Notifying;
@@ -137,7 +137,7 @@ impl Store {
             record.attempts += 1;
             record.first_attempt_at.get_or_insert(now);
             record.last_attempt_at = Some(now);
-            batch.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&record));
+            batch.put(CF_RECIPIENTS, sel, to_json(&record));
             out.push(Leased { job, selector: sel, record, message });
         }
         if !batch.is_empty() {
@@ -150,7 +150,7 @@ impl Store {
     /// (due later) or `leased` (an attempt is running).
     pub fn queue_stats(&self, now: Millis) -> Result<BTreeMap<(&'static str, &'static str), u64>, StoreError> {
         let mut out = BTreeMap::new();
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+        for item in self.scan(CF_QUEUE, &[]) {
             let (k, _) = item?;
             let Some((due, _, kind)) = parse_queue_key(&k) else { continue };
             let name = if kind & !LEASED == JOB_DELIVER { "deliver" } else { "notify" };
@@ -169,7 +169,7 @@ impl Store {
     /// Every queued job, soonest first, for the admin API.
     pub fn jobs(&self) -> Result<Vec<JobView>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+        for item in self.scan(CF_QUEUE, &[]) {
             let (k, v) = item?;
             if let Some(view) = self.job_view(&k, &v)? {
                 out.push(view);
@@ -246,7 +246,7 @@ impl Store {
 
     /// The queue entry (key, value) of job `id`.
     fn find_job(&self, id: &[u8; 8]) -> Result<Option<QueueEntry>, StoreError> {
-        for item in self.db().iterator_cf(self.cf(CF_QUEUE), IteratorMode::Start) {
+        for item in self.scan(CF_QUEUE, &[]) {
             let (k, v) = item?;
             if parse_queue_key(&k).is_some_and(|(_, job, _)| &job == id) {
                 return Ok(Some((k.to_vec(), v.to_vec())));
@@ -268,22 +268,22 @@ impl Store {
     /// Moves a waiting job to `due`, or removes it (`None`), keeping a
     /// notification's recipient record in step.
     fn reschedule_job(&self, id: [u8; 8], due: Option<Millis>) -> Result<bool, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let Some((k, v)) = self.find_job(&id)? else { return Ok(false) };
         let (_, _, kind) = parse_queue_key(&k).expect("found by parsing");
         if kind & LEASED != 0 {
             return Ok(false);
         }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(CF_QUEUE), &k);
+        let mut batch = Batch::default();
+        batch.delete(CF_QUEUE, &k);
         if let Some(due) = due {
-            batch.put_cf(self.cf(CF_QUEUE), queue_key(due, id, kind), &v);
+            batch.put(CF_QUEUE, queue_key(due, id, kind), &v);
         }
         if kind == JOB_NOTIFY
             && let Some(mut r) = self.recipient_by_selector(&id)?
         {
             r.next_attempt_at = due;
-            batch.put_cf(self.cf(CF_RECIPIENTS), id, to_json(&r));
+            batch.put(CF_RECIPIENTS, id, to_json(&r));
         }
         self.commit(batch)?;
         Ok(true)
@@ -310,8 +310,8 @@ impl Store {
         outcomes: Vec<([u8; 8], NotifyAttempt, Attempt)>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         for (sel, attempt, tried) in outcomes {
             let Some(mut r) = self.recipient_by_selector(&sel)? else { continue };
             remember_attempt(&mut r.history, tried);
@@ -335,16 +335,16 @@ impl Store {
                     }
                 }
             }
-            let mut own = WriteBatch::default();
+            let mut own = Batch::default();
             let target = if r.pinned { &mut batch } else { &mut own };
             if let Some(due) = old_due {
                 self.delete_job(target, due, sel, JOB_NOTIFY);
             }
             if let Some(due) = r.next_attempt_at {
                 let job = to_json(&Job::Notify { recipient: hex(&sel) });
-                target.put_cf(self.cf(CF_QUEUE), queue_key(due, sel, JOB_NOTIFY), &job);
+                target.put(CF_QUEUE, queue_key(due, sel, JOB_NOTIFY), &job);
             }
-            target.put_cf(self.cf(CF_RECIPIENTS), sel, to_json(&r));
+            target.put(CF_RECIPIENTS, sel, to_json(&r));
             if !r.pinned {
                 if !batch.is_empty() {
                     self.commit(std::mem::take(&mut batch))?;
@@ -361,10 +361,10 @@ impl Store {
 
     /// Frees every message whose lifetime ended by `now`; returns how many.
     pub fn expire_due(&self, now: Millis) -> Result<usize, StoreError> {
-        let _g = self.lock();
-        let mut batch = WriteBatch::default();
+        let _g = self.lock()?;
+        let mut batch = Batch::default();
         let mut n = 0;
-        let it = self.db().iterator_cf(self.cf(CF_EXPIRY), IteratorMode::Start);
+        let it = self.scan(CF_EXPIRY, &[]);
         for item in it {
             let (k, _) = item?;
             let Some((at, id)) = parse_expiry_key(&k) else {
@@ -373,7 +373,7 @@ impl Store {
             if at > now || n >= 1000 {
                 break;
             }
-            batch.delete_cf(self.cf(CF_EXPIRY), &k);
+            batch.delete(CF_EXPIRY, &k);
             if let Some(mut m) = self.message(&id)?
                 && m.state == MessageState::Stored
             {
@@ -389,7 +389,7 @@ impl Store {
 
     /// Earliest pending expiry.
     pub fn next_expiry(&self) -> Result<Option<Millis>, StoreError> {
-        let mut it = self.db().iterator_cf(self.cf(CF_EXPIRY), IteratorMode::Start);
+        let mut it = self.scan(CF_EXPIRY, &[]);
         match it.next() {
             Some(item) => Ok(parse_expiry_key(&item?.0).map(|(at, _)| at)),
             None => Ok(None),

@@ -130,7 +130,7 @@ pub struct ListRecord {
     pub submitted_at: Millis,
 }
 
-/// What an account has stored (see `schema::merge_accounts`).
+/// What an account has stored (summed by `backend` counters).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccountRecord {
     pub bytes: u64,

@@ -2,7 +2,7 @@
 //! SMTP), the queue's pause switch, and the per-domain traffic counters that
 //! show how far a migration has come.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use super::backend::Batch;
 
 use super::records::*;
 use super::schema::*;
@@ -22,7 +22,7 @@ impl Store {
     /// Every rule of the routing table, by target (domain or address key).
     pub fn routes(&self) -> Result<BTreeMap<String, RouteRecord>, StoreError> {
         let mut out = BTreeMap::new();
-        for item in self.db().iterator_cf(self.cf(CF_ROUTES), IteratorMode::Start) {
+        for item in self.scan(CF_ROUTES, &[]) {
             let (k, v) = item?;
             let target = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt("route target".into()))?;
             out.insert(target, from_json(CF_ROUTES, &v)?);
@@ -32,10 +32,10 @@ impl Store {
 
     /// Sets one rule; returns the one it replaced.
     pub fn set_route(&self, target: &str, record: RouteRecord) -> Result<Option<RouteRecord>, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let old = self.get_json(CF_ROUTES, target.as_bytes())?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_ROUTES), target.as_bytes(), to_json(&record));
+        let mut batch = Batch::default();
+        batch.put(CF_ROUTES, target.as_bytes(), to_json(&record));
         self.commit(batch)?;
         Ok(old)
     }
@@ -45,22 +45,22 @@ impl Store {
     /// removed when the file drops it; a rule an admin set stays until an
     /// admin changes it. Returns how many rules changed.
     pub fn seed_routes(&self, seeds: &[(String, Route)], now: Millis) -> Result<usize, StoreError> {
-        let _g = self.lock();
+        let _g = self.lock()?;
         let current = self.routes()?;
         let wanted: BTreeMap<&str, Route> = seeds.iter().map(|(t, r)| (t.as_str(), *r)).collect();
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         let mut changed = 0;
         for (target, route) in &wanted {
             let keep = current.get(*target).is_some_and(|r| r.source == RouteSource::Admin || r.route == *route);
             if !keep {
                 let rec = RouteRecord { route: *route, since: now, source: RouteSource::Config, by: None };
-                batch.put_cf(self.cf(CF_ROUTES), target.as_bytes(), to_json(&rec));
+                batch.put(CF_ROUTES, target.as_bytes(), to_json(&rec));
                 changed += 1;
             }
         }
         for (target, rec) in &current {
             if rec.source == RouteSource::Config && !wanted.contains_key(target.as_str()) {
-                batch.delete_cf(self.cf(CF_ROUTES), target.as_bytes());
+                batch.delete(CF_ROUTES, target.as_bytes());
                 changed += 1;
             }
         }
@@ -76,15 +76,15 @@ impl Store {
     }
 
     pub fn set_queue_pause(&self, pause: &QueuePause) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), META_QUEUE_PAUSE, to_json(pause));
+        let mut batch = Batch::default();
+        batch.put(CF_META, META_QUEUE_PAUSE, to_json(pause));
         self.commit(batch)
     }
 
     /// Counts a message filed for a user of `domain` on one side, in the
     /// batch that files it.
-    pub(super) fn count_traffic(&self, batch: &mut WriteBatch, domain: &str, side: u8, size: u64, now: Millis) {
-        batch.merge_cf(self.cf(CF_TRAFFIC), traffic_key(domain, hour_of(now), side), account_value(size as i64, 1));
+    pub(super) fn count_traffic(&self, batch: &mut Batch, domain: &str, side: u8, size: u64, now: Millis) {
+        batch.add(CF_TRAFFIC, traffic_key(domain, hour_of(now), side), size as i64, 1);
     }
 
     /// What `domain`'s users were sent since `since`, by side (to the hour).
@@ -92,7 +92,7 @@ impl Store {
         let prefix = traffic_prefix(domain);
         let start = traffic_key(domain, hour_of(since), 0);
         let mut t = Traffic::default();
-        let it = self.db().iterator_cf(self.cf(CF_TRAFFIC), IteratorMode::From(&start, Direction::Forward));
+        let it = self.scan(CF_TRAFFIC, &start);
         for item in it {
             let (k, v) = item?;
             let Some((_, side)) = parse_traffic_key(&prefix, &k) else { break };

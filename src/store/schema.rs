@@ -289,19 +289,6 @@ pub fn parse_account_value(v: &[u8]) -> (i64, i64) {
     }
 }
 
-/// The accounts merge operator: values and changes add up. Writers record
-/// `+size`/`-size` without reading, so concurrent submissions never wait for
-/// each other (and RocksDB can group their syncs).
-pub fn merge_accounts(_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands) -> Option<Vec<u8>> {
-    let (mut bytes, mut messages) = existing.map_or((0, 0), parse_account_value);
-    for op in operands {
-        let (b, m) = parse_account_value(op);
-        bytes = bytes.saturating_add(b);
-        messages = messages.saturating_add(m);
-    }
-    Some(account_value(bytes, messages).to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

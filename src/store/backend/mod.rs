@@ -1,0 +1,196 @@
+//! The storage seam: the few things the store asks of a durable engine —
+//! read a key, walk keys in order from a point, apply a batch atomically,
+//! and serialise read-modify-write operations — with two engines behind it,
+//! RocksDB ([`rocks`], embedded, the default) and PostgreSQL ([`postgres`],
+//! shared by several nodes). Everything the store means by its records (a
+//! final status is final, read status never goes down, un-pin frees the body
+//! once) lives above this seam, in code both engines share.
+//!
+//! Keys are bytes compared byte-wise in both engines; a table (RocksDB: a
+//! column family) is named by one of [`super::schema::ALL_CFS`]. Tables in
+//! [`COUNTER_TABLES`] hold two summed integers per key, changed by
+//! [`Batch::add`] without reading them first.
+
+pub mod postgres;
+pub mod rocks;
+
+use super::schema::{CF_ACCOUNTS, CF_TRAFFIC, account_value};
+
+/// Tables whose values are (bytes, messages) sums, written by [`Batch::add`].
+pub const COUNTER_TABLES: &[&str] = &[CF_ACCOUNTS, CF_TRAFFIC];
+
+/// Why an engine failed. The message names what failed, not the engine.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The engine cannot be reached or refused the work for now (the
+    /// database went away, a standby to confirm commits is missing): try later.
+    Unavailable,
+    /// The disk (or the file system's quota) is full.
+    DiskFull,
+    /// Anything else: a bug, corruption, a refused statement.
+    Other,
+}
+
+impl BackendError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> BackendError {
+        BackendError { kind, message: message.into() }
+    }
+}
+
+/// One change in a [`Batch`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put {
+        table: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: &'static str,
+        key: Vec<u8>,
+    },
+    /// Adds to the two sums under `key` of a counter table.
+    Add {
+        table: &'static str,
+        key: Vec<u8>,
+        bytes: i64,
+        messages: i64,
+    },
+}
+
+/// Changes applied together or not at all, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn put(&mut self, table: &'static str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.ops.push(Op::Put { table, key: key.as_ref().to_vec(), value: value.as_ref().to_vec() });
+    }
+
+    pub fn delete(&mut self, table: &'static str, key: impl AsRef<[u8]>) {
+        self.ops.push(Op::Delete { table, key: key.as_ref().to_vec() });
+    }
+
+    /// Adds `bytes` and `messages` to a counter (see [`COUNTER_TABLES`]).
+    pub fn add(&mut self, table: &'static str, key: impl AsRef<[u8]>, bytes: i64, messages: i64) {
+        debug_assert!(COUNTER_TABLES.contains(&table), "{table} is not a counter table");
+        self.ops.push(Op::Add { table, key: key.as_ref().to_vec(), bytes, messages });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+}
+
+/// Whether a commit must be on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk (PostgreSQL: and on the synchronous standby) when it returns:
+    /// what acknowledges something to a peer or a user.
+    Durable,
+    /// May be lost in a crash without breaking a promise (read status).
+    Lazy,
+}
+
+/// A key and its value, as a scan yields them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Keys in order from a point; stops at the first error.
+pub type Scan<'a> = Box<dyn Iterator<Item = Result<Entry, BackendError>> + 'a>;
+
+/// Held while a read-modify-write runs; see [`Backend::exclusive`].
+pub type Exclusive<'a> = Box<dyn Held + 'a>;
+
+/// Anything an engine holds for a turn (a mutex guard, a transaction).
+pub trait Held {}
+impl<T> Held for T {}
+
+/// A durable ordered key-value engine.
+pub trait Backend: Send + Sync {
+    fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// Entries of `table` with keys at or after `from`, in byte order.
+    fn scan(&self, table: &'static str, from: &[u8]) -> Scan<'_>;
+
+    fn write(&self, batch: Batch, durability: Durability) -> Result<(), BackendError>;
+
+    /// Serialises read-modify-write operations: while the returned guard
+    /// lives, no other holder (in this process, or on PostgreSQL in any
+    /// node) runs, and the reads on this thread see every write committed
+    /// by holders before. The holder's first `write` ends its turn.
+    fn exclusive(&self) -> Result<Exclusive<'_>, BackendError>;
+}
+
+/// The value a counter's sums read as (what [`super::schema::parse_account_value`] reads).
+pub fn counter_value(bytes: i64, messages: i64) -> Vec<u8> {
+    account_value(bytes, messages).to_vec()
+}
+
+/// Conformance of one engine to the seam: run against each engine by its
+/// own tests.
+#[cfg(test)]
+pub(crate) fn check_engine(b: &dyn Backend) {
+    use super::schema::{CF_META, CF_QUEUE, parse_account_value};
+    assert_eq!(b.get(CF_META, b"absent").unwrap(), None);
+    let mut batch = Batch::default();
+    batch.put(CF_QUEUE, [2u8], b"two");
+    batch.put(CF_QUEUE, [1u8, 0xff], b"one-ff");
+    batch.put(CF_QUEUE, [1u8], b"one");
+    batch.put(CF_QUEUE, [3u8], b"three");
+    batch.delete(CF_QUEUE, [3u8]);
+    batch.put(CF_QUEUE, [0xffu8, 0], b"high");
+    batch.add(CF_ACCOUNTS, b"a", 10, 1);
+    batch.add(CF_ACCOUNTS, b"a", 5, 1);
+    batch.add(CF_ACCOUNTS, b"b", -3, -1);
+    b.write(batch, Durability::Durable).unwrap();
+    let keys: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[]).map(|e| e.unwrap().0).collect();
+    assert_eq!(keys, vec![vec![1], vec![1, 0xff], vec![2], vec![0xff, 0]], "byte order, the deleted key gone");
+    let from: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[1, 0x80]).map(|e| e.unwrap().0).collect();
+    assert_eq!(from, vec![vec![1, 0xff], vec![2], vec![0xff, 0]]);
+    assert_eq!(b.get(CF_QUEUE, &[2]).unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(parse_account_value(&b.get(CF_ACCOUNTS, b"a").unwrap().unwrap()), (15, 2));
+    assert_eq!(parse_account_value(&b.get(CF_ACCOUNTS, b"b").unwrap().unwrap()), (-3, -1));
+    let counters: Vec<Vec<u8>> = b.scan(CF_ACCOUNTS, &[]).map(|e| e.unwrap().0).collect();
+    assert_eq!(counters, vec![b"a".to_vec(), b"b".to_vec()]);
+
+    // A long scan crosses any paging the engine does.
+    let mut batch = Batch::default();
+    for i in 0u32..1500 {
+        batch.put(CF_META, [b"n".as_slice(), &i.to_be_bytes()].concat(), i.to_be_bytes());
+    }
+    b.write(batch, Durability::Lazy).unwrap();
+    let n = b.scan(CF_META, b"n").take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.starts_with(b"n"))).count();
+    assert_eq!(n, 1500);
+
+    // A turn sees what the turn before it committed.
+    {
+        let _turn = b.exclusive().unwrap();
+        let mut batch = Batch::default();
+        batch.put(CF_META, b"turn", b"1");
+        b.write(batch, Durability::Durable).unwrap();
+    }
+    {
+        let _turn = b.exclusive().unwrap();
+        assert_eq!(b.get(CF_META, b"turn").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+    // A turn that writes nothing leaves nothing behind.
+    drop(b.exclusive().unwrap());
+    assert_eq!(b.get(CF_META, b"turn").unwrap().as_deref(), Some(&b"1"[..]));
+}
