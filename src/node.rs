@@ -37,6 +37,19 @@ pub enum StartError {
     Setup(String),
 }
 
+/// Opens the store `[store]` names; errors say which setting led there.
+fn open_store(engine: &crate::config::Engine, dir: &std::path::Path) -> Result<Store, StartError> {
+    use crate::store::backend::postgres::{Postgres, Settings};
+    match engine {
+        crate::config::Engine::RocksDb => Ok(Store::open(dir)?),
+        crate::config::Engine::Postgres { url, max_connections } => {
+            let settings = Settings { url: url.clone(), max_connections: *max_connections };
+            let engine = Postgres::open(&settings).map_err(|e| StartError::Setup(format!("opening the store: {e}")))?;
+            Store::on(Box::new(engine)).map_err(|e| StartError::Setup(format!("opening the store at [store] url: {e}")))
+        }
+    }
+}
+
 /// Replaceable parts of a node, for tests and the lab.
 #[derive(Clone, Default)]
 pub struct NodeParts {
@@ -113,15 +126,20 @@ impl Node {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
         let store_dir = dir.join("store");
-        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+        let engine = config.store.engine.clone();
+        let store = tokio::task::spawn_blocking(move || open_store(&engine, &store_dir))
             .await
             .map_err(|e| StartError::Setup(e.to_string()))??;
         let clock: Arc<dyn Clock> = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
         // Jobs this node had taken when it last stopped (or crashed) are due
-        // again now: none of those attempts can still be running.
-        let released = store.release_leases(clock.now())?;
-        if released > 0 {
-            tracing::info!(jobs = released, "released jobs left in progress by the previous run");
+        // again now: none of those attempts can still be running. A shared
+        // store's leases may be other nodes' live attempts: those are taken
+        // over when they expire.
+        if config.store.engine == crate::config::Engine::RocksDb {
+            let released = store.release_leases(clock.now())?;
+            if released > 0 {
+                tracing::info!(jobs = released, "released jobs left in progress by the previous run");
+            }
         }
         store.seed_routes(&config.route_seeds(), clock.now())?;
         let routes = std::sync::RwLock::new(Arc::new(crate::routing::Routes { rules: store.routes()? }));

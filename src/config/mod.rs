@@ -165,10 +165,21 @@ impl SmtpConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// Where the node's state lives.
+    pub engine: Engine,
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     /// Bytes each sender may keep stored at once.
     pub quota: u64,
+}
+
+/// The storage engine: `[store] backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// RocksDB under the data directory, this node's own.
+    RocksDb,
+    /// A PostgreSQL database, shared by every node given the same URL.
+    Postgres { url: String, max_connections: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -542,7 +553,36 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         c.problem("smtp.max_sessions", "must be at least 1");
     }
 
+    let engine = match raw.store.backend.as_deref() {
+        None | Some("rocksdb") => {
+            if raw.store.url.is_some() {
+                c.problem("store.url", "is only read with backend = \"postgres\"");
+            }
+            Engine::RocksDb
+        }
+        Some("postgres") => {
+            let url = raw.store.url.clone().unwrap_or_default();
+            if url.is_empty() {
+                c.problem("store.url", "is needed with backend = \"postgres\" (postgres://user@host/database)");
+            } else if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                c.problem("store.url", format!("is not a PostgreSQL URL: {e}"));
+            }
+            let max_connections = raw.store.max_connections.unwrap_or(16);
+            if max_connections < 2 {
+                c.problem("store.max_connections", "must be at least 2");
+            }
+            Engine::Postgres { url, max_connections }
+        }
+        Some(other) => {
+            c.problem("store.backend", format!("is {other:?}: it must be \"rocksdb\" or \"postgres\""));
+            Engine::RocksDb
+        }
+    };
+    if raw.store.max_connections.is_some() && engine == Engine::RocksDb {
+        c.problem("store.max_connections", "is only read with backend = \"postgres\"");
+    }
     let store = StoreConfig {
+        engine,
         default_lifetime: c.duration("store.default_lifetime", raw.store.default_lifetime, 30 * 86_400),
         max_lifetime: c.duration("store.max_lifetime", raw.store.max_lifetime, 365 * 86_400),
         quota: c.size("store.quota", raw.store.quota, 1 << 30),

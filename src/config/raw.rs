@@ -64,6 +64,9 @@ pub struct RawIm2000 {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawStore {
+    pub backend: Option<String>,
+    pub url: Option<String>,
+    pub max_connections: Option<usize>,
     pub default_lifetime: Option<String>,
     pub max_lifetime: Option<String>,
     pub quota: Option<RawSize>,

@@ -1,4 +1,4 @@
-//! Store behaviour: one body per message, capability checks, release on
+//! Store behaviour, the same on every engine: one body per message, capability checks, release on
 //! un-pin, quota, cancel, the queue's leases, expiry and inbox idempotency.
 
 use super::*;
@@ -13,10 +13,38 @@ fn tried(result: &str) -> Attempt {
     Attempt { at: 0, host: "two.test".into(), result: result.into() }
 }
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
-    (dir, s)
+/// Where a test's store lives: each test runs on both engines.
+enum Fixture {
+    RocksDb(tempfile::TempDir),
+    Postgres(crate::testkit::postgres::Database),
+}
+
+impl Fixture {
+    /// Opens the store (again: what a restart of the node does).
+    fn open(&self) -> Store {
+        match self {
+            Fixture::RocksDb(dir) => Store::open(dir.path()).unwrap(),
+            Fixture::Postgres(db) => Store::on(Box::new(db.open())).unwrap(),
+        }
+    }
+}
+
+/// Runs each named test against RocksDB and against PostgreSQL.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_rocksdb {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Fixture::RocksDb(tempfile::tempdir().unwrap()))
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Fixture::Postgres(crate::testkit::postgres::database()))
+            })*
+        }
+    };
 }
 
 fn msg(to: &[&str], content: &[u8]) -> NewMessage {
@@ -35,9 +63,8 @@ fn msg(to: &[&str], content: &[u8]) -> NewMessage {
     }
 }
 
-#[test]
-fn one_body_many_capabilities() {
-    let (_d, s) = store();
+fn one_body_many_capabilities(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test", "c@two.test"], b"Subject: x\r\n\r\nhi\r\n"), 1_000, 1 << 20).unwrap();
     assert_eq!(sub.recipients.len(), 2);
     let (b, c) = (sub.recipients[0].1, sub.recipients[1].1);
@@ -56,9 +83,8 @@ fn one_body_many_capabilities() {
     assert_eq!(s.account_usage("alice@one.test").unwrap().bytes, 18);
 }
 
-#[test]
-fn unpin_by_every_recipient_frees_the_body() {
-    let (_d, s) = store();
+fn unpin_by_every_recipient_frees_the_body(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test", "c@two.test"], b"x"), 1_000, 1 << 20).unwrap();
     let (b, c) = (sub.recipients[0].1, sub.recipients[1].1);
     s.recipient_action(&b, RecipientAction::Unpin, 2_000).unwrap().unwrap();
@@ -74,9 +100,8 @@ fn unpin_by_every_recipient_frees_the_body() {
     assert_eq!(s.next_due().unwrap(), None, "no notification left queued");
 }
 
-#[test]
-fn quota_is_enforced_and_released() {
-    let (_d, s) = store();
+fn quota_is_enforced_and_released(f: &Fixture) {
+    let s = f.open();
     s.submit(msg(&["b@two.test"], &[b'x'; 600]), 1, 1000).unwrap();
     let err = s.submit(msg(&["b@two.test"], &[b'x'; 600]), 1, 1000).unwrap_err();
     assert!(matches!(err, StoreError::OverQuota { used: 600, quota: 1000, size: 600 }), "{err}");
@@ -84,9 +109,8 @@ fn quota_is_enforced_and_released() {
     assert_eq!(s.account_usage("alice@one.test").unwrap().messages, 1);
 }
 
-#[test]
-fn cancel_makes_capabilities_gone_and_drops_jobs() {
-    let (_d, s) = store();
+fn cancel_makes_capabilities_gone_and_drops_jobs(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 1, 1000).unwrap();
     assert_eq!(s.cancel(&sub.message).unwrap().unwrap().state, MessageState::Cancelled);
     assert_eq!(s.find(&sub.recipients[0].1).unwrap().unwrap_err(), Unavailable::Gone);
@@ -95,9 +119,8 @@ fn cancel_makes_capabilities_gone_and_drops_jobs() {
     assert!(s.cancel(&MessageId::random()).unwrap().is_none());
 }
 
-#[test]
-fn leases_survive_until_finished() {
-    let (_d, s) = store();
+fn leases_survive_until_finished(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
     let sel = sub.recipients[0].1.selector();
     assert!(s.lease_due(99, 5_000, 10, &never, 0).unwrap().is_empty(), "not due yet");
@@ -126,9 +149,8 @@ fn leases_survive_until_finished() {
     assert_eq!(s.next_due().unwrap(), None);
 }
 
-#[test]
-fn held_jobs_wait_without_an_attempt() {
-    let (_d, s) = store();
+fn held_jobs_wait_without_an_attempt(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test", "c@three.test"], b"x"), 100, 1000).unwrap();
     let held = |rcpt: &str, _: bool| rcpt.ends_with("@two.test");
     let leased = s.lease_due(100, 5_000, 10, &held, 700).unwrap().notify;
@@ -141,10 +163,9 @@ fn held_jobs_wait_without_an_attempt() {
     assert_eq!(s.lease_due(700, 5_000, 10, &never, 0).unwrap().notify[0].record.attempts, 1);
 }
 
-#[test]
-fn routes_seeded_from_config_yield_to_admin_changes() {
+fn routes_seeded_from_config_yield_to_admin_changes(f: &Fixture) {
     use crate::config::Route;
-    let (_d, s) = store();
+    let s = f.open();
     let seeds = |v: &[(&str, Route)]| v.iter().map(|(t, r)| (t.to_string(), *r)).collect::<Vec<_>>();
     assert_eq!(s.seed_routes(&seeds(&[("one.test", Route::Legacy), ("a@one.test", Route::Im2000)]), 10).unwrap(), 2);
     assert_eq!(s.seed_routes(&seeds(&[("one.test", Route::Legacy), ("a@one.test", Route::Im2000)]), 20).unwrap(), 0);
@@ -159,9 +180,8 @@ fn routes_seeded_from_config_yield_to_admin_changes() {
     assert_eq!(routes["b@one.test"], admin);
 }
 
-#[test]
-fn traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery() {
-    let (_d, s) = store();
+fn traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery(f: &Fixture) {
+    let s = f.open();
     let n = |id: &str| Notification {
         store: "two.test".into(),
         id: id.into(),
@@ -187,9 +207,8 @@ fn traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery() {
     assert_eq!(s.inbox_list("b@one.test", 0, 10).unwrap().len(), 2);
 }
 
-#[test]
-fn a_batch_of_notifications_is_filed_once_each_in_one_write() {
-    let (_d, s) = store();
+fn a_batch_of_notifications_is_filed_once_each_in_one_write(f: &Fixture) {
+    let s = f.open();
     let n = |id: &str, rcpt: &str| Notification {
         store: "two.test".into(),
         id: id.into(),
@@ -230,9 +249,8 @@ fn a_batch_of_notifications_is_filed_once_each_in_one_write() {
     assert_eq!(s.inbox_accept("b@one.test", &n("04", "b@one.test"), 6).unwrap(), InboxAccept::Accepted(4));
 }
 
-#[test]
-fn expiry_frees_bodies() {
-    let (_d, s) = store();
+fn expiry_frees_bodies(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 1_000, 1000).unwrap();
     assert_eq!(s.next_expiry().unwrap(), Some(61_000));
     assert_eq!(s.expire_due(60_999).unwrap(), 0);
@@ -242,9 +260,8 @@ fn expiry_frees_bodies() {
     assert_eq!(s.next_due().unwrap(), None);
 }
 
-#[test]
-fn lists_scan_in_order_with_cursor() {
-    let (_d, s) = store();
+fn lists_scan_in_order_with_cursor(f: &Fixture) {
+    let s = f.open();
     let mut m = msg(&[], b"x");
     m.lists = vec!["news@one.test".into()];
     let first = s.submit(m, 10, 1000).unwrap();
@@ -261,9 +278,8 @@ fn lists_scan_in_order_with_cursor() {
     assert!(s.find(&first.lists[0].1).unwrap().is_ok(), "list ids retrieve");
 }
 
-#[test]
-fn inbox_is_idempotent_and_clears() {
-    let (_d, s) = store();
+fn inbox_is_idempotent_and_clears(f: &Fixture) {
+    let s = f.open();
     let n = Notification {
         store: "one.test".into(),
         id: "00".repeat(16),
@@ -286,21 +302,18 @@ fn inbox_is_idempotent_and_clears() {
     assert_eq!(s.inbox_accept("bob@two.test", &n, 8).unwrap(), InboxAccept::Duplicate(1), "cleared stays seen");
 }
 
-#[test]
-fn reopen_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
+fn reopen_keeps_everything(f: &Fixture) {
     let sub = {
-        let s = Store::open(dir.path()).unwrap();
+        let s = f.open();
         s.submit(msg(&["b@two.test"], b"kept"), 1, 1000).unwrap()
     };
-    let s = Store::open(dir.path()).unwrap();
+    let s = f.open();
     assert_eq!(s.body(&sub.message).unwrap().unwrap(), b"kept");
     assert_eq!(s.next_due().unwrap(), Some(1));
 }
 
-#[test]
-fn a_restart_releases_leases_at_once() {
-    let (_d, s) = store();
+fn a_restart_releases_leases_at_once(f: &Fixture) {
+    let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
     assert_eq!(s.lease_due(100, 1_000_000, 10, &never, 0).unwrap().notify.len(), 1);
     assert!(s.lease_due(200, 1_000_000, 10, &never, 0).unwrap().is_empty(), "leased");
@@ -314,3 +327,20 @@ fn a_restart_releases_leases_at_once() {
     let (_, rs) = s.track(&sub.message).unwrap().unwrap();
     assert_eq!(rs[0].next_attempt_at, Some(9_000));
 }
+
+conformance!(
+    one_body_many_capabilities,
+    unpin_by_every_recipient_frees_the_body,
+    quota_is_enforced_and_released,
+    cancel_makes_capabilities_gone_and_drops_jobs,
+    leases_survive_until_finished,
+    held_jobs_wait_without_an_attempt,
+    routes_seeded_from_config_yield_to_admin_changes,
+    traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery,
+    a_batch_of_notifications_is_filed_once_each_in_one_write,
+    expiry_frees_bodies,
+    lists_scan_in_order_with_cursor,
+    inbox_is_idempotent_and_clears,
+    reopen_keeps_everything,
+    a_restart_releases_leases_at_once,
+);

@@ -14,6 +14,7 @@ mod lab;
 mod legacy;
 mod migration;
 mod notify;
+mod postgres;
 mod recipient_access;
 mod sender_auth;
 mod smtp;
