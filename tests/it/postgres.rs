@@ -104,7 +104,7 @@ async fn a_database_that_goes_away_gives_451_and_503_and_the_node_recovers() {
         .post(format!("{}/submissions?to=bob@two.test", one.private_url()))
         .header("authorization", basic("alice@one.test", PASSWORD))
         .header("content-type", "message/rfc822")
-        .body(MESSAGE.replace("alice@one.test", "alice@one.test"))
+        .body(MESSAGE)
         .send()
         .await
         .unwrap();
