@@ -82,13 +82,15 @@ pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
         };
         tracing::info!(msg = %l.record.message, rid = %crate::proto::hex::encode(&l.selector[..4]), recipient = %l.record.recipient, agent = %domain,
             attempt = l.record.attempts, outcome = label, reply = ?result, "notification attempt");
-        finished.push((l.selector, attempt, Attempt { at: now, host: domain.clone(), result }));
+        finished.push((l.selector, l.lease_until, attempt, Attempt { at: now, host: domain.clone(), result }));
     }
     // One request's outcomes are recorded together: one synced batch for
     // all that stay pinned, rather than one each.
     let st = s.store.clone();
     match s.blocking(move || st.finish_notifies(finished, now)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(0)) => {}
+        Ok(Ok(late)) => tracing::warn!(results = late, agent = %domain,
+            "late notification results refused: their leases ended and the jobs were taken over"),
         Ok(Err(e)) => tracing::error!(error = %e, "recording notification outcomes failed"),
         Err(e) => tracing::error!(error = %e, "recording notification outcomes failed"),
     }

@@ -140,6 +140,10 @@ async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>
     let (st, l) = (s.store.clone(), leased.clone());
     match s.blocking(move || st.finish_delivery(&l, next)).await {
         Ok(Ok(())) => true,
+        Ok(Err(e @ crate::store::StoreError::LeaseLost)) => {
+            tracing::warn!(error = %e, rid = %rid(&leased.delivery.notification.id), "a late delivery result");
+            false
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "recording a delivery failed");
             false

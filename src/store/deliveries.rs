@@ -39,6 +39,8 @@ impl Store {
     /// to its report phase (due `next.0`), and the return path is remembered
     /// for late bounces — in one synced batch.
     pub fn delivered(&self, leased: &LeasedDelivery, next: (Millis, Delivery), now: Millis) -> Result<(), StoreError> {
+        let _g = self.lock()?;
+        self.check_lease(leased)?;
         let mut batch = Batch::default();
         let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
         batch.put(CF_RETURNS, leased.id, to_json(&ret));
@@ -88,8 +90,19 @@ impl Store {
         Ok(out)
     }
 
+    /// [`StoreError::LeaseLost`] unless `leased` still holds its job: a
+    /// worker that took it over moved it to a lease of its own.
+    fn check_lease(&self, leased: &LeasedDelivery) -> Result<(), StoreError> {
+        match self.get(CF_QUEUE, queue_key(leased.due, leased.id, JOB_DELIVER | LEASED))? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::LeaseLost),
+        }
+    }
+
     /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
     pub fn finish_delivery(&self, leased: &LeasedDelivery, next: Option<(Millis, Delivery)>) -> Result<(), StoreError> {
+        let _g = self.lock()?;
+        self.check_lease(leased)?;
         let mut batch = Batch::default();
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
         if let Some((due, d)) = next {

@@ -54,6 +54,11 @@ pub enum StoreError {
     OverQuota { used: u64, quota: u64, size: u64 },
     #[error("the store was created by a newer imgate (schema {0})")]
     NewerSchema(u32),
+    /// A job's lease ended and another worker (on a shared store, perhaps
+    /// another node) took the job over: this attempt's late result is not
+    /// recorded; the newer attempt's will be.
+    #[error("the job's lease ended and it was taken over; this late result is not recorded")]
+    LeaseLost,
 }
 
 impl StoreError {
@@ -145,6 +150,9 @@ pub enum NotifyAttempt {
 pub struct Leased {
     pub job: Job,
     pub selector: [u8; 8],
+    /// When the lease ends: the job's fencing token. A result is recorded
+    /// only while the record is still due at this time (no newer lease).
+    pub lease_until: Millis,
     pub record: RecipientRecord,
     /// Shared by the jobs of one message taken in the same pass (a message
     /// to thousands of recipients is read and parsed once, not per job).
@@ -155,6 +163,8 @@ pub struct Leased {
 #[derive(Debug, Clone)]
 pub struct LeasedDelivery {
     pub id: [u8; 8],
+    /// When the lease ends, which is also its fencing token: the leased key
+    /// is gone once another worker has taken the job over.
     pub due: Millis,
     pub delivery: Delivery,
 }

@@ -138,7 +138,7 @@ impl Store {
             record.first_attempt_at.get_or_insert(now);
             record.last_attempt_at = Some(now);
             batch.put(CF_RECIPIENTS, sel, to_json(&record));
-            out.push(Leased { job, selector: sel, record, message });
+            out.push(Leased { job, selector: sel, lease_until, record, message });
         }
         if !batch.is_empty() {
             self.commit(batch)?;
@@ -289,15 +289,16 @@ impl Store {
         Ok(true)
     }
 
-    /// Records how a leased notification attempt ended.
+    /// Records how a leased notification attempt ended; `false` if its
+    /// lease was lost (see [`Store::finish_notifies`]).
     pub fn finish_notify(
         &self,
-        sel: [u8; 8],
+        leased: &Leased,
         attempt: NotifyAttempt,
         tried: Attempt,
         now: Millis,
-    ) -> Result<(), StoreError> {
-        self.finish_notifies(vec![(sel, attempt, tried)], now)
+    ) -> Result<bool, StoreError> {
+        Ok(self.finish_notifies(vec![(leased.selector, leased.lease_until, attempt, tried)], now)? == 0)
     }
 
     /// Records how leased notification attempts ended — those of one request
@@ -305,15 +306,25 @@ impl Store {
     /// leave their recipient pinned share one batch; one that un-pins (and
     /// may free the body) is committed on its own, so that the check for
     /// the last pin always reads committed records.
+    ///
+    /// Each outcome names the lease it was attempted under (`lease_until`,
+    /// the fencing token): one whose job has been leased again since — its
+    /// lease ended while it ran, and another worker took the job — is
+    /// refused, not recorded. Returns how many were refused.
     pub fn finish_notifies(
         &self,
-        outcomes: Vec<([u8; 8], NotifyAttempt, Attempt)>,
+        outcomes: Vec<([u8; 8], Millis, NotifyAttempt, Attempt)>,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let _g = self.lock()?;
         let mut batch = Batch::default();
-        for (sel, attempt, tried) in outcomes {
+        let mut refused = 0;
+        for (sel, lease_until, attempt, tried) in outcomes {
             let Some(mut r) = self.recipient_by_selector(&sel)? else { continue };
+            if r.next_attempt_at.is_some_and(|due| due != lease_until) {
+                refused += 1;
+                continue;
+            }
             remember_attempt(&mut r.history, tried);
             let old_due = r.next_attempt_at.take();
             // A silence or refusal that arrived while the attempt was in flight wins.
@@ -356,7 +367,7 @@ impl Store {
         if !batch.is_empty() {
             self.commit(batch)?;
         }
-        Ok(())
+        Ok(refused)
     }
 
     /// Frees every message whose lifetime ended by `now`; returns how many.

@@ -122,21 +122,26 @@ fn cancel_makes_capabilities_gone_and_drops_jobs(f: &Fixture) {
 fn leases_survive_until_finished(f: &Fixture) {
     let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
-    let sel = sub.recipients[0].1.selector();
     assert!(s.lease_due(99, 5_000, 10, &never, 0).unwrap().is_empty(), "not due yet");
     let leased = s.lease_due(100, 5_000, 10, &never, 0).unwrap().notify;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].record.notification, NotificationStatus::Notifying);
-    // Not finished (a crash): the job comes back when the lease ends.
+    // Not finished (a crash, or a worker stopped past its lease): the job
+    // comes back when the lease ends, to any worker.
     assert!(s.lease_due(4_999, 9_000, 10, &never, 0).unwrap().is_empty());
-    assert_eq!(s.lease_due(5_000, 9_000, 10, &never, 0).unwrap().len(), 1);
-    s.finish_notify(sel, NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() }, tried("down"), 6_000)
-        .unwrap();
+    let taken_over = s.lease_due(5_000, 9_000, 10, &never, 0).unwrap().notify;
+    assert_eq!(taken_over.len(), 1);
+    // The first worker's late result is refused by its lease's token.
+    let late = s.finish_notify(&leased[0], NotifyAttempt::Accepted { resend_at: 7_000 }, tried("late"), 5_500);
+    assert!(!late.unwrap(), "a result under an ended lease is not recorded");
+    assert_eq!(s.track(&sub.message).unwrap().unwrap().1[0].accepted_at, None);
+    let down = NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() };
+    assert!(s.finish_notify(&taken_over[0], down, tried("down"), 6_000).unwrap());
     assert_eq!(s.next_due().unwrap(), Some(20_000));
     let again = s.lease_due(20_000, 30_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again[0].record.attempts, 3);
     s.finish_notify(
-        sel,
+        &again[0],
         NotifyAttempt::Final { status: NotificationStatus::Nouser, reason: "no such user".into() },
         tried("nouser"),
         21_000,
@@ -147,6 +152,32 @@ fn leases_survive_until_finished(f: &Fixture) {
     assert_eq!(rs[0].history.iter().map(|a| a.result.as_str()).collect::<Vec<_>>(), ["down", "nouser"]);
     assert_eq!(m.state, MessageState::Released, "the only recipient is done");
     assert_eq!(s.next_due().unwrap(), None);
+}
+
+fn a_delivery_taken_over_refuses_the_first_workers_late_result(f: &Fixture) {
+    let s = f.open();
+    let n = Notification {
+        store: "two.test".into(),
+        id: "01".into(),
+        sender: "a@two.test".into(),
+        recipient: "b@one.test".into(),
+        size: 100,
+        digest: "sha-256=:x:".into(),
+        origin: None,
+    };
+    s.queue_delivery("b@one.test", &n, 100).unwrap();
+    let first = s.lease_due(100, 5_000, 10, &never, 0).unwrap().deliver;
+    assert_eq!(first.len(), 1);
+    // The first worker stops past its lease; another takes the job over.
+    let second = s.lease_due(5_000, 9_000, 10, &never, 0).unwrap().deliver;
+    assert_eq!((second.len(), second[0].delivery.attempts), (1, 2));
+    let later = Some((20_000, second[0].delivery.clone()));
+    assert!(matches!(s.finish_delivery(&first[0], later.clone()), Err(StoreError::LeaseLost)));
+    let next = (20_000, first[0].delivery.clone());
+    assert!(matches!(s.delivered(&first[0], next, 5_500), Err(StoreError::LeaseLost)));
+    assert_eq!(s.queued_deliveries().unwrap().len(), 1, "no job added by the late worker");
+    s.finish_delivery(&second[0], None).unwrap();
+    assert!(s.queued_deliveries().unwrap().is_empty());
 }
 
 fn held_jobs_wait_without_an_attempt(f: &Fixture) {
@@ -322,7 +353,7 @@ fn a_restart_releases_leases_at_once(f: &Fixture) {
     assert_eq!(s.next_due().unwrap(), Some(300));
     let again = s.lease_due(300, 2_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again.len(), 1);
-    s.finish_notify(again[0].selector, NotifyAttempt::Accepted { resend_at: 9_000 }, tried("accepted"), 301).unwrap();
+    s.finish_notify(&again[0], NotifyAttempt::Accepted { resend_at: 9_000 }, tried("accepted"), 301).unwrap();
     assert_eq!(s.next_due().unwrap(), Some(9_000), "the leased key is gone, only the resend is queued");
     let (_, rs) = s.track(&sub.message).unwrap().unwrap();
     assert_eq!(rs[0].next_attempt_at, Some(9_000));
@@ -334,6 +365,7 @@ conformance!(
     quota_is_enforced_and_released,
     cancel_makes_capabilities_gone_and_drops_jobs,
     leases_survive_until_finished,
+    a_delivery_taken_over_refuses_the_first_workers_late_result,
     held_jobs_wait_without_an_attempt,
     routes_seeded_from_config_yield_to_admin_changes,
     traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery,

@@ -134,7 +134,7 @@ pub trait Backend: Send + Sync {
     /// Serialises read-modify-write operations: while the returned guard
     /// lives, no other holder (in this process, or on PostgreSQL in any
     /// node) runs, and the reads on this thread see every write committed
-    /// by holders before. The holder's first `write` ends its turn.
+    /// by holders before. A turn may commit several batches.
     fn exclusive(&self) -> Result<Exclusive<'_>, BackendError>;
 }
 
@@ -179,18 +179,33 @@ pub(crate) fn check_engine(b: &dyn Backend) {
     let n = b.scan(CF_META, b"n").take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.starts_with(b"n"))).count();
     assert_eq!(n, 1500);
 
-    // A turn sees what the turn before it committed.
+    // A turn sees what the turns before it committed, and its own commits.
     {
         let _turn = b.exclusive().unwrap();
-        let mut batch = Batch::default();
-        batch.put(CF_META, b"turn", b"1");
-        b.write(batch, Durability::Durable).unwrap();
+        for v in [b"1", b"2"] {
+            let mut batch = Batch::default();
+            batch.put(CF_META, b"turn", v);
+            b.write(batch, Durability::Durable).unwrap();
+            assert_eq!(b.get(CF_META, b"turn").unwrap().as_deref(), Some(&v[..]));
+        }
     }
     {
         let _turn = b.exclusive().unwrap();
-        assert_eq!(b.get(CF_META, b"turn").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(b.get(CF_META, b"turn").unwrap().as_deref(), Some(&b"2"[..]));
     }
-    // A turn that writes nothing leaves nothing behind.
     drop(b.exclusive().unwrap());
-    assert_eq!(b.get(CF_META, b"turn").unwrap().as_deref(), Some(&b"1"[..]));
+    // Turns on two threads never overlap.
+    let inside = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    let _turn = b.exclusive().unwrap();
+                    assert!(!inside.swap(true, std::sync::atomic::Ordering::SeqCst), "two turns at once");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    inside.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
 }

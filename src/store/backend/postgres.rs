@@ -7,13 +7,14 @@
 //! PostgreSQL's COMMIT (with `synchronous_commit` as the server sets it:
 //! on a cluster with a synchronous standby, after the standby has it).
 //!
-//! Read-modify-write turns ([`Backend::exclusive`]) are one transaction
-//! holding a transaction-level advisory lock that every node takes: the
-//! lock is released by the COMMIT that ends the turn (or by PostgreSQL
-//! when the holder's connection dies), so no two nodes' turns overlap and
-//! a turn's write is never half applied. The transaction is this thread's
-//! until its write: the store's operations are synchronous, and their
-//! reads between `exclusive` and `write` go through it.
+//! Read-modify-write turns ([`Backend::exclusive`]) hold a session-level
+//! advisory lock that every node takes, on a connection that is this
+//! thread's until the turn ends: the turn's reads and its batches (each its
+//! own transaction) go through it. The lock lives exactly as long as that
+//! connection holds it: if the connection dies, PostgreSQL releases the
+//! lock, and the turn cannot write any more either — every write of a
+//! turn is made under it. The store's operations are synchronous, so a
+//! thread is a turn's whole extent.
 //!
 //! The driver is asynchronous (tokio-postgres); this engine runs its
 //! connections on a small runtime of its own, so it can be called from any
@@ -134,7 +135,7 @@ impl Drop for Session {
     }
 }
 
-/// Ends a turn that did not write: its transaction is rolled back.
+/// Ends a turn: the lock is released and the connection goes back to the pool.
 struct TurnGuard {
     id: usize,
 }
@@ -146,7 +147,7 @@ impl Drop for TurnGuard {
             if t.as_ref().is_some_and(|(id, _)| *id == self.id) { t.take() } else { None }
         });
         if let Some((_, client)) = taken
-            && wait(client.batch_execute("ROLLBACK")).is_err()
+            && wait(client.batch_execute(&format!("SELECT pg_advisory_unlock({TURN_LOCK})"))).is_err()
         {
             // A connection whose state is unknown goes, not back to the pool.
             drop(Object::take(client));
@@ -364,8 +365,6 @@ impl Backend for Postgres {
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<(), BackendError> {
         let mut session = self.session()?;
-        // The write ends this thread's turn: its connection goes back to the pool after.
-        let in_turn = session.turn_of.take().is_some();
         let ops = batch.into_ops();
         // Counters written whole carry their sums as parameters of their own.
         let sums: Vec<(i64, i64)> = ops
@@ -376,9 +375,7 @@ impl Backend for Postgres {
             })
             .collect();
         let result = wait(async {
-            if !in_turn {
-                session.batch_execute("BEGIN").await?;
-            }
+            session.batch_execute("BEGIN").await?;
             if durability == Durability::Lazy {
                 session.batch_execute("SET LOCAL synchronous_commit TO off").await?;
             }
@@ -403,22 +400,19 @@ impl Backend for Postgres {
             session.batch_execute("COMMIT").await
         })
         .map_err(error);
-        if result.is_err() {
+        if result.is_err() && wait(session.batch_execute("ROLLBACK")).is_err() {
+            // Its state unknown, the connection goes (a turn's lock with it:
+            // the turn can write no more).
             let client = session.client.take().expect("the session holds its connection");
-            if wait(client.batch_execute("ROLLBACK")).is_err() {
-                drop(Object::take(client));
-            }
+            drop(Object::take(client));
         }
         result
     }
 
     fn exclusive(&self) -> Result<Exclusive<'_>, BackendError> {
         let client = self.pooled()?;
-        let begun = wait(client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({TURN_LOCK})")));
-        if let Err(e) = begun {
-            if wait(client.batch_execute("ROLLBACK")).is_err() {
-                drop(Object::take(client));
-            }
+        if let Err(e) = wait(client.batch_execute(&format!("SELECT pg_advisory_lock({TURN_LOCK})"))) {
+            drop(Object::take(client));
             return Err(error(e));
         }
         TURN.with(|t| *t.borrow_mut() = Some((self.id(), client)));
