@@ -9,7 +9,7 @@
 //!
 //! Every operation that acknowledges something to a peer or a user writes one
 //! atomic batch, durably, before returning. Read-modify-write operations on
-//! records are serialised by the engine's turns ([`Store::lock`]: one mutex
+//! records are serialised by the engine's turns (`Store::lock`: one mutex
 //! on RocksDB, one advisory lock across every node on PostgreSQL): they are
 //! short, and it keeps each record's transitions simple to reason about.
 //! Submission, the hot path, takes no turn: it only creates records, and
