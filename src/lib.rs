@@ -31,6 +31,7 @@ pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod dns;
+pub mod follow;
 pub mod im2000;
 pub mod imap;
 pub mod lab;

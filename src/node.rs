@@ -226,6 +226,9 @@ impl Node {
             tasks.push(tokio::spawn(task));
         }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
+        if ctx.store.is_shared() {
+            tasks.push(tokio::spawn(crate::follow::run(ctx.clone(), shutdown.clone())));
+        }
         tracing::info!(public = ?public, private = ?private, admin = ?admin, mx = ?mx, submission = ?submission,
             submissions = ?submissions, imap = ?imap, imaps = ?imaps, domains = ?ctx.config.domains, "imgate node started");
         Ok(Node { ctx, public, private, admin, mx, submission, submissions, imap, imaps, shutdown, tasks })

@@ -238,7 +238,9 @@ struct Inner {
     /// [`Store::recent_account`]).
     recent: Mutex<std::collections::HashMap<String, (std::time::Instant, AccountRecord)>>,
     /// Who is watching which mailbox.
-    changes: changes::Changes,
+    changes: Arc<changes::Changes>,
+    /// Other nodes' changes to what this node keeps copies of.
+    remote: Arc<changes::Remote>,
 }
 
 /// How long a quota check may use a total it read before. Summed accounts
@@ -274,9 +276,18 @@ impl Store {
 
     /// Opens the store on an engine, checking the version of what it holds.
     pub fn on(engine: Box<dyn Backend>) -> Result<Store, StoreError> {
-        let store =
-            Store { inner: Arc::new(Inner { engine, recent: Default::default(), changes: Default::default() }) };
+        let store = Store {
+            inner: Arc::new(Inner {
+                engine,
+                recent: Default::default(),
+                changes: Default::default(),
+                remote: Default::default(),
+            }),
+        };
         store.check_schema()?;
+        if store.inner.engine.shared() {
+            store.listen();
+        }
         Ok(store)
     }
 
@@ -312,6 +323,51 @@ impl Store {
 
     fn touched(&self, user_key: &str) {
         self.inner.changes.touch(user_key);
+        self.announce(&format!("mailbox:{user_key}"));
+    }
+
+    /// Whether other nodes share this store.
+    pub fn is_shared(&self) -> bool {
+        self.inner.engine.shared()
+    }
+
+    /// What other nodes changed (on a shared store; never fires otherwise).
+    pub fn remote(&self) -> Arc<changes::Remote> {
+        self.inner.remote.clone()
+    }
+
+    /// Tells other nodes that `topic` changed; the change is committed
+    /// already, so a failure to tell is logged, not returned (while nodes
+    /// cannot hear each other they read the store again often instead).
+    fn announce(&self, topic: &str) {
+        if let Err(e) = self.inner.engine.announce(topic) {
+            tracing::warn!(error = %e, topic, "telling the other nodes of a change failed");
+        }
+    }
+
+    /// Hears the other nodes' announcements. Until the first is heard
+    /// (and whenever hearing stops) nothing kept is trusted.
+    fn listen(&self) {
+        use backend::Heard;
+        let (changes, remote) = (self.inner.changes.clone(), self.inner.remote.clone());
+        changes.set_deaf(true);
+        remote.deaf.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.engine.listen(Arc::new(move |heard| match heard {
+            Heard::Topic("routes") => remote.routes.notify_one(),
+            Heard::Topic("pause") => remote.pause.notify_one(),
+            Heard::Topic(t) => {
+                if let Some(user_key) = t.strip_prefix("mailbox:") {
+                    changes.touch(user_key);
+                }
+            }
+            Heard::Deaf | Heard::Hearing => {
+                let deaf = heard == Heard::Deaf;
+                changes.set_deaf(deaf);
+                remote.deaf.store(deaf, std::sync::atomic::Ordering::SeqCst);
+                remote.routes.notify_one();
+                remote.pause.notify_one();
+            }
+        }));
     }
 
     fn get(&self, table: &'static str, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {

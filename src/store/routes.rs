@@ -37,6 +37,7 @@ impl Store {
         let mut batch = Batch::default();
         batch.put(CF_ROUTES, target.as_bytes(), to_json(&record));
         self.commit(batch)?;
+        self.announce("routes");
         Ok(old)
     }
 
@@ -66,6 +67,7 @@ impl Store {
         }
         if changed > 0 {
             self.commit(batch)?;
+            self.announce("routes");
         }
         Ok(changed)
     }
@@ -78,7 +80,9 @@ impl Store {
     pub fn set_queue_pause(&self, pause: &QueuePause) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         batch.put(CF_META, META_QUEUE_PAUSE, to_json(pause));
-        self.commit(batch)
+        self.commit(batch)?;
+        self.announce("pause");
+        Ok(())
     }
 
     /// Counts a message filed for a user of `domain` on one side, in the

@@ -23,7 +23,8 @@ fn on_postgres(url: &str) -> String {
 /// Starts a node of `domain` on the database at `url`, with a data
 /// directory of its own (`name`): several nodes of one domain.
 async fn start_shared(w: &World, domain: &str, name: &str, users: &[&str], url: &str) -> TestNode {
-    let text = w.config_text(domain, users, &Ports::any(), &on_postgres(url));
+    let extra = format!("{}{}{}", on_postgres(url), admin_keys(domain), crate::imap::IMAP);
+    let text = w.config_text(domain, users, &Ports::any(), &extra);
     let data = w.dir.path().join(domain);
     let text = text.replacen(&format!("data_dir = {data:?}"), &format!("data_dir = {:?}", w.dir.path().join(name)), 1);
     w.start_text(domain, &text).await
@@ -59,7 +60,15 @@ async fn two_nodes_of_one_domain_share_one_database() {
     assert_eq!(t["recipients"][0]["recipient"], "bob@two.test");
     assert_eq!(t["recipients"][0]["read"], "all", "the pull through the other node counts");
 
-    // Mail for carol arriving at one node's MX is in her inbox on both.
+    // carol's mail client waits (IDLE) on the second node; mail for her
+    // arrives at the first node's MX: she is told at once, and it is in her
+    // inbox on both.
+    let mut client = crate::imap::Raw::connect(one_b.node.imap_addrs()[0]).await;
+    client.cmd("a1", &format!("LOGIN carol@one.test \"{PASSWORD}\"")).await;
+    let sel = client.cmd("a2", "SELECT INBOX").await;
+    assert!(sel.iter().any(|l| l == "* 0 EXISTS\r\n"), "{sel:?}");
+    client.send("a3 IDLE").await;
+    assert!(client.line().await.starts_with("+ "));
     let mx = plain_client(one_a.mx);
     let content = "From: bob@two.test\r\nTo: carol@one.test\r\nSubject: to carol\r\n\r\nHi.\r\n";
     let two_mail = crate::smtp::send(&mx, &envelope("bob@two.test", &["carol@one.test"]), content).await;
@@ -67,6 +76,46 @@ async fn two_nodes_of_one_domain_share_one_database() {
     eventually("carol's notification on the other node", || async { inbox(&one_b, "carol@one.test").await.pop() })
         .await;
     assert_eq!(inbox(&one_a, "carol@one.test").await.len(), 1);
+    let told = tokio::time::timeout(Duration::from_secs(5), client.line()).await.expect("IDLE told of the new mail");
+    assert_eq!(told, "* 1 EXISTS\r\n");
+
+    // An admin's route change and queue pause on one node are followed by
+    // the other within a second.
+    let explain = |n: &TestNode| {
+        let n = n.admin_url();
+        async move {
+            let v: serde_json::Value = http()
+                .get(format!("{n}/admin/routes/carol@one.test"))
+                .header("authorization", basic("ops@one.test", PASSWORD))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let before = explain(&one_b).await;
+    let (status, _) =
+        admin_json(&one_a, reqwest::Method::PUT, "/admin/routes/carol@one.test", Some(r#"{"route":"auto"}"#)).await;
+    assert_eq!(status, 200);
+    let after = explain(&one_a).await;
+    assert_ne!(before, after);
+    eventually_within(Duration::from_secs(2), "the route on the other node", || async {
+        (explain(&one_b).await == after).then_some(())
+    })
+    .await;
+    let (status, _) = admin_json(&one_a, reqwest::Method::POST, "/admin/queue/pause", Some("{}")).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = submit(&one_b, "alice@one.test", &["bob@two.test"], MESSAGE).await;
+    let held = held["message"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(inbox(&two, "bob@two.test").await.len(), 1, "paused on every node");
+    let (status, _) = admin_json(&one_a, reqwest::Method::POST, "/admin/queue/resume", Some("{}")).await;
+    assert_eq!(status, 200);
+    accepted(&one_b, &held).await;
 
     // One node goes; the other takes every new message alone, and what the
     // first had stored stays served.
@@ -75,7 +124,7 @@ async fn two_nodes_of_one_domain_share_one_database() {
     let later = submit(&one_b, "alice@one.test", &["bob@two.test"], MESSAGE).await;
     let later = later["message"].as_str().unwrap().to_string();
     accepted(&one_b, &later).await;
-    assert_eq!(inbox(&two, "bob@two.test").await.len(), 2);
+    assert_eq!(inbox(&two, "bob@two.test").await.len(), 3);
     assert!(retrieve(&one_b, id).await.contains("Hello, Bob."));
 }
 
@@ -90,6 +139,9 @@ async fn a_database_that_goes_away_gives_451_and_503_and_the_node_recovers() {
     let content = "From: bob@two.test\r\nTo: alice@one.test\r\nSubject: hi\r\n\r\nHi.\r\n";
     let env = envelope("bob@two.test", &["alice@one.test"]);
     assert_eq!(crate::smtp::send(&mx, &env, content).await.code().to_string(), "250");
+    // Filed before the outage (an attempt the outage cut short would wait
+    // for its lease to end, and this test's clock stands still).
+    eventually("the first message in alice's inbox", || async { inbox(&one, "alice@one.test").await.pop() }).await;
 
     let mut cluster = tokio::task::spawn_blocking(move || {
         cluster.kill();

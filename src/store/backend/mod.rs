@@ -136,7 +136,37 @@ pub trait Backend: Send + Sync {
     /// node) runs, and the reads on this thread see every write committed
     /// by holders before. A turn may commit several batches.
     fn exclusive(&self) -> Result<Exclusive<'_>, BackendError>;
+
+    /// Whether other nodes share this engine's data (and so change it
+    /// behind this node's back).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Tells the other nodes on this engine that `topic` changed (after
+    /// the change is committed). An engine no one shares has no one to tell.
+    fn announce(&self, _topic: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Has `on` hear what other nodes announce, from now until the engine
+    /// is dropped, and when hearing stops and resumes (what was announced
+    /// in between is lost: the listener must assume anything changed).
+    fn listen(&self, _on: Listener) {}
 }
+
+/// What a [`Backend::listen`] listener hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard<'a> {
+    /// A topic another node (or this one) announced.
+    Topic(&'a str),
+    /// Announcements can no longer be heard, until [`Heard::Hearing`].
+    Deaf,
+    /// Announcements are heard again.
+    Hearing,
+}
+
+pub type Listener = std::sync::Arc<dyn Fn(Heard<'_>) + Send + Sync>;
 
 /// The value a counter's sums read as (what [`super::schema::parse_account_value`] reads).
 pub fn counter_value(bytes: i64, messages: i64) -> Vec<u8> {

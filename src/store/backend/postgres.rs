@@ -28,8 +28,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use futures::StreamExt;
+
 use super::{
-    Backend, BackendError, Batch, COUNTER_TABLES, Durability, Entry, ErrorKind, Exclusive, Op, Scan, counter_value,
+    Backend, BackendError, Batch, COUNTER_TABLES, Durability, Entry, ErrorKind, Exclusive, Heard, Listener, Op, Scan,
+    counter_value,
 };
 use crate::store::schema::{ALL_CFS, parse_account_value};
 
@@ -39,9 +42,13 @@ const TURN_LOCK: i64 = 0x696d_6761_7465_0001;
 const SETUP_LOCK: i64 = 0x696d_6761_7465_0002;
 /// Keys a scan fetches at a time, at most.
 const PAGE: i64 = 512;
+/// The channel nodes announce changes on.
+const CHANNEL: &str = "imgate";
 
 pub struct Postgres {
     pool: Pool,
+    /// For the listening connection, which lives outside the pool.
+    config: tokio_postgres::Config,
     /// Drives the connections; shut down without blocking when dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -176,7 +183,7 @@ impl Postgres {
             .build()
             .map_err(|e| BackendError::new(ErrorKind::Other, format!("starting the database runtime: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
@@ -191,7 +198,7 @@ impl Postgres {
                 .build()
                 .map_err(|e| BackendError::new(ErrorKind::Other, format!("[store] url: {e}")))?
         };
-        let engine = Postgres { pool, runtime: Some(runtime) };
+        let engine = Postgres { pool, config, runtime: Some(runtime) };
         engine.create_tables().map_err(|e| BackendError::new(e.kind, format!("[store] url: {e}")))?;
         Ok(engine)
     }
@@ -417,6 +424,47 @@ impl Backend for Postgres {
         }
         TURN.with(|t| *t.borrow_mut() = Some((self.id(), client)));
         Ok(Box::new(TurnGuard { id: self.id() }))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn announce(&self, topic: &str) -> Result<(), BackendError> {
+        let session = self.session()?;
+        wait(session.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &topic])).map(drop).map_err(error)
+    }
+
+    fn listen(&self, on: Listener) {
+        let config = self.config.clone();
+        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the engine");
+        runtime.spawn(async move {
+            loop {
+                if let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await {
+                    // The connection is driven by polling it for messages.
+                    let (tx, mut rx) = futures::channel::mpsc::unbounded::<String>();
+                    let pump = tokio::spawn(async move {
+                        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                        while let Some(Ok(message)) = messages.next().await {
+                            if let tokio_postgres::AsyncMessage::Notification(n) = message
+                                && tx.unbounded_send(n.payload().to_string()).is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                    if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                        on(Heard::Hearing);
+                        while let Some(topic) = rx.next().await {
+                            on(Heard::Topic(&topic));
+                        }
+                        on(Heard::Deaf);
+                    }
+                    pump.abort();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 }
 
