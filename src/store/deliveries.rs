@@ -90,13 +90,17 @@ impl Store {
         Ok(out)
     }
 
-    /// [`StoreError::LeaseLost`] unless `leased` still holds its job: a
-    /// worker that took it over moved it to a lease of its own.
+    /// [`StoreError::LeaseLost`] unless `leased` still holds its job: the
+    /// key it was leased under (or, between the host's answer and the
+    /// report, the one it put back for itself) is still there. A worker that
+    /// took the job over moved it to a lease of its own.
     fn check_lease(&self, leased: &LeasedDelivery) -> Result<(), StoreError> {
-        match self.get(CF_QUEUE, queue_key(leased.due, leased.id, JOB_DELIVER | LEASED))? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::LeaseLost),
+        for kind in [JOB_DELIVER | LEASED, JOB_DELIVER] {
+            if self.get(CF_QUEUE, queue_key(leased.due, leased.id, kind))?.is_some() {
+                return Ok(());
+            }
         }
+        Err(StoreError::LeaseLost)
     }
 
     /// Ends a leased delivery, or puts it back due at `next.0` as `next.1`.
