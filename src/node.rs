@@ -42,8 +42,8 @@ fn open_store(engine: &crate::config::Engine, dir: &std::path::Path) -> Result<S
     use crate::store::backend::postgres::{Postgres, Settings};
     match engine {
         crate::config::Engine::RocksDb => Ok(Store::open(dir)?),
-        crate::config::Engine::Postgres { url, max_connections } => {
-            let settings = Settings { url: url.clone(), max_connections: *max_connections };
+        crate::config::Engine::Postgres { url, max_connections, timeout } => {
+            let settings = Settings { url: url.clone(), max_connections: *max_connections, timeout: *timeout };
             let engine = Postgres::open(&settings).map_err(|e| StartError::Setup(format!("opening the store: {e}")))?;
             Store::on(Box::new(engine)).map_err(|e| StartError::Setup(format!("opening the store at [store] url: {e}")))
         }

@@ -179,7 +179,12 @@ pub enum Engine {
     /// RocksDB under the data directory, this node's own.
     RocksDb,
     /// A PostgreSQL database, shared by every node given the same URL.
-    Postgres { url: String, max_connections: usize },
+    Postgres {
+        url: String,
+        max_connections: usize,
+        /// The longest a connection, statement or commit may take.
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -571,15 +576,26 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
             if max_connections < 2 {
                 c.problem("store.max_connections", "must be at least 2");
             }
-            Engine::Postgres { url, max_connections }
+            let timeout = c.duration("store.timeout", raw.store.timeout.clone(), 10);
+            if timeout.is_zero() {
+                c.problem("store.timeout", "must be longer than zero");
+            }
+            Engine::Postgres { url, max_connections, timeout }
         }
         Some(other) => {
             c.problem("store.backend", format!("is {other:?}: it must be \"rocksdb\" or \"postgres\""));
             Engine::RocksDb
         }
     };
-    if raw.store.max_connections.is_some() && engine == Engine::RocksDb {
-        c.problem("store.max_connections", "is only read with backend = \"postgres\"");
+    if engine == Engine::RocksDb {
+        for (key, set) in [
+            ("store.max_connections", raw.store.max_connections.is_some()),
+            ("store.timeout", raw.store.timeout.is_some()),
+        ] {
+            if set {
+                c.problem(key, "is only read with backend = \"postgres\"");
+            }
+        }
     }
     let store = StoreConfig {
         engine,

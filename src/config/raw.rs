@@ -67,6 +67,7 @@ pub struct RawStore {
     pub backend: Option<String>,
     pub url: Option<String>,
     pub max_connections: Option<usize>,
+    pub timeout: Option<String>,
     pub default_lifetime: Option<String>,
     pub max_lifetime: Option<String>,
     pub quota: Option<RawSize>,

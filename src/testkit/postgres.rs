@@ -235,7 +235,7 @@ pub struct Database {
 
 impl Database {
     pub fn settings(&self) -> Settings {
-        Settings { url: self.url.clone(), max_connections: 8 }
+        Settings { url: self.url.clone(), max_connections: 8, timeout: Duration::from_secs(10) }
     }
 
     pub fn open(&self) -> Postgres {

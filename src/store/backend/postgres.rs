@@ -49,6 +49,8 @@ pub struct Postgres {
     pool: Pool,
     /// For the listening connection, which lives outside the pool.
     config: tokio_postgres::Config,
+    /// The longest any statement (a commit included) may take.
+    timeout: Duration,
     /// Drives the connections; shut down without blocking when dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -58,6 +60,11 @@ pub struct Postgres {
 pub struct Settings {
     pub url: String,
     pub max_connections: usize,
+    /// How long a connection, a statement or a commit may take before the
+    /// operation fails as unavailable. A commit that waits on a missing
+    /// synchronous standby fails this way (its client gets `451`, never a
+    /// `250` that only one machine holds).
+    pub timeout: Duration,
 }
 
 fn is_counter(table: &str) -> bool {
@@ -107,16 +114,11 @@ fn table_name(table: &str) -> String {
     format!("imgate_{table}")
 }
 
-/// Runs a future on the calling thread. The futures given here only talk
-/// to a connection task over channels (the connection's IO runs on the
-/// engine's runtime), so no runtime is needed on this thread.
-fn wait<F: std::future::Future>(f: F) -> F::Output {
-    futures::executor::block_on(f)
-}
-
 thread_local! {
-    /// This thread's turn: (engine identity, the connection in its transaction).
-    static TURN: RefCell<Option<(usize, Object)>> = const { RefCell::new(None) };
+    /// This thread's turn: the engine's identity, and the connection holding
+    /// the turn's lock (`None` once that connection is lost: the turn can
+    /// do nothing more, since its lock is gone with it).
+    static TURN: RefCell<Option<(usize, Option<Object>)>> = const { RefCell::new(None) };
 }
 
 /// A connection for one operation: this thread's turn, lent and put back,
@@ -125,6 +127,9 @@ struct Session {
     client: Option<Object>,
     /// The engine whose turn this is, to put it back.
     turn_of: Option<usize>,
+    /// The connection's state is unknown (a statement timed out, a
+    /// rollback failed): it is closed, not reused.
+    lost: bool,
 }
 
 impl std::ops::Deref for Session {
@@ -136,28 +141,38 @@ impl std::ops::Deref for Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let (Some(id), Some(client)) = (self.turn_of, self.client.take()) {
+        let client = self.client.take().expect("a session holds its connection until dropped");
+        let client = if self.lost {
+            drop(Object::take(client));
+            None
+        } else {
+            Some(client)
+        };
+        if let Some(id) = self.turn_of {
             TURN.with(|t| *t.borrow_mut() = Some((id, client)));
         }
     }
 }
 
 /// Ends a turn: the lock is released and the connection goes back to the pool.
-struct TurnGuard {
-    id: usize,
+struct TurnGuard<'a> {
+    engine: &'a Postgres,
 }
 
-impl Drop for TurnGuard {
+impl Drop for TurnGuard<'_> {
     fn drop(&mut self) {
+        let id = self.engine.id();
         let taken = TURN.with(|t| {
             let mut t = t.borrow_mut();
-            if t.as_ref().is_some_and(|(id, _)| *id == self.id) { t.take() } else { None }
+            if t.as_ref().is_some_and(|(owner, _)| *owner == id) { t.take() } else { None }
         });
-        if let Some((_, client)) = taken
-            && wait(client.batch_execute(&format!("SELECT pg_advisory_unlock({TURN_LOCK})"))).is_err()
-        {
-            // A connection whose state is unknown goes, not back to the pool.
-            drop(Object::take(client));
+        if let Some((_, Some(client))) = taken {
+            let unlock = format!("SELECT pg_advisory_unlock({TURN_LOCK})");
+            if !matches!(self.engine.wait(client.batch_execute(&unlock)), Ok(Ok(()))) {
+                // A connection whose state is unknown goes, not back to the
+                // pool (PostgreSQL drops its lock with it).
+                drop(Object::take(client));
+            }
         }
     }
 }
@@ -171,7 +186,7 @@ impl Postgres {
             .parse()
             .map_err(|e| BackendError::new(ErrorKind::Other, format!("[store] url is not a PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
+            config.connect_timeout(settings.timeout);
         }
         if config.get_application_name().is_none() {
             config.application_name("imgate");
@@ -192,13 +207,13 @@ impl Postgres {
             Pool::builder(manager)
                 .max_size(settings.max_connections.max(2))
                 .runtime(Runtime::Tokio1)
-                .wait_timeout(Some(Duration::from_secs(10)))
-                .create_timeout(Some(Duration::from_secs(10)))
-                .recycle_timeout(Some(Duration::from_secs(5)))
+                .wait_timeout(Some(settings.timeout))
+                .create_timeout(Some(settings.timeout))
+                .recycle_timeout(Some(settings.timeout))
                 .build()
                 .map_err(|e| BackendError::new(ErrorKind::Other, format!("[store] url: {e}")))?
         };
-        let engine = Postgres { pool, config, runtime: Some(runtime) };
+        let engine = Postgres { pool, config, timeout: settings.timeout, runtime: Some(runtime) };
         engine.create_tables().map_err(|e| BackendError::new(e.kind, format!("[store] url: {e}")))?;
         Ok(engine)
     }
@@ -207,10 +222,44 @@ impl Postgres {
         self as *const Postgres as usize
     }
 
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives as long as the engine")
+    }
+
+    /// Runs a future on the calling thread, for at most the engine's
+    /// timeout. The futures given here only talk to a connection task over
+    /// channels (the connection's IO runs on the engine's runtime), so no
+    /// runtime is needed on this thread; the timer runs on the engine's.
+    fn wait<F: std::future::Future>(&self, f: F) -> Result<F::Output, BackendError> {
+        let timeout = self.timeout;
+        let timer = self.runtime().spawn(async move { tokio::time::sleep(timeout).await });
+        match futures::executor::block_on(futures::future::select(std::pin::pin!(f), timer)) {
+            futures::future::Either::Left((out, _)) => Ok(out),
+            futures::future::Either::Right(_) => Err(BackendError::new(
+                ErrorKind::Unavailable,
+                format!("database: no answer within {} s", self.timeout.as_secs_f32()),
+            )),
+        }
+    }
+
+    /// Runs a statement's future on `session`; a session whose statement
+    /// timed out or whose connection failed is lost.
+    fn run<T>(
+        &self,
+        session: &mut Session,
+        f: impl AsyncFnOnce(&Object) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, BackendError> {
+        let client = session.client.as_ref().expect("a session holds its connection until dropped");
+        let result = self.wait(f(client)).and_then(|r| r.map_err(error));
+        if result.as_ref().is_err_and(|e| e.kind == ErrorKind::Unavailable) {
+            session.lost = true;
+        }
+        result
+    }
+
     fn pooled(&self) -> Result<Object, BackendError> {
         let pool = self.pool.clone();
-        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the engine");
-        wait(runtime.spawn(async move { pool.get().await }))
+        self.wait(self.runtime().spawn(async move { pool.get().await }))?
             .map_err(|e| BackendError::new(ErrorKind::Other, format!("database task: {e}")))?
             .map_err(pool_error)
     }
@@ -223,13 +272,20 @@ impl Postgres {
             if t.as_ref().is_some_and(|(owner, _)| *owner == id) { t.take().map(|(_, c)| c) } else { None }
         });
         Ok(match turn {
-            Some(client) => Session { client: Some(client), turn_of: Some(id) },
-            None => Session { client: Some(self.pooled()?), turn_of: None },
+            Some(Some(client)) => Session { client: Some(client), turn_of: Some(id), lost: false },
+            Some(None) => {
+                TURN.with(|t| *t.borrow_mut() = Some((id, None)));
+                return Err(BackendError::new(
+                    ErrorKind::Unavailable,
+                    "database: the connection holding this operation's lock was lost",
+                ));
+            }
+            None => Session { client: Some(self.pooled()?), turn_of: None, lost: false },
         })
     }
 
     fn create_tables(&self) -> Result<(), BackendError> {
-        let client = self.pooled()?;
+        let mut session = Session { client: Some(self.pooled()?), turn_of: None, lost: false };
         let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock({SETUP_LOCK});");
         for table in ALL_CFS {
             let name = table_name(table);
@@ -242,10 +298,8 @@ impl Postgres {
             }
         }
         sql += "COMMIT;";
-        let result = wait(client.batch_execute(&sql)).map_err(error);
-        if result.is_err() {
-            drop(Object::take(client));
-        }
+        let result = self.run(&mut session, async |c| c.batch_execute(&sql).await);
+        session.lost |= result.is_err();
         result
     }
 
@@ -254,12 +308,11 @@ impl Postgres {
         let op = if inclusive { ">=" } else { ">" };
         let columns = if is_counter(table) { "k, bytes, messages" } else { "k, v" };
         let sql = format!("SELECT {columns} FROM {name} WHERE k {op} $1 ORDER BY k LIMIT $2");
-        let session = self.session()?;
-        let rows = wait(async {
-            let stmt = session.prepare_cached(&sql).await?;
-            session.query(&stmt, &[&from, &limit]).await
-        })
-        .map_err(error)?;
+        let mut session = self.session()?;
+        let rows = self.run(&mut session, async |c| {
+            let stmt = c.prepare_cached(&sql).await?;
+            c.query(&stmt, &[&from, &limit]).await
+        })?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -317,21 +370,18 @@ impl Iterator for PgScan<'_> {
     }
 }
 
-/// A statement of a batch, with its parameters.
-fn statement(op: &Op) -> (String, Vec<&(dyn ToSql + Sync)>) {
+/// A statement of a batch, with its parameters. `sums` are a counter's
+/// two values when it is written whole.
+fn statement<'a>(op: &'a Op, sums: &'a (i64, i64)) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
     match op {
-        Op::Put { table, key, value } if is_counter(table) => {
-            // A counter written whole: the two sums as they read.
-            let name = table_name(table);
-            let _ = value;
-            (
-                format!(
-                    "INSERT INTO {name} (k, bytes, messages) VALUES ($1, $2, $3) \
-                     ON CONFLICT (k) DO UPDATE SET bytes = EXCLUDED.bytes, messages = EXCLUDED.messages"
-                ),
-                vec![key],
-            )
-        }
+        Op::Put { table, key, .. } if is_counter(table) => (
+            format!(
+                "INSERT INTO {} (k, bytes, messages) VALUES ($1, $2, $3) \
+                 ON CONFLICT (k) DO UPDATE SET bytes = EXCLUDED.bytes, messages = EXCLUDED.messages",
+                table_name(table)
+            ),
+            vec![key, &sums.0, &sums.1],
+        ),
         Op::Put { table, key, value } => (
             format!(
                 "INSERT INTO {} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
@@ -373,7 +423,6 @@ impl Backend for Postgres {
     fn write(&self, batch: Batch, durability: Durability) -> Result<(), BackendError> {
         let mut session = self.session()?;
         let ops = batch.into_ops();
-        // Counters written whole carry their sums as parameters of their own.
         let sums: Vec<(i64, i64)> = ops
             .iter()
             .map(|op| match op {
@@ -381,49 +430,45 @@ impl Backend for Postgres {
                 _ => (0, 0),
             })
             .collect();
-        let result = wait(async {
-            session.batch_execute("BEGIN").await?;
+        let result = self.run(&mut session, async |c| {
+            c.batch_execute("BEGIN").await?;
             if durability == Durability::Lazy {
-                session.batch_execute("SET LOCAL synchronous_commit TO off").await?;
+                c.batch_execute("SET LOCAL synchronous_commit TO off").await?;
             }
             let mut prepared = Vec::with_capacity(ops.len());
-            for op in &ops {
-                let (sql, _) = statement(op);
-                prepared.push(session.prepare_cached(&sql).await?);
+            for (op, sums) in ops.iter().zip(&sums) {
+                prepared.push(c.prepare_cached(&statement(op, sums).0).await?);
             }
             // Sent together: the connection runs them in order.
-            let runs = ops.iter().zip(&prepared).zip(&sums).map(|((op, stmt), sums)| {
-                let (_, mut params) = statement(op);
-                if let Op::Put { table, .. } = op
-                    && is_counter(table)
-                {
-                    params.push(&sums.0);
-                    params.push(&sums.1);
-                }
-                let session = &session;
-                async move { session.execute(stmt, &params).await }
-            });
+            let runs = ops
+                .iter()
+                .zip(&sums)
+                .zip(&prepared)
+                .map(|((op, sums), stmt)| async move { c.execute(stmt, &statement(op, sums).1).await });
             futures::future::try_join_all(runs).await?;
-            session.batch_execute("COMMIT").await
-        })
-        .map_err(error);
-        if result.is_err() && wait(session.batch_execute("ROLLBACK")).is_err() {
-            // Its state unknown, the connection goes (a turn's lock with it:
-            // the turn can write no more).
-            let client = session.client.take().expect("the session holds its connection");
-            drop(Object::take(client));
+            c.batch_execute("COMMIT").await
+        });
+        if result.is_err() && !session.lost {
+            // Its state unknown, a connection that cannot roll back goes (a
+            // turn's lock with it: the turn can write no more).
+            let rollback = self.run(&mut session, async |c| c.batch_execute("ROLLBACK").await);
+            session.lost |= rollback.is_err();
         }
         result
     }
 
     fn exclusive(&self) -> Result<Exclusive<'_>, BackendError> {
-        let client = self.pooled()?;
-        if let Err(e) = wait(client.batch_execute(&format!("SELECT pg_advisory_lock({TURN_LOCK})"))) {
-            drop(Object::take(client));
-            return Err(error(e));
+        let mut session = Session { client: Some(self.pooled()?), turn_of: None, lost: false };
+        let lock = format!("SELECT pg_advisory_lock({TURN_LOCK})");
+        if let Err(e) = self.run(&mut session, async |c| c.batch_execute(&lock).await) {
+            // It may have been granted as the wait ran out.
+            session.lost = true;
+            return Err(e);
         }
-        TURN.with(|t| *t.borrow_mut() = Some((self.id(), client)));
-        Ok(Box::new(TurnGuard { id: self.id() }))
+        // The session goes into this thread's turn as it is dropped.
+        session.turn_of = Some(self.id());
+        drop(session);
+        Ok(Box::new(TurnGuard { engine: self }))
     }
 
     fn shared(&self) -> bool {
@@ -431,14 +476,13 @@ impl Backend for Postgres {
     }
 
     fn announce(&self, topic: &str) -> Result<(), BackendError> {
-        let session = self.session()?;
-        wait(session.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &topic])).map(drop).map_err(error)
+        let mut session = self.session()?;
+        self.run(&mut session, async |c| c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &topic]).await).map(drop)
     }
 
     fn listen(&self, on: Listener) {
         let config = self.config.clone();
-        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the engine");
-        runtime.spawn(async move {
+        self.runtime().spawn(async move {
             loop {
                 if let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await {
                     // The connection is driven by polling it for messages.
