@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,11 +17,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::harness::*;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     unused_addr().port()
 }
 
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
+pub fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_imgate"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdin(Stdio::null())
@@ -30,7 +31,7 @@ fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
         .unwrap()
 }
 
-async fn wait_listening(port: u16) {
+pub async fn wait_listening(port: u16) {
     eventually("the node to listen", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
     })
@@ -39,9 +40,17 @@ async fn wait_listening(port: u16) {
 
 /// Sends messages one after another on fresh sessions until the server goes
 /// away; returns the ids it acknowledged with 250.
-async fn sender(port: u16, n: usize) -> Vec<String> {
+pub async fn sender(port: u16, n: usize) -> Vec<String> {
+    sender_until(port, n, &AtomicBool::new(false)).await
+}
+
+/// [`sender`], stopping early once `stop` is set.
+pub async fn sender_until(port: u16, n: usize, stop: &AtomicBool) -> Vec<String> {
     let mut acked = Vec::new();
     for i in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { break };
         let (r, mut w) = stream.into_split();
         let mut lines = BufReader::new(r).lines();
@@ -72,10 +81,18 @@ async fn sender(port: u16, n: usize) -> Vec<String> {
 
 /// Submits messages over HTTP (alice → carol@far.test) until the server goes
 /// away; returns (subject token, message id) of each `201`.
-async fn submitter(private: u16, n: usize) -> Vec<(String, String)> {
+pub async fn submitter(private: u16, n: usize) -> Vec<(String, String)> {
+    submitter_until(private, n, &AtomicBool::new(false)).await
+}
+
+/// [`submitter`], stopping early once `stop` is set.
+pub async fn submitter_until(private: u16, n: usize, stop: &AtomicBool) -> Vec<(String, String)> {
     let c = http();
     let mut acked = Vec::new();
     for i in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         let token = format!("im2000-{n}-{i}-{}", rand::rng().random::<u32>());
         let resp = c
             .post(format!("http://127.0.0.1:{private}/im2000/v1/submissions"))
@@ -97,7 +114,7 @@ async fn submitter(private: u16, n: usize) -> Vec<(String, String)> {
 
 /// One page of `user`'s inbox at `inbox` (its URL) after cursor `after`:
 /// the notifications' identifiers and the next cursor.
-async fn inbox_page(c: &reqwest::Client, inbox: &str, user: &str, after: &str) -> Option<(Vec<String>, String)> {
+pub async fn inbox_page(c: &reqwest::Client, inbox: &str, user: &str, after: &str) -> Option<(Vec<String>, String)> {
     let page: serde_json::Value = c
         .get(format!("{inbox}?limit=1000&after={after}"))
         .header("authorization", basic(user, PASSWORD))

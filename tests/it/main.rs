@@ -4,6 +4,7 @@
 mod bad_input;
 mod capture;
 mod cli;
+mod cluster;
 mod crash;
 mod disk_full;
 mod harness;

@@ -1,0 +1,288 @@
+//! Several real `imgate serve` processes of one domain on one PostgreSQL
+//! database, and what happens when one of them dies or stalls. A ledger of
+//! every `250` and `201` the nodes gave is checked afterwards: each
+//! acknowledged SMTP message is filed exactly once, each acknowledged
+//! submission reaches its recipient exactly once as she sees it, whichever
+//! node took it and whichever node finished it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::crash::{free_port, inbox_page, sender_until, spawn, submitter_until, wait_listening};
+use crate::harness::*;
+
+/// The ports of one node.
+#[derive(Clone, Copy)]
+struct NodePorts {
+    public: u16,
+    private: u16,
+    mx: u16,
+    admin: u16,
+}
+
+impl NodePorts {
+    fn new() -> NodePorts {
+        NodePorts { public: free_port(), private: free_port(), mx: free_port(), admin: free_port() }
+    }
+}
+
+/// Writes the configuration of a `crash.test` node on the database at
+/// `url`, notifying far.test's agent at `far_notify`.
+fn node_config(dir: &Path, name: &str, p: NodePorts, url: &str, far_notify: u16) -> PathBuf {
+    let config = dir.join(format!("{name}.toml"));
+    let NodePorts { public, private, mx, admin } = p;
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:{public}\"]\nprivate = [\"127.0.0.1:{private}\"]\n\
+             admin = [\"127.0.0.1:{admin}\"]\n\
+             [smtp]\nmx = [\"127.0.0.1:{mx}\"]\nverify_sender = false\n[log]\nlevel = \"warn\"\n\
+             [notify]\nretry_min = \"1s\"\nretry_max = \"2s\"\ntimeout = \"1s\"\n\
+             [store]\nbackend = \"postgres\"\nurl = \"{url}\"\n\
+             [peers.\"far.test\"]\nnotify = \"127.0.0.1:{far_notify}\"\nplain = true\n\
+             [[domain]]\nname = \"crash.test\"\n[[user]]\naddress = \"bob@crash.test\"\npassword = \"{PASSWORD}\"\n\
+             [[user]]\naddress = \"alice@crash.test\"\npassword = \"{PASSWORD}\"\n",
+            dir.join(name)
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// far.test: an agent in this process, fetching crash.test's messages
+/// from `store` (one node's public port: every node serves the one store).
+async fn far_agent(dir: &Path, store: u16) -> (imgate::node::Node, u16) {
+    let far_public = free_port();
+    let text = format!(
+        "data_dir = {:?}\n[im2000]\npublic = [\"127.0.0.1:{far_public}\"]\nprivate = [\"127.0.0.1:0\"]\n\
+         [peers.\"crash.test\"]\nstore = \"127.0.0.1:{store}\"\nplain = true\n\
+         [[domain]]\nname = \"far.test\"\n[[user]]\naddress = \"carol@far.test\"\npassword = \"{PASSWORD}\"\n",
+        dir.join("far")
+    );
+    let far = imgate::node::Node::start(imgate::config::Config::parse(&text, "far").unwrap()).await.unwrap();
+    (far, far_public)
+}
+
+/// Every notification id in `user`'s inbox at `inbox` (a URL).
+async fn all_ids(c: &reqwest::Client, inbox: &str, user: &str) -> Option<Vec<String>> {
+    let (mut ids, mut after) = (Vec::new(), String::new());
+    loop {
+        let (page, next) = inbox_page(c, inbox, user, &after).await?;
+        if page.is_empty() {
+            return Some(ids);
+        }
+        ids.extend(page);
+        after = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_under_load_has_its_work_finished_by_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = imgate::testkit::postgres::database();
+    let (a, b) = (NodePorts::new(), NodePorts::new());
+    let (far, far_public) = far_agent(dir.path(), b.public).await;
+    let far_private = far.private_addrs()[0];
+    let log = dir.path().join("imgate.log");
+    let mut node_a = spawn(&node_config(dir.path(), "a", a, &db.url, far_public), &log);
+    let mut node_b = spawn(&node_config(dir.path(), "b", b, &db.url, far_public), &log);
+    wait_listening(a.mx).await;
+    wait_listening(b.mx).await;
+
+    // SMTP and IM2000 load on both nodes; node A is killed mid-load.
+    let acked: Arc<Mutex<Vec<String>>> = Default::default();
+    let submitted: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (n, p) in [(0, a), (1, a), (2, b)] {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let ids = sender_until(p.mx, n, &stop).await;
+            acked.lock().unwrap().extend(ids);
+        }));
+    }
+    for (n, p) in [(0, a), (1, b)] {
+        let (submitted, stop) = (submitted.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let ids = submitter_until(p.private, n, &stop).await;
+            submitted.lock().unwrap().extend(ids);
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a moment mid-load, not a synchronisation
+    node_a.kill().unwrap(); // SIGKILL
+    node_a.wait().unwrap();
+    // B's load goes on a while after; A's ended with A.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for l in load {
+        l.await.unwrap();
+    }
+    // B finishes A's leased jobs once their leases end.
+    let acked = acked.lock().unwrap().clone();
+    let submitted = submitted.lock().unwrap().clone();
+    assert!(acked.len() > 10 && submitted.len() > 5, "load got through: {} / {}", acked.len(), submitted.len());
+
+    let c = http();
+    let bob_inbox = format!("http://127.0.0.1:{}/im2000/v1/inbox", b.private);
+    let filed: Mutex<HashMap<String, usize>> = Default::default();
+    // A's leases last 4 × notify timeout + 60 s.
+    eventually_within(Duration::from_secs(150), "every acknowledged message filed", || async {
+        let ids = all_ids(&c, &bob_inbox, "bob@crash.test").await?;
+        let mut counts = HashMap::new();
+        for id in &ids {
+            let body = c.get(format!("http://127.0.0.1:{}/im2000/v1/messages/{id}", b.public)).send().await.ok()?;
+            assert_eq!(body.status(), 200, "a filed notification whose message is gone");
+            let text = body.text().await.ok()?;
+            let msg = text.split(" id ").nth(1)?.split_whitespace().next()?.to_string();
+            *counts.entry(msg).or_insert(0) += 1;
+        }
+        let done = acked.iter().all(|id| counts.contains_key(id));
+        *filed.lock().unwrap() = counts;
+        done.then_some(())
+    })
+    .await;
+    let filed = filed.into_inner().unwrap();
+    for id in &acked {
+        assert_eq!(filed.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", filed.get(id));
+    }
+    assert!(filed.values().all(|n| *n == 1), "a message filed twice");
+
+    let carol_inbox = format!("http://{far_private}/im2000/v1/inbox");
+    let seen: Mutex<HashMap<String, usize>> = Default::default();
+    eventually_within(Duration::from_secs(150), "every submission at carol's", || async {
+        let ids = all_ids(&c, &carol_inbox, "carol@far.test").await?;
+        let mut counts = HashMap::new();
+        for id in &ids {
+            let url = format!("http://127.0.0.1:{}/im2000/v1/messages/{id}?part=headers", b.public);
+            let text = c.get(url).send().await.ok()?.text().await.ok()?;
+            let token = text.split("Subject: ").nth(1)?.split_whitespace().next()?.to_string();
+            *counts.entry(token).or_insert(0) += 1;
+        }
+        let done = submitted.iter().all(|(token, _)| counts.contains_key(token));
+        *seen.lock().unwrap() = counts;
+        done.then_some(())
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    for (token, msg) in &submitted {
+        assert_eq!(seen.get(token), Some(&1), "submission {msg} got 201 but reached carol {:?} times", seen.get(token));
+    }
+    eprintln!(
+        "node A killed: {} SMTP messages acknowledged by A and B, each filed once; {} submissions, each at carol's once",
+        acked.len(),
+        submitted.len()
+    );
+    far.shutdown().await;
+    node_b.kill().unwrap();
+    node_b.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A TCP proxy to `to` that takes the first connection and never answers
+/// it (an agent that hangs); later connections pass through. The returned
+/// flag is set once the first connection is held.
+async fn hang_first(to: u16) -> (u16, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(AtomicBool::new(false));
+    let flag = held.clone();
+    tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            if !flag.swap(true, Ordering::SeqCst) {
+                kept.push(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (port, held)
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stalled_past_its_lease_has_its_late_result_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = imgate::testkit::postgres::database();
+    let (a, b) = (NodePorts::new(), NodePorts::new());
+    let (far, far_public) = far_agent(dir.path(), b.public).await;
+    let far_private = far.private_addrs()[0];
+    let (proxy, held) = hang_first(far_public).await;
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut node_a = spawn(&node_config(dir.path(), "a", a, &db.url, proxy), &log_a);
+    wait_listening(a.private).await;
+
+    // A takes the notification job; its attempt hangs at the agent, and A
+    // is stopped (SIGSTOP) in the middle of it.
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/im2000/v1/submissions", a.private))
+        .query(&[("to", "carol@far.test")])
+        .header("authorization", basic("alice@crash.test", PASSWORD))
+        .header("content-type", "message/rfc822")
+        .body("From: alice@crash.test\r\nSubject: stalled\r\n\r\nhello\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let msg = resp.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap().to_string();
+    eventually("A's attempt under way", || async { held.load(Ordering::SeqCst).then_some(()) }).await;
+    signal(&node_a, "-STOP");
+
+    // B takes the job over when A's lease ends, and the agent accepts it.
+    let mut node_b = spawn(&node_config(dir.path(), "b", b, &db.url, proxy), &log_b);
+    wait_listening(b.private).await;
+    let c = http();
+    let track = || {
+        let c = c.clone();
+        let url = format!("http://127.0.0.1:{}/im2000/v1/submissions/{msg}", b.private);
+        async move {
+            let t: serde_json::Value = c
+                .get(url)
+                .header("authorization", basic("alice@crash.test", PASSWORD))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(t["recipients"][0].clone())
+        }
+    };
+    let taken_over = eventually_within(Duration::from_secs(150), "B's attempt accepted", || async {
+        let r = track().await?;
+        r["accepted_at"].is_string().then_some(r)
+    })
+    .await;
+    let carol = format!("http://{far_private}/im2000/v1/inbox");
+    assert_eq!(all_ids(&c, &carol, "carol@far.test").await.unwrap().len(), 1);
+
+    // A wakes up: its attempt times out, and its late result is refused.
+    signal(&node_a, "-CONT");
+    eventually_within(Duration::from_secs(30), "A's late result refused", || async {
+        let log = std::fs::read_to_string(&log_a).unwrap_or_default();
+        log.contains("late notification results refused").then_some(())
+    })
+    .await;
+    let now = track().await.unwrap();
+    assert_eq!(now["accepted_at"], taken_over["accepted_at"]);
+    assert_eq!(now["next_attempt_at"], taken_over["next_attempt_at"], "A's retry was not recorded: {now}");
+    assert_eq!(now["attempts"], taken_over["attempts"]);
+    assert_eq!(all_ids(&c, &carol, "carol@far.test").await.unwrap().len(), 1);
+    far.shutdown().await;
+    for node in [&mut node_a, &mut node_b] {
+        node.kill().unwrap();
+        node.wait().unwrap();
+    }
+}
