@@ -60,6 +60,20 @@ pub struct Cluster {
     child: Option<Child>,
 }
 
+/// A new directory for a cluster, owned by the server's user.
+fn new_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir =
+        std::env::temp_dir().join(format!("imgate-pg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if let Some((uid, gid)) = server_user() {
+        nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into())).unwrap();
+    }
+    dir
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -68,18 +82,7 @@ impl Cluster {
     /// Creates and starts a cluster under a new directory. With
     /// `die_with_thread`, the server is killed when the calling thread ends.
     pub fn start(die_with_thread: bool) -> Cluster {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "imgate-pg-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        if let Some((uid, gid)) = server_user() {
-            nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into())).unwrap();
-        }
+        let dir = new_dir();
         let bin = bin_dir();
         let out = as_server_user(Command::new(bin.join("initdb")).current_dir(&dir))
             .args(["--auth=trust", "--username=imgate", "--encoding=UTF8", "--no-sync", "-D"])
@@ -90,6 +93,45 @@ impl Cluster {
         let mut cluster = Cluster { dir, port: free_port(), child: None };
         cluster.launch(die_with_thread);
         cluster
+    }
+
+    /// A streaming-replication standby of this cluster, made from a base
+    /// backup and started on a port of its own. The primary confirms a
+    /// commit only once a synchronous standby has it once
+    /// `synchronous_standby_names` is set.
+    pub fn standby(&self) -> Cluster {
+        let dir = new_dir();
+        let out = as_server_user(Command::new(bin_dir().join("pg_basebackup")).current_dir(&dir))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "imgate",
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-D",
+            ])
+            .arg(dir.join("data"))
+            .output()
+            .expect("pg_basebackup runs");
+        assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut standby = Cluster { dir, port: free_port(), child: None };
+        standby.launch(false);
+        standby
+    }
+
+    /// Makes a standby the primary (`pg_ctl promote`), waiting until it takes writes.
+    pub fn promote(&self) {
+        let out = as_server_user(Command::new(bin_dir().join("pg_ctl")).current_dir(&self.dir))
+            .args(["promote", "-w", "-D"])
+            .arg(self.dir.join("data"))
+            .output()
+            .expect("pg_ctl runs");
+        assert!(out.status.success(), "pg_ctl promote failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn launch(&mut self, die_with_thread: bool) {

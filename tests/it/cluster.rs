@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::crash::{free_port, inbox_page, sender_until, spawn, submitter_until, wait_listening};
+use crate::crash::{free_port, inbox_page, sender_into, sender_until, spawn, submitter_until, wait_listening};
+use imgate::testkit::postgres::Cluster;
+
 use crate::harness::*;
 
 /// The ports of one node.
@@ -32,6 +34,11 @@ impl NodePorts {
 /// Writes the configuration of a `crash.test` node on the database at
 /// `url`, notifying far.test's agent at `far_notify`.
 fn node_config(dir: &Path, name: &str, p: NodePorts, url: &str, far_notify: u16) -> PathBuf {
+    node_config_with(dir, name, p, url, far_notify, "")
+}
+
+/// [`node_config`] with more `[store]` keys.
+fn node_config_with(dir: &Path, name: &str, p: NodePorts, url: &str, far_notify: u16, store: &str) -> PathBuf {
     let config = dir.join(format!("{name}.toml"));
     let NodePorts { public, private, mx, admin } = p;
     std::fs::write(
@@ -41,7 +48,7 @@ fn node_config(dir: &Path, name: &str, p: NodePorts, url: &str, far_notify: u16)
              admin = [\"127.0.0.1:{admin}\"]\n\
              [smtp]\nmx = [\"127.0.0.1:{mx}\"]\nverify_sender = false\n[log]\nlevel = \"warn\"\n\
              [notify]\nretry_min = \"1s\"\nretry_max = \"2s\"\ntimeout = \"1s\"\n\
-             [store]\nbackend = \"postgres\"\nurl = \"{url}\"\n\
+             [store]\nbackend = \"postgres\"\nurl = \"{url}\"\n{store}\
              [peers.\"far.test\"]\nnotify = \"127.0.0.1:{far_notify}\"\nplain = true\n\
              [[domain]]\nname = \"crash.test\"\n[[user]]\naddress = \"bob@crash.test\"\npassword = \"{PASSWORD}\"\n\
              [[user]]\naddress = \"alice@crash.test\"\npassword = \"{PASSWORD}\"\n",
@@ -285,4 +292,165 @@ async fn a_node_stalled_past_its_lease_has_its_late_result_refused() {
         node.kill().unwrap();
         node.wait().unwrap();
     }
+}
+
+/// A primary that confirms commits only once its synchronous standby has
+/// them, with a database `imgate`, and that standby.
+fn replicated() -> (Cluster, Cluster) {
+    let primary = Cluster::start(false);
+    primary.psql("postgres", "CREATE DATABASE imgate");
+    let standby = primary.standby();
+    // Set once the standby exists (commits would wait for one before), and
+    // on the primary alone: the standby, promoted, confirms commits alone.
+    primary.psql("postgres", "ALTER SYSTEM SET synchronous_standby_names = '*'");
+    primary.psql("postgres", "SELECT pg_reload_conf()");
+    (primary, standby)
+}
+
+/// Every message id filed in bob@crash.test's inbox at a node, with counts.
+async fn filed(c: &reqwest::Client, p: NodePorts) -> Option<HashMap<String, usize>> {
+    let ids = all_ids(c, &format!("http://127.0.0.1:{}/im2000/v1/inbox", p.private), "bob@crash.test").await?;
+    let mut counts = HashMap::new();
+    for id in &ids {
+        let body = c.get(format!("http://127.0.0.1:{}/im2000/v1/messages/{id}", p.public)).send().await.ok()?;
+        let text = body.text().await.ok()?;
+        let msg = text.split(" id ").nth(1)?.split_whitespace().next()?.to_string();
+        *counts.entry(msg).or_insert(0) += 1;
+    }
+    Some(counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_killed_under_load_and_its_standby_promoted_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut primary, standby) = tokio::task::spawn_blocking(replicated).await.unwrap();
+    // Both servers in the URL: a node connects to whichever takes writes.
+    let url = format!(
+        "postgres://imgate@127.0.0.1:{},127.0.0.1:{}/imgate?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let (a, b) = (NodePorts::new(), NodePorts::new());
+    let log = dir.path().join("imgate.log");
+    let nowhere = free_port();
+    let mut nodes = [
+        spawn(&node_config(dir.path(), "a", a, &url, nowhere), &log),
+        spawn(&node_config(dir.path(), "b", b, &url, nowhere), &log),
+    ];
+    wait_listening(a.mx).await;
+    wait_listening(b.mx).await;
+
+    let acked: Arc<Mutex<Vec<String>>> = Default::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (n, p) in [(0, a), (1, b)] {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            // The load goes on through the outage (its refusals are not acknowledgements).
+            while !stop.load(Ordering::SeqCst) {
+                sender_into(p.mx, n, &stop, &acked).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a moment mid-load
+    let before = acked.lock().unwrap().len();
+    let primary_dir = primary.dir.clone();
+    let standby = tokio::task::spawn_blocking(move || {
+        primary.kill(); // SIGKILL
+        standby.promote();
+        (primary, standby)
+    })
+    .await
+    .unwrap();
+    // The nodes carry on on the new primary.
+    let during = acked.lock().unwrap().len();
+    eventually_within(Duration::from_secs(30), "mail acknowledged after the promotion", || async {
+        (acked.lock().unwrap().len() > during + 20).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for l in load {
+        l.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(before > 10, "load before the kill: {before}");
+
+    let c = http();
+    let seen: Mutex<HashMap<String, usize>> = Default::default();
+    eventually_within(Duration::from_secs(150), "every acknowledged message filed", || async {
+        let counts = filed(&c, b).await?;
+        let done = acked.iter().all(|id| counts.contains_key(id));
+        *seen.lock().unwrap() = counts;
+        done.then_some(())
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    for id in &acked {
+        assert_eq!(seen.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", seen.get(id));
+    }
+    eprintln!(
+        "primary killed and standby promoted: {} messages acknowledged ({before} before the kill), each filed once",
+        acked.len()
+    );
+    for node in &mut nodes {
+        node.kill().unwrap();
+        node.wait().unwrap();
+    }
+    drop(standby);
+    let _ = std::fs::remove_dir_all(primary_dir);
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_synchronous_standby_gives_451_and_503_never_250() {
+    use lettre::AsyncTransport;
+    let dir = tempfile::tempdir().unwrap();
+    let (primary, standby) = tokio::task::spawn_blocking(replicated).await.unwrap();
+    let url = primary.url("imgate");
+    let a = NodePorts::new();
+    let log = dir.path().join("imgate.log");
+    let config = node_config_with(dir.path(), "a", a, &url, free_port(), "timeout = \"2s\"\n");
+    let mut node = spawn(&config, &log);
+    wait_listening(a.mx).await;
+    let mx = crate::smtp::plain_client(std::net::SocketAddr::from(([127, 0, 0, 1], a.mx)));
+    let env = crate::smtp::envelope("someone@example.org", &["bob@crash.test"]);
+    let content = "From: someone@example.org\r\nSubject: hi\r\n\r\nHi.";
+    assert_eq!(mx.send_raw(&env, content.as_bytes()).await.unwrap().code().to_string(), "250");
+
+    let mut standby = tokio::task::spawn_blocking(move || {
+        let mut standby = standby;
+        standby.kill();
+        standby
+    })
+    .await
+    .unwrap();
+    // The commit waits for a standby that is not there: refused in time.
+    let refused = mx.send_raw(&env, content.as_bytes()).await.unwrap_err();
+    assert!(refused.to_string().contains("4.3.0"), "{refused}");
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/im2000/v1/submissions?to=bob@crash.test", a.private))
+        .header("authorization", basic("alice@crash.test", PASSWORD))
+        .header("content-type", "message/rfc822")
+        .body("From: alice@crash.test\r\nSubject: x\r\n\r\nx\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+
+    // The standby is back: mail is taken again, without a restart.
+    standby = tokio::task::spawn_blocking(move || {
+        standby.restart();
+        standby
+    })
+    .await
+    .unwrap();
+    eventually_within(Duration::from_secs(30), "a 250 with the standby back", || async {
+        let r = mx.send_raw(&env, content.as_bytes()).await.ok()?;
+        (r.code().to_string() == "250").then_some(())
+    })
+    .await;
+    node.kill().unwrap();
+    node.wait().unwrap();
+    drop((primary, standby));
 }

@@ -46,7 +46,13 @@ pub async fn sender(port: u16, n: usize) -> Vec<String> {
 
 /// [`sender`], stopping early once `stop` is set.
 pub async fn sender_until(port: u16, n: usize, stop: &AtomicBool) -> Vec<String> {
-    let mut acked = Vec::new();
+    let acked = Mutex::new(Vec::new());
+    sender_into(port, n, stop, &acked).await;
+    acked.into_inner().unwrap()
+}
+
+/// [`sender_until`], adding each acknowledged id to `acked` as it comes.
+pub async fn sender_into(port: u16, n: usize, stop: &AtomicBool, acked: &Mutex<Vec<String>>) {
     for i in 0.. {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -65,7 +71,7 @@ pub async fn sender_until(port: u16, n: usize, stop: &AtomicBool) -> Vec<String>
         let mut gone = true;
         while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
             if let Some(id) = line.strip_prefix("250 2.0.0 Ok: queued as ") {
-                acked.push(id.trim().to_string());
+                acked.lock().unwrap().push(id.trim().to_string());
             }
             if line.starts_with("221") {
                 gone = false;
@@ -76,7 +82,6 @@ pub async fn sender_until(port: u16, n: usize, stop: &AtomicBool) -> Vec<String>
             break;
         }
     }
-    acked
 }
 
 /// Submits messages over HTTP (alice → carol@far.test) until the server goes

@@ -98,7 +98,16 @@ fn error(e: tokio_postgres::Error) -> BackendError {
     // The driver's Display leaves out the server's message; its source has it.
     let text = match e.as_db_error() {
         Some(db) => format!("database: {}", db.message()),
-        None => format!("database: {e}"),
+        None => {
+            // "error connecting to server" says nothing without its cause.
+            let mut text = format!("database: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text += &format!(": {cause}");
+                source = cause.source();
+            }
+            text
+        }
     };
     BackendError::new(kind, text)
 }
