@@ -58,3 +58,23 @@ start_imgate() {
   imgate_pid=$!
   at_exit "kill $imgate_pid; wait $imgate_pid"
 }
+
+# Starts a PostgreSQL server for the benchmark under $work/pg (as `nobody`
+# under root: PostgreSQL refuses root) on port $1 with a database `imgate`;
+# sets PG_URL, and stops the server at exit.
+start_postgres() {
+  local port=$1 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$bin" ] || { need postgresql:psql; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); }
+  local as=()
+  [ "$(id -u)" -ne 0 ] || as=(runuser -u nobody --)
+  chmod 755 "$work"
+  mkdir -p "$work/pg"
+  [ "$(id -u)" -ne 0 ] || chown nobody "$work/pg"
+  "${as[@]}" "$bin/initdb" --auth=trust --username=imgate -D "$work/pg/data" >/dev/null
+  "${as[@]}" "$bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w \
+    -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+  at_exit "${as[*]} $bin/pg_ctl -D $work/pg/data -m immediate stop"
+  psql -X -q -h 127.0.0.1 -p "$port" -U imgate -d postgres -c "CREATE DATABASE imgate"
+  PG_URL="postgres://imgate@127.0.0.1:$port/imgate"
+}

@@ -13,8 +13,10 @@
 # answers for the sender's domain as a real zone would (SPF and DMARC
 # records, TTL 300 s; smtp-source's messages carry no signature, so DKIM
 # finds none to look up). imgate's sender checks keep answers for their TTL,
-# as a resolver does. Each is run three times; the median rates and the ratios
-# imgate/Postfix are printed.
+# as a resolver does. A third node runs with checks off on the PostgreSQL
+# engine (a local server, default settings: fsync on, synchronous_commit
+# on, no standby), the store several nodes would share. Each is run three
+# times; the median rates and the ratios are printed.
 #
 # Installs Postfix (for smtp-source and the comparison) and NSD with
 # apt-get; run as root on a machine you may reconfigure (it rewrites
@@ -113,6 +115,16 @@ sed -e "s#imgate-data#checks-data#" -e "s#127.0.0.1:$IMGATE_PORT#127.0.0.1:$CHEC
 printf '[dns]\nnameservers = ["127.0.0.1:%s"]\n' "$DNS_PORT" >> "$work/checks.toml"
 start_imgate checks
 
+# --- the node on PostgreSQL -------------------------------------------------
+PG_NODE_PORT=$((IMGATE_PORT + 30))
+start_postgres $((IMGATE_PORT + 40))
+sed -e "s#imgate-data#pg-data#" -e "s#127.0.0.1:$IMGATE_PORT#127.0.0.1:$PG_NODE_PORT#" \
+  -e "s#127.0.0.1:$((IMGATE_PORT + 2))#127.0.0.1:$((PG_NODE_PORT + 2))#" \
+  "$work/imgate.toml" > "$work/pg.toml"
+printf '[store]\nbackend = "postgres"\nurl = "%s"\nmax_connections = 32\n' "$PG_URL" >> "$work/pg.toml"
+start_imgate pg
+
+wait_port "$PG_NODE_PORT" || { cat "$work/pg.log"; exit 1; }
 wait_port "$CHECKS_PORT" || { cat "$work/checks.log"; exit 1; }
 wait_port "$IMGATE_PORT" || { cat "$work/imgate.log"; exit 1; }
 wait_port "$POSTFIX_PORT" || { echo "postfix did not start" >&2; exit 1; }
@@ -129,23 +141,27 @@ median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 "$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$IMGATE_PORT"   # warm-up
 "$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$POSTFIX_PORT"
 "$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$CHECKS_PORT"
-i=(); p=(); c=()
+"$SOURCE" -s 2 -l "$SIZE" -m 50 -f bench@example.org -t sink@bench.test "127.0.0.1:$PG_NODE_PORT"
+i=(); p=(); c=(); g=()
 for _ in 1 2 3; do
   i+=("$(run "$IMGATE_PORT")")
   p+=("$(run "$POSTFIX_PORT")")
   c+=("$(run "$CHECKS_PORT")")
+  g+=("$(run "$PG_NODE_PORT")")
 done
-mi=$(median "${i[@]}"); mp=$(median "${p[@]}"); mc=$(median "${c[@]}")
+mi=$(median "${i[@]}"); mp=$(median "${p[@]}"); mc=$(median "${c[@]}"); mg=$(median "${g[@]}")
 printf 'smtp ingest: %d messages of %d octets over %d sessions (median of 3)\n' "$N" "$SIZE" "$SESSIONS"
 printf '  imgate MX, checks off  %8.0f msg/s   (runs: %s)\n' "$mi" "$(printf '%.0f ' "${i[@]}")"
 printf '  imgate MX, checks on   %8.0f msg/s   (runs: %s)\n' "$mc" "$(printf '%.0f ' "${c[@]}")"
+printf '  imgate MX on postgres  %8.0f msg/s   (runs: %s)\n' "$mg" "$(printf '%.0f ' "${g[@]}")"
 printf '  postfix durable        %8.0f msg/s   (runs: %s)\n' "$mp" "$(printf '%.0f ' "${p[@]}")"
-printf '  ratio imgate/postfix: checks off %.2f, checks on %.2f\n' "$(echo "$mi / $mp" | bc -l)" "$(echo "$mc / $mp" | bc -l)"
+printf '  ratio imgate/postfix: checks off %.2f, checks on %.2f, postgres %.2f (postgres/rocksdb %.2f)\n' \
+  "$(echo "$mi / $mp" | bc -l)" "$(echo "$mc / $mp" | bc -l)" "$(echo "$mg / $mp" | bc -l)" "$(echo "$mg / $mi" | bc -l)"
 
 # Every message imgate acknowledged must have become a notification in the
 # recipient's inbox; wait for the notifier to catch up, and say how long.
 want=$((3 * N + 50))
-for node in imgate checks; do
+for node in imgate checks pg; do
   drain_start=$(date +%s.%N)
   count=0
   for _ in $(seq 600); do
