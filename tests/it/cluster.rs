@@ -133,29 +133,8 @@ async fn a_node_killed_under_load_has_its_work_finished_by_the_other() {
     assert!(acked.len() > 10 && submitted.len() > 5, "load got through: {} / {}", acked.len(), submitted.len());
 
     let c = http();
-    let bob_inbox = format!("http://127.0.0.1:{}/im2000/v1/inbox", b.private);
-    let filed: Mutex<HashMap<String, usize>> = Default::default();
     // A's leases last 4 × notify timeout + 60 s.
-    eventually_within(Duration::from_secs(150), "every acknowledged message filed", || async {
-        let ids = all_ids(&c, &bob_inbox, "bob@crash.test").await?;
-        let mut counts = HashMap::new();
-        for id in &ids {
-            let body = c.get(format!("http://127.0.0.1:{}/im2000/v1/messages/{id}", b.public)).send().await.ok()?;
-            assert_eq!(body.status(), 200, "a filed notification whose message is gone");
-            let text = body.text().await.ok()?;
-            let msg = text.split(" id ").nth(1)?.split_whitespace().next()?.to_string();
-            *counts.entry(msg).or_insert(0) += 1;
-        }
-        let done = acked.iter().all(|id| counts.contains_key(id));
-        *filed.lock().unwrap() = counts;
-        done.then_some(())
-    })
-    .await;
-    let filed = filed.into_inner().unwrap();
-    for id in &acked {
-        assert_eq!(filed.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", filed.get(id));
-    }
-    assert!(filed.values().all(|n| *n == 1), "a message filed twice");
+    assert_each_filed_once(&c, b, &acked).await;
 
     let carol_inbox = format!("http://{far_private}/im2000/v1/inbox");
     let seen: Mutex<HashMap<String, usize>> = Default::default();
@@ -313,11 +292,30 @@ async fn filed(c: &reqwest::Client, p: NodePorts) -> Option<HashMap<String, usiz
     let mut counts = HashMap::new();
     for id in &ids {
         let body = c.get(format!("http://127.0.0.1:{}/im2000/v1/messages/{id}", p.public)).send().await.ok()?;
+        assert_eq!(body.status(), 200, "a filed notification whose message is gone");
         let text = body.text().await.ok()?;
         let msg = text.split(" id ").nth(1)?.split_whitespace().next()?.to_string();
         *counts.entry(msg).or_insert(0) += 1;
     }
     Some(counts)
+}
+
+/// Waits until every id in `acked` is filed in bob's inbox (read through
+/// node `p`), then checks that each was filed exactly once.
+async fn assert_each_filed_once(c: &reqwest::Client, p: NodePorts, acked: &[String]) {
+    let seen: Mutex<HashMap<String, usize>> = Default::default();
+    eventually_within(Duration::from_secs(150), "every acknowledged message filed", || async {
+        let counts = filed(c, p).await?;
+        let done = acked.iter().all(|id| counts.contains_key(id));
+        *seen.lock().unwrap() = counts;
+        done.then_some(())
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    for id in acked {
+        assert_eq!(seen.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", seen.get(id));
+    }
+    assert!(seen.values().all(|n| *n == 1), "a message filed twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,19 +373,7 @@ async fn the_primary_killed_under_load_and_its_standby_promoted_loses_nothing_ac
     let acked = acked.lock().unwrap().clone();
     assert!(before > 10, "load before the kill: {before}");
 
-    let c = http();
-    let seen: Mutex<HashMap<String, usize>> = Default::default();
-    eventually_within(Duration::from_secs(150), "every acknowledged message filed", || async {
-        let counts = filed(&c, b).await?;
-        let done = acked.iter().all(|id| counts.contains_key(id));
-        *seen.lock().unwrap() = counts;
-        done.then_some(())
-    })
-    .await;
-    let seen = seen.into_inner().unwrap();
-    for id in &acked {
-        assert_eq!(seen.get(id), Some(&1), "message {id} acknowledged with 250 but filed {:?} times", seen.get(id));
-    }
+    assert_each_filed_once(&http(), b, &acked).await;
     eprintln!(
         "primary killed and standby promoted: {} messages acknowledged ({before} before the kill), each filed once",
         acked.len()
