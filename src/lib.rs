@@ -25,6 +25,7 @@
 //!   measured per party (`imgate compare`).
 //! - [`cli`] — the `imgate` command's client subcommands.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -200,6 +200,17 @@ pub struct NotifyConfig {
     pub timeout: Duration,
 }
 
+impl NotifyConfig {
+    /// How long a taken job stays invisible to every worker. It outlives
+    /// the slowest attempt (every attempt is bounded by four timeouts), so
+    /// a job is only taken again after a crash or a stall past the lease,
+    /// never while an attempt is still running; the lease's end is its
+    /// fencing token (docs/cluster.md).
+    pub fn lease(&self) -> Duration {
+        self.timeout * 4 + Duration::from_secs(60)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     /// Empty: the system resolver configuration.

@@ -22,7 +22,7 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
     let queue = queue.into_iter().map(|((kind, state), n)| (format!("kind=\"{kind}\",state=\"{state}\""), n)).collect();
     let (mut legacy, mut users) = ((0, 0), (0, 0));
     for (account, a) in accounts {
-        let outside = account.starts_with(crate::smtp_in::accept::OUTSIDE_ACCOUNT);
+        let outside = account.starts_with(crate::store::schema::OUTSIDE_ACCOUNT);
         let class = if outside { &mut legacy } else { &mut users };
         class.0 += a.bytes;
         class.1 += a.messages;

@@ -426,7 +426,7 @@ async fn attempt(inner: &Inner, Due { id, sender, content, pending }: Due) {
         if q.pending.is_empty() {
             st.queue.remove(&id);
         } else {
-            let delay = crate::queue::backoff::retry_delay(q.attempts, RETRY_MIN, RETRY_MAX, &mut rand::rng());
+            let delay = crate::backoff::retry_delay(q.attempts, RETRY_MIN, RETRY_MAX, &mut rand::rng());
             q.due = now + delay.as_millis() as u64;
         }
         drop(st);

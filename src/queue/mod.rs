@@ -2,7 +2,6 @@
 //! the worker leases what is due, runs it, and records the outcome. It sleeps
 //! until the next due job, the next expiry, or a wake-up from new work.
 
-pub mod backoff;
 mod notify;
 
 use std::sync::Arc;
@@ -13,13 +12,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Shared;
-
-/// How long a taken job stays invisible to the worker. It outlives the
-/// slowest attempt (every attempt is bounded by four timeouts), so a job is
-/// only retried after a crash, never while an attempt is still running.
-pub fn lease(cfg: &crate::config::NotifyConfig) -> Duration {
-    cfg.timeout * 4 + Duration::from_secs(60)
-}
 
 /// How long a job for a paused host is put back before it is looked at
 /// again (a resume makes them due at once).
@@ -40,7 +32,7 @@ pub async fn run(s: Shared, shutdown: CancellationToken) {
 }
 
 async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<()>, slots: &Arc<Semaphore>) {
-    let lease = lease(&s.config.notify);
+    let lease = s.config.notify.lease();
     loop {
         if shutdown.is_cancelled() {
             return;

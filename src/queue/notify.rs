@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::backoff::retry_delay;
+use crate::backoff::retry_delay;
 use crate::context::Shared;
 use crate::discovery::LocateError;
 use crate::im2000::client::PeerError;

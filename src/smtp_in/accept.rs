@@ -10,11 +10,8 @@ use super::verdicts::{Disposition, Verdicts, disposition, verify_sender};
 use crate::context::Shared;
 use crate::proto::api::Origin;
 use crate::proto::{Address, MessageId};
+use crate::store::schema::OUTSIDE_ACCOUNT;
 use crate::store::{NewMessage, StoreError};
-
-/// The prefix of the quota accounts of SMTP senders from outside: each
-/// sender address has its own, and each sender domain a group account.
-pub const OUTSIDE_ACCOUNT: &str = "smtp:";
 
 /// The quota accounts an outside sender's mail is charged to: the sender's
 /// address and the sender's domain (the client address for a null sender,

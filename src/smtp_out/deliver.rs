@@ -7,13 +7,13 @@ use lettre::address::Envelope;
 
 use super::hosts::{self, Hop, NoHost};
 use super::render;
+use crate::backoff::retry_delay;
 use crate::context::Shared;
 use crate::im2000::client::PeerError;
 use crate::im2000::notifications::rid;
 use crate::proto::api::Notification;
 use crate::proto::digest::sha256_field;
 use crate::proto::{Address, RecipientId};
-use crate::queue::backoff::retry_delay;
 use crate::store::records::{Attempt, Delivery, Report, remember_attempt};
 use crate::store::{LeasedDelivery, RecipientAction, Unavailable};
 
@@ -40,7 +40,7 @@ enum Failure {
 pub async fn run(s: &Shared, leased: LeasedDelivery) {
     let mut d = leased.delivery.clone();
     let n = d.notification.clone();
-    let lease = crate::queue::lease(&s.config.notify);
+    let lease = s.config.notify.lease();
     let mut current = leased;
     if d.report.is_none() && moved_to_im2000(s, &current).await {
         return;
@@ -213,7 +213,7 @@ async fn pull(s: &Shared, n: &Notification) -> Result<Pulled, Failure> {
             .map_err(|e| Failure::Temporary(e.to_string()))?;
         return match found {
             Ok((Some(content), account)) => {
-                Ok(Pulled { content, ours: !account.starts_with(crate::smtp_in::accept::OUTSIDE_ACCOUNT) })
+                Ok(Pulled { content, ours: !account.starts_with(crate::store::schema::OUTSIDE_ACCOUNT) })
             }
             Ok((None, _)) | Err(Unavailable::Gone) | Err(Unavailable::Unknown) => Err(Failure::Gone),
         };

@@ -80,6 +80,9 @@ pub const ALL_CFS: &[&str] = &[
 
 /// Accounts that count bytes already counted in a sender's own account.
 pub const GROUP_ACCOUNT: &str = "group:";
+/// The prefix of the quota accounts of SMTP senders from outside: each
+/// sender address has its own, and each sender domain a group account.
+pub const OUTSIDE_ACCOUNT: &str = "smtp:";
 /// Per-user inbox tallies in the accounts family (bytes, notifications).
 pub const INBOX_TALLY: &str = "inbox:";
 

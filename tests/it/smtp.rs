@@ -212,7 +212,7 @@ async fn smuggling_through_a_real_socket_stores_nothing() {
     let two = w.start("two.test", &["bob"]).await;
     let stored = || {
         let accounts = two.node.context().store.accounts().unwrap();
-        let outside = accounts.iter().filter(|(a, _)| a.starts_with(imgate::smtp_in::accept::OUTSIDE_ACCOUNT));
+        let outside = accounts.iter().filter(|(a, _)| a.starts_with(imgate::store::schema::OUTSIDE_ACCOUNT));
         outside.map(|(_, a)| a.messages).sum::<u64>()
     };
     for terminator in ["\n.\r\n", "\n.\n", "\r\n.\n", "\r.\r"] {
