@@ -25,10 +25,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures::StreamExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-
-use futures::StreamExt;
 
 use super::{
     Backend, BackendError, Batch, COUNTER_TABLES, Durability, Entry, ErrorKind, Exclusive, Heard, Listener, Op, Scan,
