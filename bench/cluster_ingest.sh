@@ -34,6 +34,8 @@ data_dir = "$work/$1-data"
 [im2000]
 public = ["127.0.0.1:0"]
 private = ["127.0.0.1:$(($2 + 2))"]
+# The runs file 12,050 notifications for one user: above the default cap.
+max_inbox = 100000
 [smtp]
 mx = ["127.0.0.1:$2"]
 max_sessions = 1000
