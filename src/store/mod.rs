@@ -323,7 +323,9 @@ impl Store {
 
     fn touched(&self, user_key: &str) {
         self.inner.changes.touch(user_key);
-        self.announce(&format!("mailbox:{user_key}"));
+        if self.is_shared() {
+            self.announce(&format!("mailbox:{user_key}"));
+        }
     }
 
     /// Whether other nodes share this store.

@@ -193,12 +193,7 @@ impl Cluster {
 
     /// Runs SQL with psql against database `db`; panics on failure.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(bin_dir().join("psql"))
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", &self.url(db), "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql(&self.url(db), sql)
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
@@ -285,16 +280,22 @@ impl Database {
     }
 }
 
+/// Runs SQL with psql against the database at `url`; panics on failure.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new(bin_dir().join("psql"))
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A new empty database in the shared cluster.
 pub fn database() -> Database {
     static N: AtomicU32 = AtomicU32::new(0);
     let (_, port) = shared();
     let name = format!("t{}", N.fetch_add(1, Ordering::Relaxed));
     let url = |db: &str| format!("postgres://imgate@127.0.0.1:{port}/{db}");
-    let out = Command::new(bin_dir().join("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url("postgres"), "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql runs");
-    assert!(out.status.success(), "creating a test database: {}", String::from_utf8_lossy(&out.stderr));
+    psql(&url("postgres"), &format!("CREATE DATABASE {name}"));
     Database { url: url(&name) }
 }

@@ -209,13 +209,10 @@ async fn start_up_names_the_setting_that_is_wrong() {
     let db = database();
     let config = Config::parse(&text(&on_postgres(&db.url)), "one.toml").unwrap();
     Node::start_with(config.clone(), NodeParts::default()).await.unwrap().shutdown().await;
-    let (_, port) = imgate::testkit::postgres::shared();
-    let psql = std::process::Command::new(imgate::testkit::postgres::bin_dir().join("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-c"])
-        .arg("UPDATE imgate_meta SET v = '\\x000003e7'::bytea WHERE k = 'schema'::bytea")
-        .status()
-        .unwrap();
-    assert!(psql.success(), "port {port}");
+    imgate::testkit::postgres::psql(
+        &db.url,
+        "UPDATE imgate_meta SET v = '\\x000003e7'::bytea WHERE k = 'schema'::bytea",
+    );
     let err = Node::start_with(config, NodeParts::default()).await.err().expect("a newer schema refuses").to_string();
     assert!(err.contains("[store] url") && err.contains("newer imgate (schema 999)"), "{err}");
 }
