@@ -20,7 +20,10 @@
 # (bench/pipelined_send.py). Measured from MAIL FROM to the last recipient
 # logged `status=sent`; imgate from MAIL FROM to the last notification
 # accepted.
-# Both totals are printed with their ratio. Installs Postfix with apt-get and
+# The sender's store is measured twice in the same run: on its embedded
+# RocksDB, then (on the same ports, the same agents) on a local PostgreSQL
+# server (fsync on, no standby; FANOUT_POSTGRES=0 skips it).
+# Every total is printed with its ratio. Installs Postfix with apt-get and
 # rewrites /etc/postfix/main.cf: run as root on a machine you may reconfigure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,15 +88,13 @@ open(f"{work}/agents.toml", "w").write(agents)
 open(f"{work}/rcpts", "w").write("\n".join(users))
 PY
 
-start_imgate agents
-start_imgate sender
-wait_port "$((PORT + 2))" && wait_port "$((PORT + 4))" || { tail "$work"/*.log; exit 1; }
-
-python3 - "$work" "$PORT" "$SIZE" <<'PY'
+# Measures one fan-out through the sender running now; LABEL names its store.
+measure() {
+python3 - "$work" "$PORT" "$SIZE" "$1" <<'PY'
 import sys, time, urllib.request
 sys.path.insert(0, "bench")
 from pipelined_send import list_message, send
-work, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, port, size, label = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rcpts = open(f"{work}/rcpts").read().split()
 msg = list_message("alice@one.bench", size)
 def metric(name, label):
@@ -113,7 +114,7 @@ while metric("imgate_notifications_sent_total", 'outcome="accepted"') < len(rcpt
 t1 = time.time()
 sent = metric("imgate_peer_bytes_sent_total", 'what="notifications"')
 stored = metric("imgate_stored_bytes", 'class="im2000"')
-print(f"fan-out: one {size}-octet message to {len(rcpts)} recipients over {len(set(r.split('@')[1] for r in rcpts))} domains")
+print(f"fan-out, the sender on {label}: one {size}-octet message to {len(rcpts)} recipients over {len(set(r.split('@')[1] for r in rcpts))} domains")
 print(f"  SMTP submission ({len(rcpts)} RCPT, DATA, 250): {t0 - t_send:.2f} s")
 print(f"  250 -> every notification accepted:     {t1 - t0:.2f} s  ({len(rcpts) / (t1 - t0):.0f} notifications/s)")
 print(f"  bytes stored at the sender (bodies):    {stored}  (one copy)")
@@ -121,10 +122,27 @@ print(f"  notification request bytes sent:        {sent}  ({sent / len(rcpts):.0
 domains = len(set(r.split('@')[1] for r in rcpts))
 print(f"  SMTP for scale: {domains} copies sent = {domains * size} octets; {len(rcpts)} copies stored = {len(rcpts) * size} octets")
 print(f"  imgate total (MAIL FROM -> last notification accepted): {t1 - t_send:.2f} s")
-open(f"{work}/imgate_total", "w").write(f"{t1 - t_send}")
+open(f"{work}/total_{label}", "w").write(f"{t1 - t_send}")
 PY
+}
+
+start_imgate agents
+start_imgate sender
+wait_port "$((PORT + 2))" && wait_port "$((PORT + 4))" || { tail "$work"/*.log; exit 1; }
+measure RocksDB
 du_b() { du -sb "$1" | cut -f1; }
 printf '  on disk: sender %s octets, agents %s octets (RocksDB, WAL included)\n' "$(du_b "$work/sender")" "$(du_b "$work/agents")"
+kill "$imgate_pid"; wait "$imgate_pid" || true
+
+if [ "${FANOUT_POSTGRES:-1}" != 0 ]; then
+  start_postgres $((PORT + 20))
+  sed "s|^data_dir = .*|data_dir = \"$work/sender-pg\"|" "$work/sender.toml" > "$work/sender-pg.toml"
+  printf '[store]\nbackend = "postgres"\nurl = "%s"\n' "$PG_URL" >> "$work/sender-pg.toml"
+  start_imgate sender-pg
+  wait_port "$((PORT + 2))" || { tail "$work"/sender-pg.log; exit 1; }
+  measure PostgreSQL
+  kill "$imgate_pid"; wait "$imgate_pid" || true
+fi
 
 # --- the anchor: Postfix delivering the same fan-out to smtp-sink ---------
 SINK=$((PORT + 6)); PF=$((PORT + 7))
@@ -158,10 +176,12 @@ while sent() < len(rcpts):
         sys.exit(f"postfix sent {sent()} of {len(rcpts)} within 600 s")
     time.sleep(0.05)
 t1 = time.time()
-ours = float(open(f"{work}/imgate_total").read())
+import glob
 print(f"postfix: the same message to the same {len(rcpts)} recipients, delivered to smtp-sink")
 print(f"  SMTP submission ({len(rcpts)} RCPT, DATA, 250): {t0 - t_send:.2f} s")
 print(f"  250 -> every recipient sent:                {t1 - t0:.2f} s")
 print(f"  postfix total (MAIL FROM -> last status=sent): {t1 - t_send:.2f} s")
-print(f"fan-out ratio, postfix time / imgate time: {(t1 - t_send) / ours:.2f}  (above 1: imgate is ahead)")
+for path in sorted(glob.glob(f"{work}/total_*")):
+    label, ours = path.rsplit("total_", 1)[1], float(open(path).read())
+    print(f"fan-out ratio, postfix time / imgate time, the sender on {label}: {(t1 - t_send) / ours:.2f}  (above 1: imgate is ahead)")
 PY

@@ -50,6 +50,33 @@ fn open_store(engine: &crate::config::Engine, dir: &std::path::Path) -> Result<S
     }
 }
 
+/// How long a node starting under a name that has a heartbeat watches it:
+/// a live node beats every second ([`crate::follow`]), a dead run's stands
+/// still. Only a node that crashed (one that stopped cleanly took its
+/// heartbeat away) or a namesake makes a start wait.
+const NAMESAKE_WATCH: Duration = Duration::from_secs(3);
+
+/// Takes node `name` on a shared store for run `incarnation`, refusing to
+/// start beside a live node of the same name: the two would release each
+/// other's leases.
+async fn claim_name(store: &Store, name: &str, incarnation: u64, clock: &dyn Clock) -> Result<(), StartError> {
+    let read = |store: Store, name: String| tokio::task::spawn_blocking(move || store.node_beat(&name));
+    let joined = |e: tokio::task::JoinError| StartError::Setup(e.to_string());
+    if let Some(before) = read(store.clone(), name.to_string()).await.map_err(joined)?? {
+        tracing::info!(node = name, "a heartbeat under this node's name: waiting to see whether it still beats");
+        tokio::time::sleep(NAMESAKE_WATCH).await;
+        let after = read(store.clone(), name.to_string()).await.map_err(joined)??;
+        if after.is_some_and(|a| a != before) {
+            return Err(StartError::Setup(format!(
+                "another node named {name:?} is running on this store: give each node its own [store] node"
+            )));
+        }
+    }
+    let (store, name, now) = (store.clone(), name.to_string(), clock.now());
+    tokio::task::spawn_blocking(move || store.beat(&name, incarnation, now)).await.map_err(joined)??;
+    Ok(())
+}
+
 /// Replaceable parts of a node, for tests and the lab.
 #[derive(Clone, Default)]
 pub struct NodeParts {
@@ -72,6 +99,9 @@ pub struct Node {
     imaps: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// This run of the node, among the runs under its name (a shared
+    /// store's heartbeat).
+    incarnation: u64,
 }
 
 impl Node {
@@ -132,14 +162,19 @@ impl Node {
             .map_err(|e| StartError::Setup(e.to_string()))??;
         let clock: Arc<dyn Clock> = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
         // Jobs this node had taken when it last stopped (or crashed) are due
-        // again now: none of those attempts can still be running. A shared
-        // store's leases may be other nodes' live attempts: those are taken
-        // over when they expire.
-        if config.store.engine == crate::config::Engine::RocksDb {
-            let released = store.release_leases(clock.now())?;
-            if released > 0 {
-                tracing::info!(jobs = released, "released jobs left in progress by the previous run");
-            }
+        // again now: none of those attempts can still be running. On a
+        // shared store only the leases under this node's name are: the
+        // others are other nodes' live attempts, taken over when they end.
+        let incarnation = rand::random::<u64>();
+        let owner = if store.is_shared() {
+            claim_name(&store, &config.store.node, incarnation, clock.as_ref()).await?;
+            Some(config.store.node.as_str())
+        } else {
+            None
+        };
+        let released = store.release_leases(clock.now(), owner)?;
+        if released > 0 {
+            tracing::info!(jobs = released, "released jobs left in progress by the previous run");
         }
         store.seed_routes(&config.route_seeds(), clock.now())?;
         let routes = std::sync::RwLock::new(Arc::new(crate::routing::Routes { rules: store.routes()? }));
@@ -227,11 +262,11 @@ impl Node {
         }
         tasks.push(tokio::spawn(crate::queue::run(ctx.clone(), shutdown.clone())));
         if ctx.store.is_shared() {
-            tasks.push(tokio::spawn(crate::follow::run(ctx.clone(), shutdown.clone())));
+            tasks.push(tokio::spawn(crate::follow::run(ctx.clone(), incarnation, shutdown.clone())));
         }
         tracing::info!(public = ?public, private = ?private, admin = ?admin, mx = ?mx, submission = ?submission,
             submissions = ?submissions, imap = ?imap, imaps = ?imaps, domains = ?ctx.config.domains, "imgate node started");
-        Ok(Node { ctx, public, private, admin, mx, submission, submissions, imap, imaps, shutdown, tasks })
+        Ok(Node { ctx, public, private, admin, mx, submission, submissions, imap, imaps, shutdown, tasks, incarnation })
     }
 
     /// Bound addresses of the public listeners (useful with port 0).
@@ -302,11 +337,32 @@ impl Node {
         self.ctx.wake.notify_one();
     }
 
-    /// Stops accepting, drains connections, stops the worker, closes the store.
+    /// Stops accepting, drains connections, stops the worker, closes the
+    /// store. On a shared store the jobs whose attempts the worker broke
+    /// off are handed back at once, for the other nodes to take now rather
+    /// than when the leases would have ended.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = t.await;
+        }
+        if self.ctx.store.is_shared() {
+            let (ctx, incarnation) = (self.ctx.clone(), self.incarnation);
+            let handed_back = tokio::task::spawn_blocking(move || {
+                let node = &ctx.config.store.node;
+                let n = ctx.store.release_leases(ctx.clock.now(), Some(node))?;
+                ctx.store.leave(node, incarnation)?;
+                Ok::<_, crate::store::StoreError>(n)
+            })
+            .await;
+            match handed_back {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(jobs = n, "handed back jobs whose attempts were broken off"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "handing back this node's leases failed; they end on their own")
+                }
+                Err(e) => tracing::warn!(error = %e, "handing back this node's leases failed; they end on their own"),
+            }
         }
         tracing::info!("imgate node stopped");
     }

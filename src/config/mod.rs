@@ -167,6 +167,9 @@ impl SmtpConfig {
 pub struct StoreConfig {
     /// Where the node's state lives.
     pub engine: Engine,
+    /// This node's name among the nodes sharing the store (`[store] node`,
+    /// by default the host name): the owner of the leases it takes.
+    pub node: String,
     pub default_lifetime: Duration,
     pub max_lifetime: Duration,
     /// Bytes each sender may keep stored at once.
@@ -602,14 +605,22 @@ fn validate(raw: RawConfig, name: &str, problems: &mut Vec<Problem>) -> Config {
         for (key, set) in [
             ("store.max_connections", raw.store.max_connections.is_some()),
             ("store.timeout", raw.store.timeout.is_some()),
+            ("store.node", raw.store.node.is_some()),
         ] {
             if set {
                 c.problem(key, "is only read with backend = \"postgres\"");
             }
         }
     }
+    let node = raw.store.node.clone().unwrap_or_else(|| hostname.to_lowercase());
+    let node_name_ok = (1..=64).contains(&node.len())
+        && node.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if raw.store.node.is_some() && !node_name_ok {
+        c.problem("store.node", format!("{node:?} is not a node name (1–64 letters, digits, '.', '-', '_')"));
+    }
     let store = StoreConfig {
         engine,
+        node,
         default_lifetime: c.duration("store.default_lifetime", raw.store.default_lifetime, 30 * 86_400),
         max_lifetime: c.duration("store.max_lifetime", raw.store.max_lifetime, 365 * 86_400),
         quota: c.size("store.quota", raw.store.quota, 1 << 30),

@@ -68,6 +68,7 @@ pub struct RawStore {
     pub url: Option<String>,
     pub max_connections: Option<usize>,
     pub timeout: Option<String>,
+    pub node: Option<String>,
     pub default_lifetime: Option<String>,
     pub max_lifetime: Option<String>,
     pub quota: Option<RawSize>,

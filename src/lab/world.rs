@@ -53,7 +53,7 @@ enum Server {
     /// A legacy domain that only receives.
     Mailin(Receiver),
     Im2000 {
-        node: Node,
+        node: Box<Node>,
         private: SocketAddr,
     },
 }
@@ -135,7 +135,7 @@ impl World {
                         let config = node_config(domain, &users, &hash, dir.path(), dns.addr, mx);
                         let node = start_node(&config, domain, clock).await?;
                         let (addr, private) = (node.mx_addrs()[0], node.private_addrs()[0]);
-                        (Server::Im2000 { node, private }, addr)
+                        (Server::Im2000 { node: Box::new(node), private }, addr)
                     };
                     let link = Link::start(listener, addr).map_err(setup)?;
                     dns.mx(domain, 10, &format!("mx.{domain}")).await;
@@ -170,7 +170,10 @@ impl World {
                     dns.publish_node(domain, link.addr).await;
                     let private = node.private_addrs()[0];
                     let users = users.iter().map(|u| format!("{u}@{domain}")).collect();
-                    parties.insert(domain.clone(), Party { link, server: Server::Im2000 { node, private }, users });
+                    parties.insert(
+                        domain.clone(),
+                        Party { link, server: Server::Im2000 { node: Box::new(node), private }, users },
+                    );
                 }
             }
         }

@@ -57,7 +57,8 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
         let (st, limit, s2) = (s.store.clone(), s.config.notify.batch_size * 10, s.clone());
         let held = move |recipient: &str, deliver: bool| s2.is_held(recipient, deliver);
         let (until, held_until) = (now + lease.as_millis() as u64, now + HOLD.as_millis() as u64);
-        let leased = match s.blocking(move || st.lease_due(now, until, limit, &held, held_until)).await {
+        let owner = s.config.store.node.clone();
+        let leased = match s.blocking(move || st.lease_due(&owner, now, until, limit, &held, held_until)).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the queue failed");

@@ -29,6 +29,7 @@ impl Store {
             report: None,
             dsn_to: None,
             history: Vec::new(),
+            leased_by: None,
         }));
         batch.put(CF_QUEUE, queue_key(now, id, JOB_DELIVER), to_json(&job));
         batch.put(CF_INBOX_SEEN, seen, inbox_key(user_key, 0));
@@ -45,7 +46,11 @@ impl Store {
         let ret = ReturnRecord { notification: next.1.notification.clone(), delivered_at: now };
         batch.put(CF_RETURNS, leased.id, to_json(&ret));
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
-        batch.put(CF_QUEUE, queue_key(next.0, leased.id, JOB_DELIVER), to_json(&Job::Deliver(Box::new(next.1))));
+        batch.put(
+            CF_QUEUE,
+            queue_key(next.0, leased.id, JOB_DELIVER),
+            to_json(&Job::Deliver(Box::new(next.1)).released()),
+        );
         self.commit(batch)
     }
 
@@ -67,6 +72,7 @@ impl Store {
             report: Some(Report::Refused(reason.to_string())),
             dsn_to: None,
             history: Vec::new(),
+            leased_by: None,
         }));
         let mut batch = Batch::default();
         batch.delete(CF_RETURNS, token);
@@ -110,7 +116,7 @@ impl Store {
         let mut batch = Batch::default();
         self.delete_job(&mut batch, leased.due, leased.id, JOB_DELIVER);
         if let Some((due, d)) = next {
-            batch.put(CF_QUEUE, queue_key(due, leased.id, JOB_DELIVER), to_json(&Job::Deliver(Box::new(d))));
+            batch.put(CF_QUEUE, queue_key(due, leased.id, JOB_DELIVER), to_json(&Job::Deliver(Box::new(d)).released()));
         }
         self.commit(batch)
     }

@@ -21,6 +21,7 @@ pub mod changes;
 mod deliveries;
 pub mod folders;
 mod inbox;
+mod nodes;
 mod queue;
 pub mod records;
 mod routes;
@@ -532,7 +533,7 @@ impl Store {
             let id = fresh(self)?;
             let rec = new_record(&id, RecipientKind::Mailbox, r.to_string(), true);
             batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
-            let job = Job::Notify { recipient: hex(&id.selector()) };
+            let job = Job::Notify { recipient: hex(&id.selector()), by: None };
             batch.put(CF_QUEUE, queue_key(now, id.selector(), JOB_NOTIFY), to_json(&job));
             recipients.push((r.clone(), id));
         }
@@ -556,6 +557,7 @@ impl Store {
                 report: None,
                 dsn_to: Some(m.sender.to_string()),
                 history: Vec::new(),
+                leased_by: None,
             }));
             let mut job_id = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut job_id);

@@ -10,9 +10,12 @@ use super::schema::*;
 use super::*;
 
 impl Store {
-    /// Makes every job leased by an earlier process due now: no attempt of
-    /// theirs can still be running. Returns how many were released.
-    pub fn release_leases(&self, now: Millis) -> Result<usize, StoreError> {
+    /// Makes jobs leased by an earlier run due now: no attempt of theirs can
+    /// still be running. With `owner`, only the leases that node holds (a
+    /// shared store's other leases are other nodes' live attempts); without,
+    /// every lease (a store this process alone opens). Returns how many
+    /// were released.
+    pub fn release_leases(&self, now: Millis, owner: Option<&str>) -> Result<usize, StoreError> {
         let _g = self.lock()?;
         let mut batch = Batch::default();
         let mut n = 0;
@@ -22,8 +25,12 @@ impl Store {
             if kind & LEASED == 0 {
                 continue;
             }
+            let leased: Job = from_json(CF_QUEUE, &v)?;
+            if owner.is_some_and(|o| leased.leased_by() != Some(o)) {
+                continue;
+            }
             batch.delete(CF_QUEUE, &k);
-            batch.put(CF_QUEUE, queue_key(now, job, kind & !LEASED), &v);
+            batch.put(CF_QUEUE, queue_key(now, job, kind & !LEASED), to_json(&leased.released()));
             if kind & !LEASED == JOB_NOTIFY
                 && let Some(mut r) = self.recipient_by_selector(&job)?
             {
@@ -59,12 +66,14 @@ impl Store {
         Ok(None)
     }
 
-    /// Takes up to `limit` jobs due at `now`, moving each to `lease_until` so
-    /// that a crash mid-attempt retries it then rather than losing it. A job
-    /// `held(recipient, is_delivery)` names (a paused host's) is put back
-    /// until `held_until`, no attempt counted.
+    /// Takes up to `limit` jobs due at `now` for node `owner`, moving each to
+    /// `lease_until` so that a crash mid-attempt retries it then rather than
+    /// losing it. A job `held(recipient, is_delivery)` names (a paused
+    /// host's) is put back until `held_until`, no attempt counted.
+    #[allow(clippy::too_many_arguments)]
     pub fn lease_due(
         &self,
+        owner: &str,
         now: Millis,
         lease_until: Millis,
         limit: usize,
@@ -86,13 +95,14 @@ impl Store {
                 break;
             }
             batch.delete(CF_QUEUE, &k);
-            let job: Job = from_json(CF_QUEUE, &v)?;
+            let job = from_json::<Job>(CF_QUEUE, &v)?.released();
             if let Job::Deliver(d) = &job
                 && held(&d.notification.recipient, true)
             {
-                batch.put(CF_QUEUE, queue_key(held_until, sel, kind), &v);
+                batch.put(CF_QUEUE, queue_key(held_until, sel, kind & !LEASED), to_json(&job));
                 continue;
             }
+            let job = job.leased_to(owner);
             if let Job::Deliver(mut d) = job {
                 if d.report.is_none() {
                     d.attempts += 1;
@@ -124,12 +134,12 @@ impl Store {
                 continue;
             }
             if held(&record.recipient, false) {
-                batch.put(CF_QUEUE, queue_key(held_until, sel, kind & !LEASED), &v);
+                batch.put(CF_QUEUE, queue_key(held_until, sel, kind & !LEASED), to_json(&job.released()));
                 record.next_attempt_at = Some(held_until);
                 batch.put(CF_RECIPIENTS, sel, to_json(&record));
                 continue;
             }
-            batch.put(CF_QUEUE, queue_key(lease_until, sel, (kind & !LEASED) | LEASED), &v);
+            batch.put(CF_QUEUE, queue_key(lease_until, sel, (kind & !LEASED) | LEASED), to_json(&job));
             record.next_attempt_at = Some(lease_until);
             if record.notification == NotificationStatus::Unprocessed {
                 record.notification = NotificationStatus::Notifying;
@@ -352,7 +362,7 @@ impl Store {
                 self.delete_job(target, due, sel, JOB_NOTIFY);
             }
             if let Some(due) = r.next_attempt_at {
-                let job = to_json(&Job::Notify { recipient: hex(&sel) });
+                let job = to_json(&Job::Notify { recipient: hex(&sel), by: None });
                 target.put(CF_QUEUE, queue_key(due, sel, JOB_NOTIFY), &job);
             }
             target.put(CF_RECIPIENTS, sel, to_json(&r));

@@ -86,9 +86,46 @@ pub struct RecipientRecord {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
     /// Send (or re-send) a recipient's notification.
-    Notify { recipient: String },
+    Notify {
+        recipient: String,
+        /// While leased: the node attempting it ([`Job::leased_by`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Pull a notified message and deliver it by SMTP to a legacy host.
     Deliver(Box<Delivery>),
+}
+
+impl Job {
+    /// The node that holds the job's lease, as the lease recorded it: the
+    /// lease's owner. A node starting again releases its own leases at once
+    /// (no attempt of its last run can still be running); other nodes'
+    /// leases are taken over only when they end.
+    pub fn leased_by(&self) -> Option<&str> {
+        match self {
+            Job::Notify { by, .. } => by.as_deref(),
+            Job::Deliver(d) => d.leased_by.as_deref(),
+        }
+    }
+
+    fn set_leased_by(&mut self, owner: Option<String>) {
+        match self {
+            Job::Notify { by, .. } => *by = owner,
+            Job::Deliver(d) => d.leased_by = owner,
+        }
+    }
+
+    /// The job as leased to `owner`.
+    pub fn leased_to(mut self, owner: &str) -> Job {
+        self.set_leased_by(Some(owner.to_string()));
+        self
+    }
+
+    /// The job as queued again, no one's.
+    pub fn released(mut self) -> Job {
+        self.set_leased_by(None);
+        self
+    }
 }
 
 /// A legacy-routed recipient's message on its way to the legacy host.
@@ -109,6 +146,9 @@ pub struct Delivery {
     /// SMTP attempts, for `imgate queue show`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Attempt>,
+    /// While leased: the node attempting it ([`Job::leased_by`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased_by: Option<String>,
 }
 
 /// The outcome to report to the sender's store.
@@ -183,6 +223,15 @@ pub enum RouteSource {
     Config,
     /// Set with `imgate route set`; outlives configuration changes.
     Admin,
+}
+
+/// A node's heartbeat on a shared store: which run of the node is alive,
+/// and when it last said so (by its own clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Chosen at random by each start of the node.
+    pub incarnation: u64,
+    pub at: Millis,
 }
 
 /// One rule of the routing table: a domain's or a user's route.

@@ -14,7 +14,7 @@
 //! | `accounts`   | account (sender address key, or `smtp:` + an outside sender's); `group:` + a group account (an outside sender domain's total); `inbox:` + a user key (what the user's inbox holds) | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
 //! | `inbox`      | user key · 0x00 · sequence (8)          | [`InboxRecord`] JSON |
 //! | `inbox_seen` | sha-256(store · id · recipient) (32)    | user key · 0x00 · sequence (8) |
-//! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE) |
+//! | `meta`       | name                                    | value (`inbox_seq`: u64 BE; `schema`: u32 BE; `node:` + a node's name: [`NodeRecord`] JSON) |
 //! | `returns`    | delivery id (8), the token of a `bounce+ID@` return path | [`ReturnRecord`] JSON |
 //! | `routes`     | a domain, or a user's address key         | [`RouteRecord`] JSON |
 //! | `traffic`    | domain · 0x00 · hour (8) · side (1: `i` IM2000, `l` legacy) | bytes (i64 BE) · messages (i64 BE), summed by a merge operator |
@@ -32,6 +32,7 @@
 //! [`ReturnRecord`]: super::records::ReturnRecord
 //! [`RouteRecord`]: super::records::RouteRecord
 //! [`FolderRecord`]: super::records::FolderRecord
+//! [`NodeRecord`]: super::records::NodeRecord
 
 use sha2::{Digest, Sha256};
 
@@ -105,6 +106,14 @@ pub fn inbox_seq_key(user_key: &str) -> Vec<u8> {
 ///
 /// [`QueuePause`]: super::records::QueuePause
 pub const META_QUEUE_PAUSE: &[u8] = b"queue_pause";
+
+/// A node of a shared store, by its `[store] node` name: its last
+/// heartbeat ([`NodeRecord`] JSON).
+///
+/// [`NodeRecord`]: super::records::NodeRecord
+pub fn node_key(name: &str) -> Vec<u8> {
+    format!("node:{name}").into_bytes()
+}
 
 /// Job kinds, the last byte of a queue key.
 pub const JOB_NOTIFY: u8 = 1;

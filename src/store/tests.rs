@@ -115,21 +115,21 @@ fn cancel_makes_capabilities_gone_and_drops_jobs(f: &Fixture) {
     assert_eq!(s.cancel(&sub.message).unwrap().unwrap().state, MessageState::Cancelled);
     assert_eq!(s.find(&sub.recipients[0].1).unwrap().unwrap_err(), Unavailable::Gone);
     assert!(s.body(&sub.message).unwrap().is_none());
-    assert!(s.lease_due(u64::MAX - 1, u64::MAX, 10, &never, 0).unwrap().is_empty());
+    assert!(s.lease_due("test", u64::MAX - 1, u64::MAX, 10, &never, 0).unwrap().is_empty());
     assert!(s.cancel(&MessageId::random()).unwrap().is_none());
 }
 
 fn leases_survive_until_finished(f: &Fixture) {
     let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
-    assert!(s.lease_due(99, 5_000, 10, &never, 0).unwrap().is_empty(), "not due yet");
-    let leased = s.lease_due(100, 5_000, 10, &never, 0).unwrap().notify;
+    assert!(s.lease_due("test", 99, 5_000, 10, &never, 0).unwrap().is_empty(), "not due yet");
+    let leased = s.lease_due("test", 100, 5_000, 10, &never, 0).unwrap().notify;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].record.notification, NotificationStatus::Notifying);
     // Not finished (a crash, or a worker stopped past its lease): the job
     // comes back when the lease ends, to any worker.
-    assert!(s.lease_due(4_999, 9_000, 10, &never, 0).unwrap().is_empty());
-    let taken_over = s.lease_due(5_000, 9_000, 10, &never, 0).unwrap().notify;
+    assert!(s.lease_due("test", 4_999, 9_000, 10, &never, 0).unwrap().is_empty());
+    let taken_over = s.lease_due("test", 5_000, 9_000, 10, &never, 0).unwrap().notify;
     assert_eq!(taken_over.len(), 1);
     // The first worker's late result is refused by its lease's token.
     let late = s.finish_notify(&leased[0], NotifyAttempt::Accepted { resend_at: 7_000 }, tried("late"), 5_500);
@@ -138,7 +138,7 @@ fn leases_survive_until_finished(f: &Fixture) {
     let down = NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() };
     assert!(s.finish_notify(&taken_over[0], down, tried("down"), 6_000).unwrap());
     assert_eq!(s.next_due().unwrap(), Some(20_000));
-    let again = s.lease_due(20_000, 30_000, 10, &never, 0).unwrap().notify;
+    let again = s.lease_due("test", 20_000, 30_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again[0].record.attempts, 3);
     s.finish_notify(
         &again[0],
@@ -166,10 +166,10 @@ fn a_delivery_taken_over_refuses_the_first_workers_late_result(f: &Fixture) {
         origin: None,
     };
     s.queue_delivery("b@one.test", &n, 100).unwrap();
-    let first = s.lease_due(100, 5_000, 10, &never, 0).unwrap().deliver;
+    let first = s.lease_due("test", 100, 5_000, 10, &never, 0).unwrap().deliver;
     assert_eq!(first.len(), 1);
     // The first worker stops past its lease; another takes the job over.
-    let second = s.lease_due(5_000, 9_000, 10, &never, 0).unwrap().deliver;
+    let second = s.lease_due("test", 5_000, 9_000, 10, &never, 0).unwrap().deliver;
     assert_eq!((second.len(), second[0].delivery.attempts), (1, 2));
     let later = Some((20_000, second[0].delivery.clone()));
     assert!(matches!(s.finish_delivery(&first[0], later.clone()), Err(StoreError::LeaseLost)));
@@ -184,14 +184,14 @@ fn held_jobs_wait_without_an_attempt(f: &Fixture) {
     let s = f.open();
     let sub = s.submit(msg(&["b@two.test", "c@three.test"], b"x"), 100, 1000).unwrap();
     let held = |rcpt: &str, _: bool| rcpt.ends_with("@two.test");
-    let leased = s.lease_due(100, 5_000, 10, &held, 700).unwrap().notify;
+    let leased = s.lease_due("test", 100, 5_000, 10, &held, 700).unwrap().notify;
     assert_eq!(leased.iter().map(|l| l.record.recipient.as_str()).collect::<Vec<_>>(), ["c@three.test"]);
     assert_eq!(s.next_due().unwrap(), Some(700));
     let (_, records) = s.track(&sub.message).unwrap().unwrap();
     let b = records.iter().find(|r| r.recipient == "b@two.test").unwrap();
     assert_eq!((b.attempts, b.next_attempt_at), (0, Some(700)));
     // Resumed: taken as usual.
-    assert_eq!(s.lease_due(700, 5_000, 10, &never, 0).unwrap().notify[0].record.attempts, 1);
+    assert_eq!(s.lease_due("test", 700, 5_000, 10, &never, 0).unwrap().notify[0].record.attempts, 1);
 }
 
 fn routes_seeded_from_config_yield_to_admin_changes(f: &Fixture) {
@@ -230,7 +230,7 @@ fn traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery(f: &Fixture) {
     assert_eq!((t.im2000_messages, t.im2000_bytes, t.legacy_messages, t.legacy_bytes), (1, 100, 2, 200));
     assert_eq!(s.traffic("one.test", 3 * hour).unwrap().legacy_messages, 1, "only the last day");
     assert_eq!(s.traffic("other.test", 0).unwrap(), Traffic::default());
-    let leased = s.lease_due(30 * hour, 31 * hour, 10, &never, 0).unwrap().deliver;
+    let leased = s.lease_due("test", 30 * hour, 31 * hour, 10, &never, 0).unwrap().deliver;
     let job = leased.iter().find(|l| l.delivery.notification.id == "03").unwrap();
     s.delivery_to_inbox(job, "b@one.test", 30 * hour).unwrap();
     let t = s.traffic("one.test", 0).unwrap();
@@ -346,12 +346,12 @@ fn reopen_keeps_everything(f: &Fixture) {
 fn a_restart_releases_leases_at_once(f: &Fixture) {
     let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 100, 1000).unwrap();
-    assert_eq!(s.lease_due(100, 1_000_000, 10, &never, 0).unwrap().notify.len(), 1);
-    assert!(s.lease_due(200, 1_000_000, 10, &never, 0).unwrap().is_empty(), "leased");
+    assert_eq!(s.lease_due("test", 100, 1_000_000, 10, &never, 0).unwrap().notify.len(), 1);
+    assert!(s.lease_due("test", 200, 1_000_000, 10, &never, 0).unwrap().is_empty(), "leased");
     // The process dies; the next one releases what it had taken.
-    assert_eq!(s.release_leases(300).unwrap(), 1);
+    assert_eq!(s.release_leases(300, None).unwrap(), 1);
     assert_eq!(s.next_due().unwrap(), Some(300));
-    let again = s.lease_due(300, 2_000, 10, &never, 0).unwrap().notify;
+    let again = s.lease_due("test", 300, 2_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again.len(), 1);
     s.finish_notify(&again[0], NotifyAttempt::Accepted { resend_at: 9_000 }, tried("accepted"), 301).unwrap();
     assert_eq!(s.next_due().unwrap(), Some(9_000), "the leased key is gone, only the resend is queued");
@@ -359,7 +359,57 @@ fn a_restart_releases_leases_at_once(f: &Fixture) {
     assert_eq!(rs[0].next_attempt_at, Some(9_000));
 }
 
+fn a_node_releases_only_its_own_leases(f: &Fixture) {
+    let s = f.open();
+    s.submit(msg(&["b@two.test"], b"a's"), 50, 1000).unwrap(); // due first
+    let n = Notification {
+        store: "two.test".into(),
+        id: "01".into(),
+        sender: "a@two.test".into(),
+        recipient: "b@one.test".into(),
+        size: 100,
+        digest: "sha-256=:x:".into(),
+        origin: None,
+    };
+    s.queue_delivery("b@one.test", &n, 100).unwrap();
+    let a = s.lease_due("a", 100, 1_000_000, 1, &never, 0).unwrap();
+    let b = s.lease_due("b", 100, 1_000_000, 1, &never, 0).unwrap();
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert_eq!(a.notify.first().map(|l| l.job.leased_by()), Some(Some("a")));
+    // Node A starts again: its lease is due now, B's live attempt is not.
+    assert_eq!(s.release_leases(300, Some("a")).unwrap(), 1);
+    assert_eq!(s.release_leases(300, Some("a")).unwrap(), 0, "released once");
+    let stats = s.queue_stats(300).unwrap();
+    assert_eq!(stats.get(&("notify", "due")), Some(&1));
+    assert_eq!(stats.get(&("deliver", "leased")), Some(&1));
+    let again = s.lease_due("c", 300, 2_000, 10, &never, 0).unwrap();
+    assert_eq!((again.notify.len(), again.deliver.len()), (1, 0), "B's delivery stays B's");
+    // B finishes: its put-back job is no one's, and no owner's release moves it.
+    let put_back = Some((5_000, b.deliver[0].delivery.clone()));
+    s.finish_delivery(&b.deliver[0], put_back).unwrap();
+    assert_eq!(s.release_leases(400, Some("b")).unwrap(), 0);
+    assert_eq!(s.queued_deliveries().unwrap()[0].1.leased_by, None);
+}
+
+fn heartbeats_tell_runs_of_a_node_apart(f: &Fixture) {
+    let s = f.open();
+    assert_eq!(s.node_beat("a").unwrap(), None);
+    assert_eq!(s.beat("a", 1, 100).unwrap(), None);
+    assert_eq!(s.beat("a", 1, 200).unwrap(), None, "the same run");
+    assert_eq!(s.node_beat("a").unwrap(), Some(NodeRecord { incarnation: 1, at: 200 }));
+    // Another process beats under the same name: each sees the other.
+    assert_eq!(s.beat("a", 2, 250).unwrap(), Some(NodeRecord { incarnation: 1, at: 200 }));
+    assert_eq!(s.beat("a", 1, 300).unwrap().map(|r| r.incarnation), Some(2));
+    s.leave("a", 2).unwrap();
+    assert!(s.node_beat("a").unwrap().is_some(), "run 2 leaves only its own heartbeat");
+    s.leave("a", 1).unwrap();
+    assert_eq!(s.node_beat("a").unwrap(), None);
+    assert_eq!(s.node_beat("b").unwrap(), None);
+}
+
 conformance!(
+    a_node_releases_only_its_own_leases,
+    heartbeats_tell_runs_of_a_node_apart,
     one_body_many_capabilities,
     unpin_by_every_recipient_frees_the_body,
     quota_is_enforced_and_released,

@@ -48,7 +48,7 @@ fn node_config_with(dir: &Path, name: &str, p: NodePorts, url: &str, far_notify:
              admin = [\"127.0.0.1:{admin}\"]\n\
              [smtp]\nmx = [\"127.0.0.1:{mx}\"]\nverify_sender = false\n[log]\nlevel = \"warn\"\n\
              [notify]\nretry_min = \"1s\"\nretry_max = \"2s\"\ntimeout = \"1s\"\n\
-             [store]\nbackend = \"postgres\"\nurl = \"{url}\"\n{store}\
+             [store]\nbackend = \"postgres\"\nurl = \"{url}\"\nnode = \"{name}\"\n{store}\
              [peers.\"far.test\"]\nnotify = \"127.0.0.1:{far_notify}\"\nplain = true\n\
              [[domain]]\nname = \"crash.test\"\n[[user]]\naddress = \"bob@crash.test\"\npassword = \"{PASSWORD}\"\n\
              [[user]]\naddress = \"alice@crash.test\"\npassword = \"{PASSWORD}\"\n",
@@ -439,4 +439,157 @@ async fn a_missing_synchronous_standby_gives_451_and_503_never_250() {
     node.kill().unwrap();
     node.wait().unwrap();
     drop((primary, standby));
+}
+
+/// Stops a node as an operator does (SIGTERM) and waits until it is gone.
+fn stop(node: &mut std::process::Child) {
+    signal(node, "-TERM");
+    node.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = imgate::testkit::postgres::database();
+    let (a, b) = (NodePorts::new(), NodePorts::new());
+    let (far, far_public) = far_agent(dir.path(), b.public).await;
+    let far_private = far.private_addrs()[0];
+    let log = dir.path().join("imgate.log");
+    let configs =
+        [node_config(dir.path(), "a", a, &db.url, far_public), node_config(dir.path(), "b", b, &db.url, far_public)];
+    let mut nodes = [spawn(&configs[0], &log), spawn(&configs[1], &log)];
+    wait_listening(a.mx).await;
+    wait_listening(b.mx).await;
+
+    // SMTP and IM2000 load on both nodes, going on through each restart
+    // (what a node down refuses is not acknowledged).
+    let acked: Arc<Mutex<Vec<String>>> = Default::default();
+    let submitted: Arc<Mutex<Vec<(String, String)>>> = Default::default();
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (n, p) in [(0, a), (1, b)] {
+        let (acked, stop) = (acked.clone(), stop_load.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                sender_into(p.mx, n, &stop, &acked).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+        let (submitted, stop) = (submitted.clone(), stop_load.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let ids = submitter_until(p.private, n, &stop).await;
+                submitted.lock().unwrap().extend(ids);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    // Each node in turn: stopped, started again, taking mail again.
+    for (i, p) in [(0, a), (1, b)] {
+        tokio::time::sleep(Duration::from_millis(1000)).await; // a moment of load, not a synchronisation
+        stop(&mut nodes[i]);
+        nodes[i] = spawn(&configs[i], &log);
+        wait_listening(p.mx).await;
+        let before = acked.lock().unwrap().len();
+        eventually_within(Duration::from_secs(30), "mail acknowledged after the restart", || async {
+            (acked.lock().unwrap().len() > before + 10).then_some(())
+        })
+        .await;
+    }
+    stop_load.store(true, Ordering::SeqCst);
+    for l in load {
+        l.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let submitted = submitted.lock().unwrap().clone();
+    assert!(acked.len() > 20 && submitted.len() > 10, "load got through: {} / {}", acked.len(), submitted.len());
+
+    let c = http();
+    assert_each_filed_once(&c, a, &acked).await;
+    let carol_inbox = format!("http://{far_private}/im2000/v1/inbox");
+    let seen: Mutex<HashMap<String, usize>> = Default::default();
+    eventually_within(Duration::from_secs(150), "every submission at carol's", || async {
+        let ids = all_ids(&c, &carol_inbox, "carol@far.test").await?;
+        let mut counts = HashMap::new();
+        for id in &ids {
+            let url = format!("http://127.0.0.1:{}/im2000/v1/messages/{id}?part=headers", b.public);
+            let text = c.get(url).send().await.ok()?.text().await.ok()?;
+            let token = text.split("Subject: ").nth(1)?.split_whitespace().next()?.to_string();
+            *counts.entry(token).or_insert(0) += 1;
+        }
+        let done = submitted.iter().all(|(token, _)| counts.contains_key(token));
+        *seen.lock().unwrap() = counts;
+        done.then_some(())
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
+    for (token, msg) in &submitted {
+        assert_eq!(seen.get(token), Some(&1), "submission {msg} got 201 but reached carol {:?} times", seen.get(token));
+    }
+    eprintln!(
+        "rolling restart: {} SMTP messages acknowledged, each filed once; {} submissions, each at carol's once",
+        acked.len(),
+        submitted.len()
+    );
+    far.shutdown().await;
+    for node in &mut nodes {
+        stop(node);
+    }
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("another node runs under this node's name"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_and_started_again_takes_its_own_leases_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = imgate::testkit::postgres::database();
+    let a = NodePorts::new();
+    let (far, far_public) = far_agent(dir.path(), a.public).await;
+    let far_private = far.private_addrs()[0];
+    let (proxy, held) = hang_first(far_public).await;
+    let log = dir.path().join("a.log");
+    let config = node_config(dir.path(), "a", a, &db.url, proxy);
+    let mut node = spawn(&config, &log);
+    wait_listening(a.private).await;
+
+    // A's first attempt hangs at the agent; A dies in the middle of it.
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/im2000/v1/submissions", a.private))
+        .query(&[("to", "carol@far.test")])
+        .header("authorization", basic("alice@crash.test", PASSWORD))
+        .header("content-type", "message/rfc822")
+        .body("From: alice@crash.test\r\nSubject: again\r\n\r\nhello\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    eventually("A's attempt under way", || async { held.load(Ordering::SeqCst).then_some(()) }).await;
+    node.kill().unwrap(); // SIGKILL
+    node.wait().unwrap();
+
+    // Started again under its name, A knows the lease is its dead run's:
+    // carol has the message long before the lease (64 s) would have ended.
+    let mut node = spawn(&config, &log);
+    let carol = format!("http://{far_private}/im2000/v1/inbox");
+    let c = http();
+    eventually_within(Duration::from_secs(30), "the message at carol's", || async {
+        (all_ids(&c, &carol, "carol@far.test").await?.len() == 1).then_some(())
+    })
+    .await;
+
+    // A second process under the same name is refused while A runs.
+    let twin = NodePorts::new();
+    let twin_dir = dir.path().join("twin");
+    std::fs::create_dir_all(&twin_dir).unwrap();
+    let twin_config = node_config(&twin_dir, "a", twin, &db.url, proxy);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgate"))
+        .args(["serve", "--config", twin_config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another node named \"a\" is running on this store"), "{err}");
+    far.shutdown().await;
+    stop(&mut node);
 }

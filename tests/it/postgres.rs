@@ -23,7 +23,7 @@ fn on_postgres(url: &str) -> String {
 /// Starts a node of `domain` on the database at `url`, with a data
 /// directory of its own (`name`): several nodes of one domain.
 async fn start_shared(w: &World, domain: &str, name: &str, users: &[&str], url: &str) -> TestNode {
-    let extra = format!("{}{}{}", on_postgres(url), admin_keys(domain), crate::imap::IMAP);
+    let extra = format!("{}node = \"{name}\"\n{}{}", on_postgres(url), admin_keys(domain), crate::imap::IMAP);
     let text = w.config_text(domain, users, &Ports::any(), &extra);
     let data = w.dir.path().join(domain);
     let text = text.replacen(&format!("data_dir = {data:?}"), &format!("data_dir = {:?}", w.dir.path().join(name)), 1);
@@ -198,6 +198,9 @@ async fn start_up_names_the_setting_that_is_wrong() {
     assert!(no_url.contains("store.url"), "{no_url}");
     let unknown = Config::parse(&text("[store]\nbackend = \"mysql\"\n"), "one.toml").unwrap_err().to_string();
     assert!(unknown.contains("store.backend"), "{unknown}");
+    let bad_node = format!("{}node = \"a b\"\n", on_postgres("postgres://imgate@127.0.0.1/imgate"));
+    let bad_node = Config::parse(&text(&bad_node), "one.toml").unwrap_err().to_string();
+    assert!(bad_node.contains("store.node") && bad_node.contains("not a node name"), "{bad_node}");
 
     // Nothing listens there.
     let down = format!("postgres://imgate@{}/imgate", unused_addr());
