@@ -9,47 +9,12 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::Route;
-use crate::im2000::auth::Users;
-use crate::im2000::client::PeerClient;
-use crate::im2000::error::ApiError;
+use crate::directory::Directory;
+use crate::peer::PeerClient;
 use crate::proto::Address;
 use crate::routing::{Decision, Routes};
 use crate::store::records::QueuePause;
 use crate::store::{Store, StoreError};
-
-/// What a reload (SIGHUP) may change while the node runs: its domains,
-/// routes and users. Everything else in `Context::config` is fixed at start.
-pub struct Directory {
-    pub config: Config,
-    pub users: Users,
-}
-
-impl Directory {
-    /// Hashes the users' plain passwords; the directory keeps nothing else
-    /// of them.
-    pub fn new(config: Config) -> Directory {
-        let users = Users::from_config(&config);
-        Directory { config: without_plain_passwords(config), users }
-    }
-}
-
-impl Directory {
-    /// Whether `user` may submit `content`: every address its `From:`
-    /// names must be the user's own or one of their aliases (Stalwart's
-    /// `must-match-sender`). The answer says what is wrong.
-    pub fn check_from(&self, user: &Address, content: &[u8]) -> Result<(), String> {
-        let from = crate::proto::from::from_addresses(content);
-        if from.is_empty() {
-            return Err("the message has no From: address".into());
-        }
-        let allowed =
-            |a: &String| a.parse::<Address>().is_ok_and(|a| self.config.user(user).is_some_and(|u| u.may_send_as(&a)));
-        match from.iter().find(|a| !allowed(a)) {
-            None => Ok(()),
-            Some(other) => Err(format!("From: {other} is not an address {user} may send as")),
-        }
-    }
-}
 
 pub struct Context {
     /// The configuration the node started with (listeners, limits, …).
@@ -61,7 +26,7 @@ pub struct Context {
     /// What the queue worker holds back, a copy of the store's.
     pub pause: RwLock<QueuePause>,
     /// The server certificate, replaced by a reload.
-    pub certs: Option<Arc<crate::im2000::server::Certs>>,
+    pub certs: Option<Arc<crate::certs::Certs>>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub peers: PeerClient,
@@ -167,19 +132,8 @@ impl Context {
     }
 
     /// Runs store work (RocksDB calls, fsync) off the async threads.
-    pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| ApiError::Storage(StoreError::Corrupt(format!("store task failed: {e}"))))
+    /// A task that panicked is a store error: what it was doing is unknown.
+    pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))
     }
-}
-
-/// The configuration with plain passwords blanked: they live on only as hashes.
-pub fn without_plain_passwords(mut config: Config) -> Config {
-    for u in &mut config.users {
-        if u.secret.is_some() {
-            u.secret = Some(crate::config::Secret::Hash(String::new()));
-        }
-    }
-    config
 }

@@ -7,14 +7,16 @@
 //! - [`privileges`] — dropping root after binding (`run_as`).
 //! - [`node`] — starts a node: store, listeners, queue worker; stops it.
 //! - [`im2000`] — the HTTP services (recipient access, notification
-//!   submission, originator access, notification query) and [`im2000::client`],
-//!   the same binding's client side.
+//!   submission, originator access, notification query).
+//! - [`peer`] — the same binding's client side, toward other nodes.
+//! - [`directory`] — the domains and users, passwords as argon2 hashes.
 //! - [`smtp_in`] — SMTP MX and submission listeners: mail in, stored once.
 //! - [`routing`] — which users and domains are on IM2000 and which still on
 //!   SMTP: the live routing table and migration figures.
 //! - [`smtp_out`] — delivery to legacy SMTP hosts for recipients still on SMTP.
 //! - [`queue`] — the durable job worker: notifications, retries, expiry.
-//! - [`store`] — RocksDB; [`store::schema`] is the one file with the layout.
+//! - [`store`] — the durable state on RocksDB or PostgreSQL; [`store::schema`]
+//!   is the one file with the layout.
 //! - [`discovery`] / [`dns`] — where a domain's services are (SRV, peers).
 //! - [`metrics`] — Prometheus counters and gauges (`GET /metrics`).
 //! - [`limits`] — rate limits on failed authentications and unknown identifiers.
@@ -26,10 +28,12 @@
 //! - [`cli`] — the `imgate` command's client subcommands.
 
 pub mod backoff;
+pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod directory;
 pub mod discovery;
 pub mod dns;
 pub mod follow;
@@ -40,7 +44,10 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod privileges;
+#[cfg(test)]
+mod properties;
 pub mod proto;
 pub mod queue;
 pub mod routing;

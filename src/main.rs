@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                     .map(|_| s.trim_end_matches(['\r', '\n']).to_string())
                     .map_err(Into::into)
             };
-            password.map(|p| println!("{}", imgate::im2000::auth::hash_password(&p)))
+            password.map(|p| println!("{}", imgate::directory::hash_password(&p)))
         }
         Command::Serve { config, log_format } => {
             let loaded = match &config {

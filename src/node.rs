@@ -18,8 +18,8 @@ use crate::config::Config;
 use crate::context::{Context, Shared};
 use crate::discovery::Locator;
 use crate::dns::{Dns, HickoryDns};
-use crate::im2000::client::{PeerClient, tls_client_config};
 use crate::im2000::{self, server};
+use crate::peer::{PeerClient, tls_client_config};
 use crate::smtp_in::{self, ListenerTls, session::ListenerKind};
 use crate::store::Store;
 
@@ -118,11 +118,11 @@ impl Node {
             tls_client_config(config.tls.as_ref().and_then(|t| t.ca.as_deref())).map_err(StartError::Setup)?;
         let peers = PeerClient::new(Locator::new(&config, dns), config.notify.timeout, tls_client)
             .map_err(StartError::Setup)?;
-        let directory = std::sync::RwLock::new(Arc::new(crate::context::Directory::new(config.clone())));
-        let config = crate::context::without_plain_passwords(config);
+        let directory = std::sync::RwLock::new(Arc::new(crate::directory::Directory::new(config.clone())));
+        let config = crate::directory::without_plain_passwords(config);
         let (acceptor, certs) = match &config.tls {
             Some(t) => {
-                let (acceptor, certs) = server::tls_acceptor(t).map_err(StartError::Setup)?;
+                let (acceptor, certs) = crate::certs::tls_acceptor(t).map_err(StartError::Setup)?;
                 (Some(acceptor), Some(certs))
             }
             None => (None, None),

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::clock::{Millis, rfc3339};
 use crate::config::Route;
-use crate::context::Directory;
+use crate::directory::Directory;
 use crate::proto::Address;
 use crate::store::records::{RouteRecord, RouteSource};
 

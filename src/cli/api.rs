@@ -5,7 +5,7 @@ use base64::Engine;
 use reqwest::Method;
 
 use crate::config::{Config, Secret};
-use crate::im2000::client::{check, error_chain, tls_client_config};
+use crate::peer::{check, error_chain, tls_client_config};
 use crate::proto::api::BASE;
 
 pub struct Api {

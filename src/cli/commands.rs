@@ -12,7 +12,7 @@ use super::{Command, Conn, MigrationAction, QueueAction, RouteAction};
 use crate::config::Config;
 use crate::discovery::Locator;
 use crate::dns::HickoryDns;
-use crate::im2000::client::{PeerClient, tls_client_config};
+use crate::peer::{PeerClient, tls_client_config};
 use crate::proto::api::{ClearRequest, ClearResponse, InboxEntry, InboxPage, SubmitResponse, TrackResponse};
 use crate::proto::digest::sha256_field;
 

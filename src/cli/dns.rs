@@ -8,7 +8,7 @@ use anyhow::anyhow;
 
 use crate::config::Config;
 use crate::dns::{Dns, DnsError, HickoryDns};
-use crate::im2000::client::PeerClient;
+use crate::peer::PeerClient;
 use crate::proto::api::{SRV_NOTIFY, SRV_STORE};
 use crate::smtp_out::dkim::Signers;
 

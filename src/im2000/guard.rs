@@ -17,8 +17,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use super::auth::{self, AuthOutcome, Users};
+use super::auth::{self, AuthOutcome};
 use super::error::ApiError;
+use crate::directory::Users;
 use crate::proto::Address;
 
 /// The peer of the connection a request came on (set by the server).

@@ -1,11 +1,10 @@
 //! The IM2000 services over HTTP (docs/protocol.md): the public listener
 //! serves recipient access and notification submission; the private listener
-//! serves originator access and notification query. [`client`] is the other
-//! side of the same binding.
+//! serves originator access and notification query. [`crate::peer`] is the
+//! other side of the same binding.
 
 pub mod admin;
 pub mod auth;
-pub mod client;
 pub mod error;
 pub mod guard;
 pub mod inbox;

@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
 use super::Shared;
-use super::client::{PeerError, Probe};
 use super::error::{ApiError, parse_json};
 use crate::config::Route;
+use crate::peer::{PeerError, Probe};
 use crate::proto::address::valid_domain;
 use crate::proto::api::{MAX_PROBE_BATCH, Notification, NotifyOutcome, NotifyResponse, NotifyResult, Origin};
 use crate::proto::{Address, RecipientId};

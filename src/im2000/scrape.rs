@@ -13,11 +13,11 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
     let (store, now) = (s.store.clone(), s.clock.now());
     let gauges = s
         .blocking(move || -> Result<_, crate::store::StoreError> { Ok((store.queue_stats(now)?, store.accounts()?)) })
-        .await;
+        .await
+        .and_then(|r| r);
     let (queue, accounts) = match gauges {
-        Ok(Ok(g)) => g,
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return e.into_response(),
+        Ok(g) => g,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let queue = queue.into_iter().map(|((kind, state), n)| (format!("kind=\"{kind}\",state=\"{state}\""), n)).collect();
     let (mut legacy, mut users) = ((0, 0), (0, 0));

@@ -5,7 +5,7 @@
 //! What the store no longer has is shown as a placeholder, never an error.
 
 use crate::context::Shared;
-use crate::im2000::client::PeerError;
+use crate::peer::PeerError;
 use crate::proto::digest::sha256_field;
 use crate::proto::{ReadStatus, RecipientId};
 use crate::store::RecipientAction;

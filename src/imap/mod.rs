@@ -18,7 +18,7 @@ pub mod connection;
 pub mod content;
 pub mod message;
 pub mod search;
-pub mod selected;
+pub mod sequence;
 pub mod session;
 
 use std::time::Duration;

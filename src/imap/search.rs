@@ -6,7 +6,7 @@
 use imap_codec::imap_types::search::SearchKey;
 
 use super::message::Parsed;
-use super::selected::in_set;
+use super::sequence::in_set;
 
 /// What a search key may look at of one entry.
 pub struct View<'a> {

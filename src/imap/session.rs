@@ -4,6 +4,8 @@
 //! imap-next's server flow in [`super::connection`]); answers leave as
 //! typed responses. Mailbox work in [`super::selected`].
 
+mod selected;
+
 use std::net::SocketAddr;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -14,11 +16,11 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Capability, Code, CodeOther, Data, Response, Status};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
-use super::selected::Selected;
 use crate::context::Shared;
 use crate::im2000::auth::{AuthOutcome, authenticate};
 use crate::proto::Address;
 use crate::store::folders::{FolderError, FolderInfo, is_inbox};
+use selected::Selected;
 
 /// What the connection does after a command's answers are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,7 +399,7 @@ impl Session {
             a.status(no(tag, Some(code("UNAVAILABLE")), "the mailbox cannot be read now"));
             return;
         };
-        let sel = Selected::new(info.name.clone(), read_only, info.uidvalidity, (*entries).clone(), watch);
+        let sel = Selected::new(info.name.clone(), read_only, (*entries).clone(), watch);
         sel.announce(a, &info);
         self.selected = Some(sel);
         let c = if read_only { Code::ReadOnly } else { Code::ReadWrite };

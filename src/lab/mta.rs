@@ -499,8 +499,8 @@ async fn transaction(
                     accepted.push(r.clone());
                     continue;
                 }
-                Err(e) if e.is_permanent() => Outcome::Refused(crate::im2000::client::error_chain(&e)),
-                Err(e) => Outcome::Deferred(crate::im2000::client::error_chain(&e)),
+                Err(e) if e.is_permanent() => Outcome::Refused(crate::peer::error_chain(&e)),
+                Err(e) => Outcome::Deferred(crate::peer::error_chain(&e)),
             },
         };
         results.push((r.clone(), outcome));
@@ -512,8 +512,8 @@ async fn transaction(
         for r in accepted {
             let outcome = match &sent {
                 Ok(_) => Outcome::Delivered,
-                Err(e) if e.is_permanent() => Outcome::Refused(crate::im2000::client::error_chain(e)),
-                Err(e) => Outcome::Deferred(crate::im2000::client::error_chain(e)),
+                Err(e) if e.is_permanent() => Outcome::Refused(crate::peer::error_chain(e)),
+                Err(e) => Outcome::Deferred(crate::peer::error_chain(e)),
             };
             results.push((r, outcome));
         }

@@ -116,7 +116,7 @@ impl World {
                 // imgate node as their MX gateway (a domain that moved to
                 // IM2000 while its correspondents stayed on SMTP).
                 let (listeners, port) = bind_same_port(domains.len()).await?;
-                let hash = crate::im2000::auth::hash_password(PASSWORD);
+                let hash = crate::directory::hash_password(PASSWORD);
                 for (domain, listener) in domains.iter().zip(listeners) {
                     let ip = listener.local_addr().map_err(setup)?.ip();
                     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -145,7 +145,7 @@ impl World {
                 }
             }
             Model::Im2000 => {
-                let hash = crate::im2000::auth::hash_password(PASSWORD);
+                let hash = crate::directory::hash_password(PASSWORD);
                 for domain in &domains {
                     let users = scenario.users(domain);
                     // A sender that claims another's address in From: runs a

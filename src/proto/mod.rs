@@ -12,9 +12,6 @@ pub mod range;
 pub mod status;
 pub mod units;
 
-#[cfg(test)]
-mod properties;
-
 pub use address::Address;
 pub use id::{MessageId, RecipientId};
 pub use status::{NotificationStatus, ReadStatus};

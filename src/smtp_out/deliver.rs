@@ -5,12 +5,13 @@
 use lettre::AsyncTransport;
 use lettre::address::Envelope;
 
-use super::hosts::{self, Hop, NoHost};
+use super::hosts::{self, NoHost};
+use super::pool::Hop;
 use super::render;
 use crate::backoff::retry_delay;
 use crate::context::Shared;
-use crate::im2000::client::PeerError;
 use crate::im2000::notifications::rid;
+use crate::peer::PeerError;
 use crate::proto::api::Notification;
 use crate::proto::digest::sha256_field;
 use crate::proto::{Address, RecipientId};
@@ -359,7 +360,7 @@ fn auth_refused(code: &str) -> bool {
 
 /// "550 5.1.1 …" from a lettre error, or its description.
 fn reply_text(e: &lettre::transport::smtp::Error) -> String {
-    crate::im2000::client::error_chain(e)
+    crate::peer::error_chain(e)
 }
 
 async fn report_to_store(s: &Shared, n: &Notification, report: &Report) -> Result<(), String> {

@@ -9,7 +9,8 @@
 use rand::seq::SliceRandom;
 
 use super::mta_sts::Mode;
-use crate::config::{Password, RelayTls, TlsPolicy};
+use super::pool::{Hop, HopTls};
+use crate::config::{RelayTls, TlsPolicy};
 use crate::context::Shared;
 use crate::discovery::split_host_port;
 use crate::dns::DnsError;
@@ -22,35 +23,6 @@ pub enum NoHost {
     Permanent(String),
     /// DNS failed for now.
     Temporary(String),
-}
-
-/// How a connection to a host must be secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HopTls {
-    /// STARTTLS when offered, any certificate (RFC 7435); else plain.
-    Opportunistic,
-    /// STARTTLS with a certificate valid for the host name, or nothing.
-    Required,
-    /// TLS from the first octet, certificate verified (RFC 8314).
-    Implicit,
-}
-
-/// One host to try and how to talk to it.
-#[derive(Debug, Clone)]
-pub struct Hop {
-    pub host: String,
-    pub port: u16,
-    pub tls: HopTls,
-    /// AUTH for an upstream relay.
-    pub credentials: Option<(String, Password)>,
-    /// Why TLS is required, for the deferral's text.
-    pub because: Option<String>,
-}
-
-impl Hop {
-    pub fn plain(host: String, port: u16) -> Hop {
-        Hop { host, port, tls: HopTls::Opportunistic, credentials: None, because: None }
-    }
 }
 
 /// The hosts to try for mail from `sender_domain` (the store it is kept

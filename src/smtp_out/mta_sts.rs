@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::dns::{Dns, DnsError};
-use crate::im2000::client::PeerClient;
+use crate::peer::PeerClient;
 
 /// How strictly a policy is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

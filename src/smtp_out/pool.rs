@@ -15,8 +15,36 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use tokio::sync::Semaphore;
 
-use super::hosts::{Hop, HopTls};
 use crate::config::Password;
+
+/// How a connection to a host must be secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HopTls {
+    /// STARTTLS when offered, any certificate (RFC 7435); else plain.
+    Opportunistic,
+    /// STARTTLS with a certificate valid for the host name, or nothing.
+    Required,
+    /// TLS from the first octet, certificate verified (RFC 8314).
+    Implicit,
+}
+
+/// One host to try and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub host: String,
+    pub port: u16,
+    pub tls: HopTls,
+    /// AUTH for an upstream relay.
+    pub credentials: Option<(String, Password)>,
+    /// Why TLS is required, for the deferral's text.
+    pub because: Option<String>,
+}
+
+impl Hop {
+    pub fn plain(host: String, port: u16) -> Hop {
+        Hop { host, port, tls: HopTls::Opportunistic, credentials: None, because: None }
+    }
+}
 
 type Key = (IpAddr, u16, String, HopTls, Option<(String, Password)>);
 

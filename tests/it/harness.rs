@@ -320,7 +320,7 @@ pub fn ca_pem() -> &'static std::path::Path {
 }
 
 pub fn http() -> reqwest::Client {
-    let tls = imgate::im2000::client::tls_client_config(Some(&test_ca().pem_path)).unwrap();
+    let tls = imgate::peer::tls_client_config(Some(&test_ca().pem_path)).unwrap();
     reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(20)).build().unwrap()
 }
 

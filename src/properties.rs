@@ -1,10 +1,11 @@
-//! Property tests of the codecs: round trips, ordering, and no panics on
-//! arbitrary input.
+//! Property tests of the codecs (wire vocabulary, SMTP DATA framing, the
+//! store's key layouts): round trips, ordering, and no panics on arbitrary
+//! input.
 
 use proptest::prelude::*;
 
-use super::address::Address;
-use super::range::{RangeAnswer, resolve};
+use crate::proto::address::Address;
+use crate::proto::range::{RangeAnswer, resolve};
 use crate::smtp_in::data::{DataReader, DataStatus};
 use crate::store::schema::{parse_queue_key, queue_key};
 
@@ -71,9 +72,9 @@ proptest! {
 proptest! {
     #[test]
     fn hex_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let text = super::hex::encode(&bytes);
-        prop_assert_eq!(super::hex::decode(&text), Some(bytes));
-        prop_assert_eq!(super::hex::decode(&text.to_uppercase()).map(|b| super::hex::encode(&b)), Some(text));
+        let text = crate::proto::hex::encode(&bytes);
+        prop_assert_eq!(crate::proto::hex::decode(&text), Some(bytes));
+        prop_assert_eq!(crate::proto::hex::decode(&text.to_uppercase()).map(|b| crate::proto::hex::encode(&b)), Some(text));
     }
 
     #[test]

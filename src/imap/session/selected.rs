@@ -14,20 +14,20 @@ use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem
 use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagPerm, StoreResponse, StoreType};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::search::SearchKey;
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::sequence::SequenceSet;
 use tokio::sync::watch;
 
-use super::content::{Unreachable, content, release};
-use super::message::{Parsed, partial};
-use super::search::{View, matches, needs_content};
-use super::session::{Answer, Session, bad, code, flag_of, flag_text, no, nz, ok};
+use super::{Answer, Session, bad, code, flag_of, flag_text, no, nz, ok};
+use crate::imap::content::{Unreachable, content, release};
+use crate::imap::message::{Parsed, partial};
+use crate::imap::search::{View, matches, needs_content};
+use crate::imap::sequence::{bounds, in_set};
 use crate::store::folders::{FolderError, FolderInfo};
 use crate::store::records::InboxRecord;
 
 pub struct Selected {
     pub name: String,
     pub read_only: bool,
-    pub uidvalidity: u32,
     /// Shared, not copied, by each FETCH that reads them.
     entries: Vec<(u32, Arc<InboxRecord>)>,
     watch: watch::Receiver<u64>,
@@ -44,32 +44,6 @@ const SYSTEM_FLAGS: [Flag<'static>; 5] = [Flag::Answered, Flag::Flagged, Flag::D
 
 fn has(flags: &[String], f: &str) -> bool {
     flags.iter().any(|x| x.eq_ignore_ascii_case(f))
-}
-
-/// Whether `n` is in `set`, `*` being `largest` (RFC 9051 §9: a range's
-/// ends may come in either order).
-pub fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
-    set.0.as_ref().iter().any(|s| {
-        let (lo, hi) = bounds(s, largest);
-        lo <= n && n <= hi
-    })
-}
-
-fn value(v: &SeqOrUid, largest: u32) -> u32 {
-    match v {
-        SeqOrUid::Value(n) => n.get(),
-        SeqOrUid::Asterisk => largest,
-    }
-}
-
-fn bounds(s: &Sequence, largest: u32) -> (u32, u32) {
-    match s {
-        Sequence::Single(v) => (value(v, largest), value(v, largest)),
-        Sequence::Range(a, b) => {
-            let (a, b) = (value(a, largest), value(b, largest));
-            (a.min(b), a.max(b))
-        }
-    }
 }
 
 fn uid_set(uids: &[u32]) -> Option<UidSet> {
@@ -98,11 +72,10 @@ impl Selected {
     pub fn new(
         name: String,
         read_only: bool,
-        uidvalidity: u32,
         entries: Vec<(u32, Arc<InboxRecord>)>,
         watch: watch::Receiver<u64>,
     ) -> Selected {
-        Selected { name, read_only, uidvalidity, entries, watch, last: None }
+        Selected { name, read_only, entries, watch, last: None }
     }
 
     /// The untagged answers of SELECT (RFC 9051 §6.3.2).
@@ -111,7 +84,7 @@ impl Selected {
         let mut perm: Vec<FlagPerm<'static>> = SYSTEM_FLAGS.iter().cloned().map(FlagPerm::Flag).collect();
         perm.push(FlagPerm::Asterisk);
         let untagged_ok = |c: Code<'static>, t: &str| {
-            imap_codec::imap_types::response::Status::ok(None, Some(c), super::session::text(t)).expect("status")
+            imap_codec::imap_types::response::Status::ok(None, Some(c), super::text(t)).expect("status")
         };
         if !self.read_only {
             a.status(untagged_ok(Code::PermanentFlags(perm), "flags are kept"));
@@ -375,7 +348,7 @@ impl Session {
         // The node's own keywords are not the user's to keep.
         let c: Vec<(u32, Vec<String>)> = changes
             .iter()
-            .map(|(u, f)| (*u, f.iter().filter(|f| !super::content::is_tracking_keyword(f)).cloned().collect()))
+            .map(|(u, f)| (*u, f.iter().filter(|f| !crate::imap::content::is_tracking_keyword(f)).cloned().collect()))
             .collect();
         match self.store(move |st, user| st.mail_set_flags(&user, &name, &c)).await {
             Ok(_) => {
@@ -587,7 +560,7 @@ impl Session {
                 return;
             }
             Ok((Err(e), _)) => {
-                a.status(no(tag, Some(super::session::folder_code(&e)), e.to_string()));
+                a.status(no(tag, Some(super::folder_code(&e)), e.to_string()));
                 return;
             }
             Err(_) => {
@@ -606,8 +579,8 @@ impl Session {
         };
         if moving {
             if let Some(c) = copyuid {
-                let st = imap_codec::imap_types::response::Status::ok(None, Some(c), super::session::text("moved"))
-                    .expect("status");
+                let st =
+                    imap_codec::imap_types::response::Status::ok(None, Some(c), super::text("moved")).expect("status");
                 a.status(st);
             }
             // The entries are gone from this folder already (one batch);
@@ -688,31 +661,8 @@ impl Session {
             Ok((Err(Some(FolderError::NoSuch)), _)) | Ok((Ok(_), None)) => {
                 a.status(no(tag, Some(Code::TryCreate), format!("no folder {to:?}")));
             }
-            Ok((Err(Some(e)), _)) => a.status(no(tag, Some(super::session::folder_code(&e)), e.to_string())),
+            Ok((Err(Some(e)), _)) => a.status(no(tag, Some(super::folder_code(&e)), e.to_string())),
             Err(_) => a.status(no(tag, Some(code("SERVERBUG")), "storage error; nothing was saved")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(s: &str) -> SequenceSet {
-        SequenceSet::try_from(s).unwrap()
-    }
-
-    #[test]
-    fn sets_against_numbers() {
-        let cases = [
-            ("1:3", 2, 10, true),
-            ("5:*", 10, 10, true),
-            ("*:5", 4, 10, false),
-            ("7,9", 8, 10, false),
-            ("12:*", 10, 10, true),
-        ];
-        for (s, n, largest, want) in cases {
-            assert_eq!(in_set(&set(s), n, largest), want, "{s} {n} {largest}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The HTTP client side of the binding, used by the notification worker
+//! The HTTP client side of the IM2000 binding (docs/protocol.md), used by the notification worker
 //! (notify), the notification agent (probe) and the CLI (retrieve, silence,
 //! un-pin). Each call locates the service itself and walks the endpoints in
 //! order until one answers.
