@@ -4,7 +4,7 @@
 //! before it is verified (so concurrent guesses cannot all pass a check
 //! made before any was counted), is refunded if right, and a user name
 //! under attack is slowed — never locked. The passwords themselves, their
-//! hashes and the argon2 pool are [`crate::users`].
+//! hashes and the argon2 pool are [`crate::directory`].
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! folders, for the mail clients they already have.
 //!
 //! - [`session`] — the states and commands of RFC 9051/3501;
-//! - [`selected`] — the selected folder: FETCH, STORE, SEARCH, EXPUNGE,
+//! - `session::selected` (private) — the selected folder: FETCH, STORE, SEARCH, EXPUNGE,
 //!   COPY/MOVE, APPEND, and changes made elsewhere;
 //! - [`search`] — SEARCH criteria, sans-IO;
 //! - [`message`] — ENVELOPE, BODYSTRUCTURE and sections, sans-IO;

@@ -2,7 +2,7 @@
 //! authenticated, authenticated, selected, logout) and what each command
 //! does to the user's mailbox. Commands arrive parsed (imap-codec, through
 //! imap-next's server flow in [`super::connection`]); answers leave as
-//! typed responses. Mailbox work in [`super::selected`].
+//! typed responses. Mailbox work in the private `selected` module.
 
 mod selected;
 
