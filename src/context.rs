@@ -33,11 +33,11 @@ pub struct Context {
     /// SPF/DKIM/DMARC checks for SMTP mail, through the node's resolver.
     pub authenticator: Option<mail_auth::MessageAuthenticator>,
     /// The DKIM keys outgoing SMTP is signed with, replaced by a reload.
-    pub dkim: RwLock<Arc<crate::smtp_out::dkim::Signers>>,
+    pub dkim: RwLock<Arc<crate::outbound::dkim::Signers>>,
     /// Recipient domains' MTA-STS policies, as found.
-    pub mta_sts: crate::smtp_out::mta_sts::Policies,
+    pub mta_sts: crate::outbound::mta_sts::Policies,
     /// SMTP transports (pooled connections, per-host limits) for deliveries.
-    pub transports: crate::smtp_out::pool::Transports,
+    pub transports: crate::outbound::pool::Transports,
     pub metrics: crate::metrics::Metrics,
     /// Failed authentications per client address, keyed `ip:…`; attempts
     /// are charged before they are judged (see [`crate::im2000::auth`]).
@@ -91,7 +91,7 @@ impl Context {
     /// set stay. A certificate that does not load leaves the old one.
     pub fn reload(&self, config: Config) -> Result<(), String> {
         // Keys first: a key that does not load leaves everything as it was.
-        let dkim = crate::smtp_out::dkim::Signers::load(&config.outbound.dkim)
+        let dkim = crate::outbound::dkim::Signers::load(&config.outbound.dkim)
             .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
         if let (Some(certs), Some(tls)) = (&self.certs, &config.tls) {
             certs.reload(tls)?;
@@ -104,7 +104,7 @@ impl Context {
     }
 
     /// The DKIM keys now (a reload may replace them).
-    pub fn dkim(&self) -> Arc<crate::smtp_out::dkim::Signers> {
+    pub fn dkim(&self) -> Arc<crate::outbound::dkim::Signers> {
         self.dkim.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

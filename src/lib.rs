@@ -44,6 +44,7 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod node;
+pub mod outbound;
 pub mod peer;
 pub mod privileges;
 #[cfg(test)]

@@ -142,7 +142,7 @@ impl Node {
             None => None,
         };
         // Keys are read before privileges are dropped: they may be root's.
-        let dkim = crate::smtp_out::dkim::Signers::load(&config.outbound.dkim).map_err(|errors| {
+        let dkim = crate::outbound::dkim::Signers::load(&config.outbound.dkim).map_err(|errors| {
             StartError::Setup(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         })?;
         let public_listeners = crate::listen::bind(&config.im2000.public).await.map_err(StartError::Setup)?;
@@ -200,7 +200,7 @@ impl Node {
             authenticator,
             dkim: std::sync::RwLock::new(Arc::new(dkim)),
             mta_sts: Default::default(),
-            transports: crate::smtp_out::pool::Transports::new(extra_roots),
+            transports: crate::outbound::pool::Transports::new(extra_roots),
             metrics: Default::default(),
             auth_failures: crate::limits::Limiter::new(AUTH_FAILURES_PER_IP, 10 * 60_000),
             user_failures: crate::limits::Limiter::new(u32::MAX, 10 * 60_000),

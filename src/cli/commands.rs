@@ -259,7 +259,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         }
         Command::DkimKeygen { domain, selector, algorithm, out } => {
             let domain = domain.to_lowercase();
-            let record = crate::smtp_out::dkim::generate(&algorithm, &out).map_err(|e| anyhow!(e))?;
+            let record = crate::outbound::dkim::generate(&algorithm, &out).map_err(|e| anyhow!(e))?;
             println!("; wrote {} ({algorithm}); publish:", out.display());
             println!("{selector}._domainkey.{domain}. 3600 IN TXT {}", super::dns::txt_strings(&record));
             println!("; and add to the [[domain]] of {domain}:");

@@ -8,9 +8,9 @@ use anyhow::anyhow;
 
 use crate::config::Config;
 use crate::dns::{Dns, DnsError, HickoryDns};
+use crate::outbound::dkim::Signers;
 use crate::peer::PeerClient;
 use crate::proto::api::{SRV_NOTIFY, SRV_STORE};
-use crate::smtp_out::dkim::Signers;
 
 /// One record a domain should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +243,7 @@ pub async fn check(config: &Config, signers: &Signers, dns: &dyn Dns, domain: &s
                         &mut lines,
                     ),
                     (TxtKind::MtaSts, [one], _)
-                        if crate::smtp_out::mta_sts::record_id(std::slice::from_ref(one)).is_none() =>
+                        if crate::outbound::mta_sts::record_id(std::slice::from_ref(one)).is_none() =>
                     {
                         fail(format!("wrong    {owner} TXT {one:?}: no id"), &mut lines)
                     }
@@ -285,11 +285,11 @@ pub async fn run_check(config: &Config, http: &PeerClient, domain: &str) -> anyh
 /// valid, and naming this node's host name as an MX.
 async fn check_mta_sts_policy(config: &Config, http: &PeerClient, domain: &str) -> (String, bool) {
     let url = format!("https://mta-sts.{domain}/.well-known/mta-sts.txt");
-    let text = match http.fetch_document(&url, crate::smtp_out::mta_sts::MAX_POLICY).await {
+    let text = match http.fetch_document(&url, crate::outbound::mta_sts::MAX_POLICY).await {
         Ok(t) => t,
         Err(e) => return (format!("missing  {url}: {e}"), false),
     };
-    match crate::smtp_out::mta_sts::Policy::parse(&text) {
+    match crate::outbound::mta_sts::Policy::parse(&text) {
         Err(e) => (format!("wrong    {url}: {e}"), false),
         Ok(p) if !p.allows(&config.hostname) => {
             (format!("wrong    {url}: lists {} but not {}", p.mx.join(", "), config.hostname), false)

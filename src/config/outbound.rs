@@ -1,6 +1,6 @@
 //! The outgoing-SMTP part of the configuration: DKIM keys per domain, an
 //! upstream relay (the node's, or one sender domain's), and TLS policy per
-//! destination. Keys are only checked to be files here; `smtp_out::dkim`
+//! destination. Keys are only checked to be files here; `outbound::dkim`
 //! parses them (at start-up and in `check-config`).
 
 use std::collections::BTreeMap;

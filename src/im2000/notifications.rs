@@ -123,7 +123,7 @@ pub async fn consider(s: &Shared, batch: &[Notification]) -> Vec<NotifyOutcome> 
         s.metrics.inc("imgate_notifications_received_total", "result", label);
         // Every field came from a stranger: logged escaped (`?`), so CR/LF
         // in them cannot forge a log line.
-        tracing::info!(store = ?n.store, rid = ?rid(&n.id), recipient = ?n.recipient, sender = ?n.sender,
+        tracing::info!(store = ?n.store, rid = ?n.rid(), recipient = ?n.recipient, sender = ?n.sender,
             result = label, reason = ?o.reason.as_deref().unwrap_or(""), "notification considered");
     }
     outcomes
@@ -203,11 +203,11 @@ async fn ask_legacy_host(s: &Shared, n: &Notification, user_key: &str) -> Result
     match crate::smtp_out::probe::recipient(s, &recipient).await {
         Verdict::Exists => Ok(()),
         Verdict::NoUser(reply) => {
-            tracing::info!(rid = %rid(&n.id), %recipient, reply = ?reply, "legacy host refused the user");
+            tracing::info!(rid = %n.rid(), %recipient, reply = ?reply, "legacy host refused the user");
             Err(outcome(NotifyResult::Nouser, format!("no user {recipient} here")))
         }
         Verdict::Unknown(why) => {
-            tracing::info!(rid = %rid(&n.id), %recipient, why = ?why, "cannot check the legacy user now");
+            tracing::info!(rid = %n.rid(), %recipient, why = ?why, "cannot check the legacy user now");
             Err(outcome(NotifyResult::Retry, "cannot check the recipient now; try later"))
         }
     }
@@ -300,7 +300,7 @@ fn judge(n: &Notification, store: &str, probe: Result<Probe, PeerError>) -> Resu
         }
         Err(PeerError::Status { status: 404 | 410, .. }) => refused(&format!("no such message at {store}'s store")),
         Err(e) => {
-            tracing::info!(store = ?store, rid = ?rid(&n.id), error = ?e.to_string(), "cannot verify a notification");
+            tracing::info!(store = ?store, rid = ?n.rid(), error = ?e.to_string(), "cannot verify a notification");
             if e.is_temporary() {
                 Err(outcome(NotifyResult::Retry, "cannot verify the message at its store now; try later"))
             } else {
@@ -349,10 +349,4 @@ async fn probe_all(s: &Shared, store: &str, ids: Vec<String>) -> Vec<Result<Prob
         }
     }
     out
-}
-
-/// How a recipient identifier is named in logs: its first 8 hex digits, of
-/// the public selector half (never the verifier).
-pub fn rid(id: &str) -> &str {
-    id.get(..8).unwrap_or("")
 }

@@ -1,4 +1,5 @@
-//! SEARCH criteria (RFC 9051 §6.4.4) judged against one entry, sans-IO.
+//! SEARCH criteria (RFC 9051 §6.4.4, and WITHIN's YOUNGER/OLDER of RFC
+//! 5032) judged against one entry, sans-IO.
 //! Keys that look into the message (headers, body, the Date: header) are
 //! judged on its parsed octets, which the caller loads only when
 //! [`needs_content`] says so.
@@ -19,6 +20,8 @@ pub struct View<'a> {
     pub size: u64,
     /// When the entry was filed, as a date (UTC).
     pub internal: chrono::NaiveDate,
+    /// How long ago it was filed, in seconds (WITHIN, RFC 5032).
+    pub age: u64,
     pub content: Option<&'a Parsed<'a>>,
 }
 
@@ -74,6 +77,8 @@ pub fn matches(key: &SearchKey<'_>, v: &View<'_>) -> bool {
         Before(d) => v.internal < *d.as_ref(),
         On(d) => v.internal == *d.as_ref(),
         Since(d) => v.internal >= *d.as_ref(),
+        Older(secs) => v.age >= u64::from(secs.get()),
+        Younger(secs) => v.age <= u64::from(secs.get()),
         SentBefore(d) => sent().is_some_and(|s| s < *d.as_ref()),
         SentOn(d) => sent().is_some_and(|s| s == *d.as_ref()),
         SentSince(d) => sent().is_some_and(|s| s >= *d.as_ref()),
@@ -128,6 +133,7 @@ Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nX-Tag: blue\r\n\r\nSee you at noon.\r\n"
             flags: &flags,
             size: raw.len() as u64,
             internal: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            age: 3600,
             content: Some(&parsed),
         };
         let cases = [
@@ -156,6 +162,11 @@ Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nX-Tag: blue\r\n\r\nSee you at noon.\r\n"
             ("ON 2-Dec-2026", true),
             ("SENTON 1-Dec-2026", true),
             ("SENTSINCE 2-Dec-2026", false),
+            ("YOUNGER 3600", true),
+            ("YOUNGER 3599", false),
+            ("OLDER 3600", true),
+            ("OLDER 3601", false),
+            ("NOT OLDER 7200", true),
             ("UID 40:45", true),
             ("UID 42:*", true),
             ("UID 43:*", false),

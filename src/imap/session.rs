@@ -165,6 +165,8 @@ impl Session {
             Capability::Id,
             Capability::from(atom("SPECIAL-USE")),
             Capability::from(atom("CHILDREN")),
+            Capability::StatusSize,
+            Capability::Within,
         ]);
         Vec1::try_from(caps).expect("not empty")
     }
@@ -486,10 +488,13 @@ impl Session {
                 return;
             }
         };
-        let seen = |r: &crate::store::records::InboxRecord| r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"));
-        let mut out = Vec::new();
-        for item in items {
-            out.push(match item {
+        let flagged =
+            |r: &crate::store::records::InboxRecord, flag: &str| r.flags.iter().any(|f| f.eq_ignore_ascii_case(flag));
+        let seen = |r: &crate::store::records::InboxRecord| flagged(r, "\\Seen");
+        let deleted = |r: &crate::store::records::InboxRecord| flagged(r, "\\Deleted");
+        let out: Vec<_> = items
+            .iter()
+            .map(|item| match item {
                 StatusDataItemName::Messages => StatusDataItem::Messages(entries.len() as u32),
                 StatusDataItemName::Recent => StatusDataItem::Recent(0),
                 StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(info.uidnext)),
@@ -497,13 +502,19 @@ impl Session {
                 StatusDataItemName::Unseen => {
                     StatusDataItem::Unseen(entries.iter().filter(|(_, r)| !seen(r)).count() as u32)
                 }
-                StatusDataItemName::Deleted => StatusDataItem::Deleted(
-                    entries.iter().filter(|(_, r)| r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"))).count()
-                        as u32,
+                StatusDataItemName::Deleted => {
+                    StatusDataItem::Deleted(entries.iter().filter(|(_, r)| deleted(r)).count() as u32)
+                }
+                // RFC 8438: the octets of every message, as RFC822.SIZE gives them.
+                StatusDataItemName::Size => {
+                    StatusDataItem::Size(entries.iter().map(|(_, r)| r.notification.size).sum())
+                }
+                // RFC 9208: what an EXPUNGE would free.
+                StatusDataItemName::DeletedStorage => StatusDataItem::DeletedStorage(
+                    entries.iter().filter(|(_, r)| deleted(r)).map(|(_, r)| r.notification.size).sum(),
                 ),
-                _ => continue,
-            });
-        }
+            })
+            .collect();
         a.data(Data::Status { mailbox: mailbox_of(&info.name), items: out.into() });
         a.status(ok(tag, None, "STATUS done"));
     }

@@ -88,6 +88,12 @@ pub const NOTIFICATION_FIELD_LIMITS: &[(&str, usize)] = &[
 ];
 
 impl Notification {
+    /// How the recipient identifier is named in logs: its first 8 hex
+    /// digits, of the public selector half (never the verifier).
+    pub fn rid(&self) -> &str {
+        self.id.get(..8).unwrap_or("")
+    }
+
     /// The first field longer than [`NOTIFICATION_FIELD_LIMITS`] allows.
     pub fn oversized_field(&self) -> Option<(&'static str, usize)> {
         let o = self.origin.as_ref();

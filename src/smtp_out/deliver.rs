@@ -6,11 +6,10 @@ use lettre::AsyncTransport;
 use lettre::address::Envelope;
 
 use super::hosts::{self, NoHost};
-use super::pool::Hop;
 use super::render;
 use crate::backoff::retry_delay;
 use crate::context::Shared;
-use crate::im2000::notifications::rid;
+use crate::outbound::pool::Hop;
 use crate::peer::PeerError;
 use crate::proto::api::Notification;
 use crate::proto::digest::sha256_field;
@@ -65,7 +64,7 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
             Err(Failure::Permanent(r) | Failure::Temporary(r)) => r.clone(),
             Err(Failure::Gone) => "the message is no longer at its store".to_string(),
         };
-        tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, host = %host,
+        tracing::info!(store = %n.store, rid = %n.rid(), recipient = %n.recipient, host = %host,
             attempt = d.attempts, outcome = label, reply = ?result, "smtp delivery attempt");
         s.metrics.inc("imgate_smtp_deliveries_total", "outcome", label);
         remember_attempt(&mut d.history, Attempt { at: s.clock.now(), host, result });
@@ -122,7 +121,7 @@ pub async fn run(s: &Shared, leased: LeasedDelivery) {
     }
     match report_to_store(s, &n, &report).await {
         Ok(()) => {
-            tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %n.recipient, report = ?report,
+            tracing::info!(store = %n.store, rid = %n.rid(), recipient = %n.recipient, report = ?report,
                 "delivery outcome reported to the store");
             save(s, &current, None).await;
         }
@@ -142,7 +141,7 @@ async fn save(s: &Shared, leased: &LeasedDelivery, next: Option<(u64, Delivery)>
     match s.blocking(move || st.finish_delivery(&l, next)).await {
         Ok(Ok(())) => true,
         Ok(Err(e @ crate::store::StoreError::LeaseLost)) => {
-            tracing::warn!(error = %e, rid = %rid(&leased.delivery.notification.id), "a late delivery result");
+            tracing::warn!(error = %e, rid = %leased.delivery.notification.rid(), "a late delivery result");
             false
         }
         Ok(Err(e)) => {
@@ -173,7 +172,7 @@ async fn moved_to_im2000(s: &Shared, leased: &LeasedDelivery) -> bool {
     let (st, l, key, now) = (s.store.clone(), leased.clone(), rcpt.key(), s.clock.now());
     match s.blocking(move || st.delivery_to_inbox(&l, &key, now)).await {
         Ok(Ok(seq)) => {
-            tracing::info!(store = %n.store, rid = %rid(&n.id), recipient = %rcpt, seq, "queued delivery rerouted to the IM2000 inbox");
+            tracing::info!(store = %n.store, rid = %n.rid(), recipient = %rcpt, seq, "queued delivery rerouted to the IM2000 inbox");
             s.metrics.inc("imgate_smtp_deliveries_total", "outcome", "rerouted");
             true
         }

@@ -8,12 +8,12 @@
 
 use rand::seq::SliceRandom;
 
-use super::mta_sts::Mode;
-use super::pool::{Hop, HopTls};
 use crate::config::{RelayTls, TlsPolicy};
 use crate::context::Shared;
 use crate::discovery::split_host_port;
 use crate::dns::DnsError;
+use crate::outbound::mta_sts::Mode;
+use crate::outbound::pool::{Hop, HopTls};
 use crate::routing::RouteError;
 
 /// Why no host can be tried.

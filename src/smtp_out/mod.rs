@@ -7,10 +7,7 @@
 //! path on the gateway's MX ([`dsn`]) and become the same refusal.
 
 pub mod deliver;
-pub mod dkim;
 pub mod dsn;
 pub mod hosts;
-pub mod mta_sts;
-pub mod pool;
 pub mod probe;
 pub mod render;

@@ -43,7 +43,7 @@ pub async fn recipient(s: &Shared, rcpt: &Address) -> Verdict {
             // The probe shares the host's delivery slots: it never puts more
             // than `relay_concurrency` connections on one legacy host.
             let per_host = s.config.smtp.relay_concurrency;
-            let hop = super::pool::Hop::plain(host.clone(), port);
+            let hop = crate::outbound::pool::Hop::plain(host.clone(), port);
             let dest = s.transports.get(ip, &hop, &s.config.hostname, s.config.notify.timeout, per_host);
             let _slot = match dest {
                 Ok(d) => d.slots.acquire_owned().await.ok(),

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::*;
 use imgate::config::DkimKeyConfig;
-use imgate::smtp_out::dkim::{Signer, generate};
+use imgate::outbound::dkim::{Signer, generate};
 
 /// One SMTP transaction from outside; the reply to the end of data (or the
 /// first refusal before it).

@@ -90,8 +90,8 @@ async fn the_public_listener_serves_the_mta_sts_policy_of_its_mx() {
     let resp = http().get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/plain");
-    let policy = imgate::smtp_out::mta_sts::Policy::parse(&resp.text().await.unwrap()).unwrap();
-    assert_eq!(policy.mode, imgate::smtp_out::mta_sts::Mode::Enforce);
+    let policy = imgate::outbound::mta_sts::Policy::parse(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(policy.mode, imgate::outbound::mta_sts::Mode::Enforce);
     assert!(policy.allows("node.one.test"), "{policy:?}");
 
     // Without TLS there is nothing to enforce: no policy.

@@ -433,6 +433,7 @@ impl Session {
         };
         let load = needs_content(&key);
         let (count, max_uid) = (self.sel().entries.len() as u32, self.sel().max_uid());
+        let now = self.s.clock.now();
         let mut hits = Vec::new();
         let mut unreadable = 0;
         for idx in 0..self.sel().entries.len() {
@@ -459,6 +460,7 @@ impl Session {
                 flags: &r.flags,
                 size: content.as_ref().map_or(r.notification.size, |c| c.len() as u64),
                 internal,
+                age: now.saturating_sub(r.received_at) / 1000,
                 content: parsed.as_ref(),
             };
             if matches(&key, &view) {
