@@ -11,6 +11,7 @@
 //! [`COUNTER_TABLES`] hold two summed integers per key, changed by
 //! [`Batch::add`] without reading them first.
 
+pub mod pg_batch;
 pub mod postgres;
 pub mod rocks;
 
@@ -18,6 +19,11 @@ use super::schema::{CF_ACCOUNTS, CF_TRAFFIC, account_value};
 
 /// Tables whose values are (bytes, messages) sums, written by [`Batch::add`].
 pub const COUNTER_TABLES: &[&str] = &[CF_ACCOUNTS, CF_TRAFFIC];
+
+/// Whether `table` is one of the [`COUNTER_TABLES`].
+pub fn is_counter(table: &str) -> bool {
+    COUNTER_TABLES.contains(&table)
+}
 
 /// Why an engine failed. The message names what failed, not the engine.
 #[derive(Debug, Clone, thiserror::Error)]

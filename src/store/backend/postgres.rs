@@ -1,9 +1,10 @@
 //! The shared engine: PostgreSQL, a table per store table, for several
 //! nodes serving the same domains. A table is `imgate_<name> (k bytea
 //! PRIMARY KEY, v bytea)`; a counter table holds `bytes` and `messages`
-//! as integers and [`Op::Add`] becomes an upsert that adds, so concurrent
-//! writers never read-then-write a sum. A batch is one transaction, its
-//! statements pipelined on one connection; a durable one returns after
+//! as integers and [`super::Op::Add`] becomes an upsert that adds, so concurrent
+//! writers never read-then-write a sum. A batch is one transaction: the
+//! few statements [`super::pg_batch`] folds it into, pipelined on one
+//! connection; a durable one returns after
 //! PostgreSQL's COMMIT (with `synchronous_commit` as the server sets it:
 //! on a cluster with a synchronous standby, after the standby has it).
 //!
@@ -27,13 +28,12 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use super::{
-    Backend, BackendError, Batch, COUNTER_TABLES, Durability, Entry, ErrorKind, Exclusive, Heard, Listener, Op, Scan,
-    counter_value,
+    Backend, BackendError, Batch, Durability, Entry, ErrorKind, Exclusive, Heard, Listener, Scan, counter_value,
+    is_counter,
 };
-use crate::store::schema::{ALL_CFS, parse_account_value};
+use crate::store::schema::ALL_CFS;
 
 /// The advisory lock every node's read-modify-write turns take.
 const TURN_LOCK: i64 = 0x696d_6761_7465_0001;
@@ -64,10 +64,6 @@ pub struct Settings {
     /// synchronous standby fails this way (its client gets `451`, never a
     /// `250` that only one machine holds).
     pub timeout: Duration,
-}
-
-fn is_counter(table: &str) -> bool {
-    COUNTER_TABLES.contains(&table)
 }
 
 fn classify(e: &tokio_postgres::Error) -> ErrorKind {
@@ -378,39 +374,6 @@ impl Iterator for PgScan<'_> {
     }
 }
 
-/// A statement of a batch, with its parameters. `sums` are a counter's
-/// two values when it is written whole.
-fn statement<'a>(op: &'a Op, sums: &'a (i64, i64)) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
-    match op {
-        Op::Put { table, key, .. } if is_counter(table) => (
-            format!(
-                "INSERT INTO {} (k, bytes, messages) VALUES ($1, $2, $3) \
-                 ON CONFLICT (k) DO UPDATE SET bytes = EXCLUDED.bytes, messages = EXCLUDED.messages",
-                table_name(table)
-            ),
-            vec![key, &sums.0, &sums.1],
-        ),
-        Op::Put { table, key, value } => (
-            format!(
-                "INSERT INTO {} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                table_name(table)
-            ),
-            vec![key, value],
-        ),
-        Op::Delete { table, key } => (format!("DELETE FROM {} WHERE k = $1", table_name(table)), vec![key]),
-        Op::Add { table, key, bytes, messages } => {
-            let name = table_name(table);
-            (
-                format!(
-                    "INSERT INTO {name} (k, bytes, messages) VALUES ($1, $2, $3) ON CONFLICT (k) DO UPDATE \
-                     SET bytes = {name}.bytes + EXCLUDED.bytes, messages = {name}.messages + EXCLUDED.messages"
-                ),
-                vec![key, bytes, messages],
-            )
-        }
-    }
-}
-
 impl Backend for Postgres {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(self.page(table, key, true, 1)?.into_iter().next().filter(|(k, _)| k == key).map(|(_, v)| v))
@@ -430,29 +393,19 @@ impl Backend for Postgres {
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<(), BackendError> {
         let mut session = self.session()?;
-        let ops = batch.into_ops();
-        let sums: Vec<(i64, i64)> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put { table, value, .. } if is_counter(table) => parse_account_value(value),
-                _ => (0, 0),
-            })
-            .collect();
+        let statements = super::pg_batch::statements(batch.into_ops(), table_name);
         let result = self.run(&mut session, async |c| {
             c.batch_execute("BEGIN").await?;
             if durability == Durability::Lazy {
                 c.batch_execute("SET LOCAL synchronous_commit TO off").await?;
             }
-            let mut prepared = Vec::with_capacity(ops.len());
-            for (op, sums) in ops.iter().zip(&sums) {
-                prepared.push(c.prepare_cached(&statement(op, sums).0).await?);
+            let mut prepared = Vec::with_capacity(statements.len());
+            for st in &statements {
+                prepared.push(c.prepare_cached(&st.sql).await?);
             }
             // Sent together: the connection runs them in order.
-            let runs = ops
-                .iter()
-                .zip(&sums)
-                .zip(&prepared)
-                .map(|((op, sums), stmt)| async move { c.execute(stmt, &statement(op, sums).1).await });
+            let runs =
+                statements.iter().zip(&prepared).map(|(st, stmt)| async move { c.execute(stmt, &st.params()).await });
             futures::future::try_join_all(runs).await?;
             c.batch_execute("COMMIT").await
         });
