@@ -146,7 +146,7 @@ fi
 
 # --- the anchor: Postfix delivering the same fan-out to smtp-sink ---------
 SINK=$((PORT + 6)); PF=$((PORT + 7))
-"$SINK_BIN" -u nobody -c "127.0.0.1:$SINK" 1000 &
+"$SINK_BIN" -u nobody -c "127.0.0.1:$SINK" 1000 >/dev/null &
 at_exit "kill $!"
 postfix_base
 postconf -e "inet_interfaces = loopback-only" "mydestination =" "myhostname = postfix.fanout.bench" \

@@ -38,12 +38,13 @@ wait_port() {
 }
 
 # A scratch directory, $work, removed at exit after the commands registered
-# with at_exit have run (each may fail).
+# with at_exit have run (each may fail); BENCH_KEEP=1 keeps it (logs,
+# stores) and says where.
 exit_cmds=()
 at_exit() { exit_cmds+=("$1"); }
 run_exit_cmds() {
   for c in "${exit_cmds[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
-  rm -rf "$work"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
 }
 make_work() {
   work=$(mktemp -d)
@@ -61,7 +62,8 @@ start_imgate() {
 
 # Starts a PostgreSQL server for the benchmark under $work/pg (as `nobody`
 # under root: PostgreSQL refuses root) on port $1 with a database `imgate`;
-# sets PG_URL, and stops the server at exit.
+# sets PG_URL, and stops the server at exit. PG_OPTS adds server options
+# ("-c log_min_duration_statement=20").
 start_postgres() {
   local port=$1 bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -73,7 +75,7 @@ start_postgres() {
   [ "$(id -u)" -ne 0 ] || chown nobody "$work/pg"
   "${as[@]}" "$bin/initdb" --auth=trust --username=imgate -D "$work/pg/data" >/dev/null
   "${as[@]}" "$bin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w \
-    -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+    -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=300 ${PG_OPTS:-}" start >/dev/null
   at_exit "${as[*]} $bin/pg_ctl -D $work/pg/data -m immediate stop"
   psql -X -q -h 127.0.0.1 -p "$port" -U imgate -d postgres -c "CREATE DATABASE imgate"
   PG_URL="postgres://imgate@127.0.0.1:$port/imgate"
