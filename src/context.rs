@@ -136,4 +136,21 @@ impl Context {
     pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
         tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))
     }
+
+    /// Runs store reads where they cost least: on the calling async thread
+    /// for an embedded store (point reads from memtable, block cache or page
+    /// cache take microseconds, less than the hop to the blocking pool), off
+    /// the async threads for a shared one (each read is a round trip to the
+    /// database, and may wait for one of its connections).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.store.is_shared() {
+            let store = self.store.clone();
+            self.blocking(move || f(&store)).await?
+        } else {
+            f(&self.store)
+        }
+    }
 }

@@ -54,9 +54,14 @@ pub async fn probe_many(
         s.metrics.inc("imgate_rate_limited_total", "what", "lookup");
         return Err(ApiError::RateLimited("too many unknown identifiers; try again later".into()));
     }
-    let found = s.store.probe(&req.ids)?;
-    let mut messages = Vec::with_capacity(req.ids.len());
-    for (id, found) in req.ids.into_iter().zip(found) {
+    let (ids, found) = s
+        .read(move |st| {
+            let found = st.probe(&req.ids)?;
+            Ok((req.ids, found))
+        })
+        .await?;
+    let mut messages = Vec::with_capacity(ids.len());
+    for (id, found) in ids.into_iter().zip(found) {
         let answer = match found {
             Ok(p) => {
                 ProbeAnswer { id, status: 200, sender: Some(p.sender), size: Some(p.size), digest: Some(p.digest) }
@@ -89,12 +94,13 @@ pub async fn retrieve(
         Some("headers") => true,
         Some(other) => return Err(ApiError::BadRequest(format!("unknown part {other:?} (only \"headers\")"))),
     };
-    // Point reads (memtable, block cache, page cache) take microseconds:
-    // they run here rather than hopping to the blocking pool, which costs
-    // more than the reads. Writes, which sync, still go there.
-    let found = s.store.find(&id)?.map_err(unavailable)?;
-    let body = s.store.body(&found.message_id)?;
-    let Some(body) = body else { return Err(unavailable(Unavailable::Gone)) };
+    let (found, body) = s
+        .read(move |st| match st.find(&id)? {
+            Ok(found) => Ok(st.body(&found.message_id)?.map(|body| (found, body)).ok_or(Unavailable::Gone)),
+            Err(u) => Ok(Err(u)),
+        })
+        .await?
+        .map_err(unavailable)?;
     let body = Bytes::from(body);
     let repr = if headers_only { body.slice(..found.message.header_len as usize) } else { body };
     let len = repr.len() as u64;

@@ -29,7 +29,7 @@ pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable
     let local = |e: crate::store::StoreError| Unreachable::Local(e.to_string());
     if r.sent.is_some() {
         let body = match n.id.parse::<crate::proto::MessageId>() {
-            Ok(id) => s.store.body(&id).map_err(local)?,
+            Ok(id) => s.read(move |st| st.body(&id)).await.map_err(local)?,
             Err(_) => None,
         };
         return Ok(body.unwrap_or_else(|| {
@@ -37,7 +37,8 @@ pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable
         }));
     }
     if r.held {
-        return Ok(match s.store.held(&n.id).map_err(local)? {
+        let id = n.id.clone();
+        return Ok(match s.read(move |st| st.held(&id)).await.map_err(local)? {
             Some(c) => c,
             None => crate::imap::message::placeholder(&n.sender, &n.store, "it is no longer held here"),
         });
@@ -46,11 +47,14 @@ pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable
         let Ok(id) = n.id.parse::<RecipientId>() else {
             return Ok(crate::imap::message::placeholder(&n.sender, &n.store, "its identifier is not valid"));
         };
-        let found = match s.store.find(&id).map_err(local)? {
-            Ok(f) => f,
-            Err(_) => return Ok(crate::imap::message::placeholder(&n.sender, &n.store, "it was recalled or expired")),
-        };
-        let Some(body) = s.store.body(&found.message_id).map_err(local)? else {
+        let found = s
+            .read(move |st| match st.find(&id)? {
+                Ok(found) => Ok(st.body(&found.message_id)?.map(|body| (found, body))),
+                Err(_) => Ok(None),
+            })
+            .await
+            .map_err(local)?;
+        let Some((found, body)) = found else {
             return Ok(crate::imap::message::placeholder(&n.sender, &n.store, "it was recalled or expired"));
         };
         if found.recipient.read < ReadStatus::All {
@@ -61,7 +65,8 @@ pub async fn content(s: &Shared, r: &InboxRecord) -> Result<Vec<u8>, Unreachable
         }
         return Ok(body);
     }
-    if let Some(c) = s.store.pulled(&n.store, &n.id).map_err(local)? {
+    let (store, id) = (n.store.clone(), n.id.clone());
+    if let Some(c) = s.read(move |st| st.pulled(&store, &id)).await.map_err(local)? {
         return Ok(c);
     }
     match s.peers.pull(&n.store, &n.id, n.size).await {

@@ -52,6 +52,11 @@ pub struct Postgres {
     timeout: Duration,
     /// Drives the connections; shut down without blocking when dropped.
     runtime: Option<tokio::runtime::Runtime>,
+    /// This node's turns, one at a time: only the thread holding it asks
+    /// PostgreSQL for the advisory lock, so threads waiting for a turn
+    /// wait here and keep no connection (a pool drained by waiters would
+    /// starve every plain read of this node).
+    turns: std::sync::Mutex<()>,
 }
 
 /// How a `[store] url` is used: its settings, and the pool's.
@@ -158,9 +163,11 @@ impl Drop for Session {
     }
 }
 
-/// Ends a turn: the lock is released and the connection goes back to the pool.
+/// Ends a turn: the lock is released and the connection goes back to the
+/// pool; then the node's next turn may start (the fields drop after `drop`).
 struct TurnGuard<'a> {
     engine: &'a Postgres,
+    _local: std::sync::MutexGuard<'a, ()>,
 }
 
 impl Drop for TurnGuard<'_> {
@@ -217,7 +224,8 @@ impl Postgres {
                 .build()
                 .map_err(|e| BackendError::new(ErrorKind::Other, format!("[store] url: {e}")))?
         };
-        let engine = Postgres { pool, config, timeout: settings.timeout, runtime: Some(runtime) };
+        let engine =
+            Postgres { pool, config, timeout: settings.timeout, runtime: Some(runtime), turns: Default::default() };
         engine.create_tables().map_err(|e| BackendError::new(e.kind, format!("[store] url: {e}")))?;
         Ok(engine)
     }
@@ -419,6 +427,9 @@ impl Backend for Postgres {
     }
 
     fn exclusive(&self) -> Result<Exclusive<'_>, BackendError> {
+        // A turn that panicked has ended (its guard unlocked as it
+        // unwound), and each of its writes was a whole transaction.
+        let local = self.turns.lock().unwrap_or_else(|p| p.into_inner());
         let mut session = Session { client: Some(self.pooled()?), turn_of: None, lost: false };
         let lock = format!("SELECT pg_advisory_lock({TURN_LOCK})");
         if let Err(e) = self.run(&mut session, async |c| c.batch_execute(&lock).await) {
@@ -429,7 +440,7 @@ impl Backend for Postgres {
         // The session goes into this thread's turn as it is dropped.
         session.turn_of = Some(self.id());
         drop(session);
-        Ok(Box::new(TurnGuard { engine: self }))
+        Ok(Box::new(TurnGuard { engine: self, _local: local }))
     }
 
     fn shared(&self) -> bool {
