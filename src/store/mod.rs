@@ -424,6 +424,19 @@ impl Store {
         self.get_json(CF_RECIPIENTS, sel)
     }
 
+    /// The records of `sels`, in order, read together (one round trip on
+    /// a shared engine, where reading a list's recipients one by one is
+    /// what makes fan-out slow).
+    fn recipients_by_selector(&self, sels: &[[u8; 8]]) -> Result<Vec<Option<RecipientRecord>>, StoreError> {
+        let keys: Vec<Vec<u8>> = sels.iter().map(|s| s.to_vec()).collect();
+        self.inner
+            .engine
+            .get_many(CF_RECIPIENTS, &keys)?
+            .into_iter()
+            .map(|v| v.map(|v| from_json(CF_RECIPIENTS, &v)).transpose())
+            .collect()
+    }
+
     fn account(&self, account: &str) -> Result<AccountRecord, StoreError> {
         let (bytes, messages) = match self.get(CF_ACCOUNTS, account.as_bytes())? {
             Some(v) => parse_account_value(&v),
@@ -709,12 +722,15 @@ impl Store {
     pub fn probe(&self, ids: &[String]) -> Result<Vec<Result<Probed, Unavailable>>, StoreError> {
         let mut messages: std::collections::HashMap<String, Option<Probed>> = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Ok(id) = id.parse::<RecipientId>() else {
+        let parsed: Vec<Option<RecipientId>> = ids.iter().map(|id| id.parse().ok()).collect();
+        let sels: Vec<[u8; 8]> = parsed.iter().flatten().map(|id| id.selector()).collect();
+        let mut records = self.recipients_by_selector(&sels)?.into_iter();
+        for id in parsed {
+            let Some(id) = id else {
                 out.push(Err(Unavailable::Unknown));
                 continue;
             };
-            let rec = match self.recipient_by_selector(&id.selector())? {
+            let rec = match records.next().flatten() {
                 Some(rec) if id.verifies(&rec.verifier) => rec,
                 _ => {
                     out.push(Err(Unavailable::Unknown));

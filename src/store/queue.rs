@@ -85,17 +85,24 @@ impl Store {
         let mut out = Vec::new();
         let mut deliver = Vec::new();
         let mut messages: HashMap<MessageId, Option<Arc<MessageRecord>>> = HashMap::new();
-        let it = self.scan(CF_QUEUE, &[]);
-        for item in it {
+        // The due jobs first (at most `limit`, whether or not each is then
+        // taken), so that their recipients are read together.
+        let mut due_jobs = Vec::new();
+        for item in self.scan(CF_QUEUE, &[]) {
             let (k, v) = item?;
             let Some((due, sel, kind)) = parse_queue_key(&k) else {
                 return Err(StoreError::Corrupt("queue key".into()));
             };
-            if due > now || out.len() + deliver.len() >= limit {
+            if due > now || due_jobs.len() >= limit {
                 break;
             }
+            due_jobs.push((k, sel, kind, from_json::<Job>(CF_QUEUE, &v)?.released()));
+        }
+        let notified: Vec<[u8; 8]> =
+            due_jobs.iter().filter(|(.., job)| matches!(job, Job::Notify { .. })).map(|(_, sel, ..)| *sel).collect();
+        let mut records = self.recipients_by_selector(&notified)?.into_iter();
+        for (k, sel, kind, job) in due_jobs {
             batch.delete(CF_QUEUE, &k);
-            let job = from_json::<Job>(CF_QUEUE, &v)?.released();
             if let Job::Deliver(d) = &job
                 && held(&d.notification.recipient, true)
             {
@@ -116,7 +123,7 @@ impl Store {
                 deliver.push(LeasedDelivery { id: sel, due: lease_until, delivery: *d });
                 continue;
             }
-            let Some(mut record) = self.recipient_by_selector(&sel)? else { continue };
+            let Some(mut record) = records.next().flatten() else { continue };
             let id: MessageId =
                 record.message.parse().map_err(|_| StoreError::Corrupt("recipient's message id".into()))?;
             let message = match messages.get(&id) {
@@ -329,8 +336,17 @@ impl Store {
         let _g = self.lock()?;
         let mut batch = Batch::default();
         let mut refused = 0;
+        let sels: Vec<[u8; 8]> = outcomes.iter().map(|(sel, ..)| *sel).collect();
+        let mut records: HashMap<[u8; 8], Option<RecipientRecord>> =
+            sels.iter().copied().zip(self.recipients_by_selector(&sels)?).collect();
         for (sel, lease_until, attempt, tried) in outcomes {
-            let Some(mut r) = self.recipient_by_selector(&sel)? else { continue };
+            // Read together above; a selector named twice is read from
+            // the store again the second time.
+            let r = match records.remove(&sel) {
+                Some(r) => r,
+                None => self.recipient_by_selector(&sel)?,
+            };
+            let Some(mut r) = r else { continue };
             if r.next_attempt_at.is_some_and(|due| due != lease_until) {
                 refused += 1;
                 continue;

@@ -132,6 +132,10 @@ impl<T> Held for T {}
 pub trait Backend: Send + Sync {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
 
+    /// The values of `keys` (in their order, a key asked twice answered
+    /// twice), read together: one round trip on a shared engine.
+    fn get_many(&self, table: &'static str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError>;
+
     /// Entries of `table` with keys at or after `from`, in byte order.
     fn scan(&self, table: &'static str, from: &[u8]) -> Scan<'_>;
 
@@ -201,6 +205,13 @@ pub(crate) fn check_engine(b: &dyn Backend) {
     let from: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[1, 0x80]).map(|e| e.unwrap().0).collect();
     assert_eq!(from, vec![vec![1, 0xff], vec![2], vec![0xff, 0]]);
     assert_eq!(b.get(CF_QUEUE, &[2]).unwrap().as_deref(), Some(&b"two"[..]));
+    let many = b.get_many(CF_QUEUE, &[vec![2], vec![3], vec![1], vec![2]]).unwrap();
+    assert_eq!(many, vec![Some(b"two".to_vec()), None, Some(b"one".to_vec()), Some(b"two".to_vec())]);
+    assert_eq!(b.get_many(CF_QUEUE, &[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    let counted = b.get_many(CF_ACCOUNTS, &[b"b".to_vec(), b"none".to_vec()]).unwrap();
+    assert_eq!(counted.len(), 2);
+    assert_eq!(parse_account_value(counted[0].as_deref().unwrap()), (-3, -1));
+    assert_eq!(counted[1], None);
     assert_eq!(parse_account_value(&b.get(CF_ACCOUNTS, b"a").unwrap().unwrap()), (15, 2));
     assert_eq!(parse_account_value(&b.get(CF_ACCOUNTS, b"b").unwrap().unwrap()), (-3, -1));
     let counters: Vec<Vec<u8>> = b.scan(CF_ACCOUNTS, &[]).map(|e| e.unwrap().0).collect();

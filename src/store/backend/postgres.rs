@@ -387,6 +387,28 @@ impl Backend for Postgres {
         Ok(self.page(table, key, true, 1)?.into_iter().next().filter(|(k, _)| k == key).map(|(_, v)| v))
     }
 
+    fn get_many(&self, table: &'static str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = table_name(table);
+        let columns = if is_counter(table) { "k, bytes, messages" } else { "k, v" };
+        let sql = format!("SELECT {columns} FROM {name} WHERE k = ANY($1)");
+        let mut session = self.session()?;
+        let rows = self.run(&mut session, async |c| {
+            let stmt = c.prepare_cached(&sql).await?;
+            c.query(&stmt, &[&keys]).await
+        })?;
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
+            .iter()
+            .map(|row| {
+                let value = if is_counter(table) { counter_value(row.get(1), row.get(2)) } else { row.get(1) };
+                (row.get(0), value)
+            })
+            .collect();
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn scan(&self, table: &'static str, from: &[u8]) -> Scan<'_> {
         Box::new(PgScan {
             engine: self,

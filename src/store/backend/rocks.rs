@@ -71,6 +71,11 @@ impl Backend for Rocks {
         self.db.get_cf(self.cf(table), key).map_err(error)
     }
 
+    fn get_many(&self, table: &'static str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let cf = self.cf(table);
+        self.db.multi_get_cf(keys.iter().map(|k| (cf, k))).into_iter().map(|r| r.map_err(error)).collect()
+    }
+
     fn scan(&self, table: &'static str, from: &[u8]) -> Scan<'_> {
         let it = self.db.iterator_cf(self.cf(table), IteratorMode::From(from, Direction::Forward));
         Box::new(it.map(|item| item.map(|(k, v)| (k.into_vec(), v.into_vec())).map_err(error)))
