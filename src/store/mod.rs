@@ -420,6 +420,27 @@ impl Store {
         self.get_json(CF_MESSAGES, &id.0)
     }
 
+    /// `n` new recipient identifiers: random, distinct, and with no
+    /// selector already in the store (all looked up together).
+    fn fresh_ids(&self, n: usize) -> Result<Vec<RecipientId>, StoreError> {
+        let mut ids: Vec<RecipientId> = (0..n).map(|_| RecipientId::random()).collect();
+        loop {
+            let keys: Vec<Vec<u8>> = ids.iter().map(|id| id.selector().to_vec()).collect();
+            let taken = self.inner.engine.get_many(CF_RECIPIENTS, &keys)?;
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            let mut clash = false;
+            for (id, taken) in ids.iter_mut().zip(taken) {
+                if taken.is_some() || !seen.insert(id.selector()) {
+                    *id = RecipientId::random();
+                    clash = true;
+                }
+            }
+            if !clash {
+                return Ok(ids);
+            }
+        }
+    }
+
     fn recipient_by_selector(&self, sel: &[u8; 8]) -> Result<Option<RecipientRecord>, StoreError> {
         self.get_json(CF_RECIPIENTS, sel)
     }
@@ -510,14 +531,8 @@ impl Store {
         let digest = sha256_field(&m.content);
         let mut batch = Batch::default();
 
-        let fresh = |this: &Self| -> Result<RecipientId, StoreError> {
-            loop {
-                let id = RecipientId::random();
-                if this.get(CF_RECIPIENTS, id.selector())?.is_none() {
-                    return Ok(id);
-                }
-            }
-        };
+        let mut fresh = self.fresh_ids(m.recipients.len() + m.relay.len() + m.lists.len())?.into_iter();
+        let mut fresh = move || fresh.next().expect("one identifier for each recipient, relay and list");
         let new_record = |id: &RecipientId, kind, recipient: String, queued: bool| RecipientRecord {
             message: message.to_string(),
             verifier: id.verifier(),
@@ -543,7 +558,7 @@ impl Store {
 
         let mut recipients = Vec::new();
         for r in &m.recipients {
-            let id = fresh(self)?;
+            let id = fresh();
             let rec = new_record(&id, RecipientKind::Mailbox, r.to_string(), true);
             batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
             let job = Job::Notify { recipient: hex(&id.selector()), by: None };
@@ -551,7 +566,7 @@ impl Store {
             recipients.push((r.clone(), id));
         }
         for r in &m.relay {
-            let id = fresh(self)?;
+            let id = fresh();
             let rec = new_record(&id, RecipientKind::Mailbox, r.to_string(), false);
             batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
             let job = Job::Deliver(Box::new(Delivery {
@@ -579,7 +594,7 @@ impl Store {
         }
         let mut lists = Vec::new();
         for l in &m.lists {
-            let id = fresh(self)?;
+            let id = fresh();
             let rec = new_record(&id, RecipientKind::List, l.clone(), false);
             batch.put(CF_RECIPIENTS, id.selector(), to_json(&rec));
             let entry = ListRecord { id: id.to_string(), sender: m.sender.to_string(), size, submitted_at: now };
