@@ -242,10 +242,14 @@ impl Postgres {
     /// timeout. The futures given here only talk to a connection task over
     /// channels (the connection's IO runs on the engine's runtime), so no
     /// runtime is needed on this thread; the timer runs on the engine's.
+    /// Polled unconstrained: on a thread inside a tokio task whose
+    /// cooperative budget is spent, tokio defers a wake-up until the task
+    /// yields — which a thread blocked here never does.
     fn wait<F: std::future::Future>(&self, f: F) -> Result<F::Output, BackendError> {
         let timeout = self.timeout;
         let timer = self.runtime().spawn(async move { tokio::time::sleep(timeout).await });
-        match futures::executor::block_on(futures::future::select(std::pin::pin!(f), timer)) {
+        let f = std::pin::pin!(f);
+        match futures::executor::block_on(tokio::task::coop::unconstrained(futures::future::select(f, timer))) {
             futures::future::Either::Left((out, _)) => Ok(out),
             futures::future::Either::Right(_) => Err(BackendError::new(
                 ErrorKind::Unavailable,
@@ -512,5 +516,29 @@ mod tests {
     fn postgresql_keeps_the_seam() {
         let db = crate::testkit::postgres::database();
         super::super::check_engine(&db.open());
+    }
+
+    /// A tokio task that has spent its cooperative budget gets a
+    /// JoinHandle's wake-up deferred until it yields, which a blocked
+    /// wait never does: the engine must not depend on the caller's budget.
+    #[test]
+    fn a_call_from_an_async_task_that_spent_its_budget_returns() {
+        use super::super::Backend;
+        let db = crate::testkit::postgres::database();
+        let engine = db.open();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let got = rt.block_on(async {
+                while tokio::task::coop::has_budget_remaining() {
+                    // Ready at once: spends budget without yielding.
+                    tokio::task::coop::consume_budget().await;
+                }
+                engine.get(crate::store::schema::CF_META, b"absent")
+            });
+            let _ = tx.send(got.map_err(|e| e.to_string()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the call returns");
+        assert_eq!(got, Ok(None));
     }
 }
