@@ -66,7 +66,8 @@ impl Store {
         Ok(None)
     }
 
-    /// Takes up to `limit` jobs due at `now` for node `owner`, moving each to
+    /// Takes the jobs due at `now` (up to `limit` of them are looked at,
+    /// the held and the finished included) for node `owner`, moving each to
     /// `lease_until` so that a crash mid-attempt retries it then rather than
     /// losing it. A job `held(recipient, is_delivery)` names (a paused
     /// host's) is put back until `held_until`, no attempt counted.
