@@ -123,6 +123,17 @@ fn table_name(table: &str) -> String {
     format!("imgate_{table}")
 }
 
+/// The columns a read of `table` selects: a counter's two integers, or the value.
+fn columns(table: &str) -> &'static str {
+    if is_counter(table) { "k, bytes, messages" } else { "k, v" }
+}
+
+/// A row read with [`columns`], as a key and its value.
+fn entry(table: &str, row: &tokio_postgres::Row) -> Entry {
+    let value = if is_counter(table) { counter_value(row.get(1), row.get(2)) } else { row.get(1) };
+    (row.get(0), value)
+}
+
 thread_local! {
     /// This thread's turn: the engine's identity, and the connection holding
     /// the turn's lock (`None` once that connection is lost: the turn can
@@ -322,21 +333,13 @@ impl Postgres {
     fn page(&self, table: &'static str, from: &[u8], inclusive: bool, limit: i64) -> Result<Vec<Entry>, BackendError> {
         let name = table_name(table);
         let op = if inclusive { ">=" } else { ">" };
-        let columns = if is_counter(table) { "k, bytes, messages" } else { "k, v" };
-        let sql = format!("SELECT {columns} FROM {name} WHERE k {op} $1 ORDER BY k LIMIT $2");
+        let sql = format!("SELECT {} FROM {name} WHERE k {op} $1 ORDER BY k LIMIT $2", columns(table));
         let mut session = self.session()?;
         let rows = self.run(&mut session, async |c| {
             let stmt = c.prepare_cached(&sql).await?;
             c.query(&stmt, &[&from, &limit]).await
         })?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let key: Vec<u8> = row.get(0);
-                let value = if is_counter(table) { counter_value(row.get(1), row.get(2)) } else { row.get(1) };
-                (key, value)
-            })
-            .collect())
+        Ok(rows.iter().map(|row| entry(table, row)).collect())
     }
 }
 
@@ -396,20 +399,13 @@ impl Backend for Postgres {
             return Ok(Vec::new());
         }
         let name = table_name(table);
-        let columns = if is_counter(table) { "k, bytes, messages" } else { "k, v" };
-        let sql = format!("SELECT {columns} FROM {name} WHERE k = ANY($1)");
+        let sql = format!("SELECT {} FROM {name} WHERE k = ANY($1)", columns(table));
         let mut session = self.session()?;
         let rows = self.run(&mut session, async |c| {
             let stmt = c.prepare_cached(&sql).await?;
             c.query(&stmt, &[&keys]).await
         })?;
-        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
-            .iter()
-            .map(|row| {
-                let value = if is_counter(table) { counter_value(row.get(1), row.get(2)) } else { row.get(1) };
-                (row.get(0), value)
-            })
-            .collect();
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows.iter().map(|row| entry(table, row)).collect();
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
