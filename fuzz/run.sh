@@ -9,7 +9,9 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
 # Needs a nightly toolchain (libFuzzer's instrumentation) and cargo-fuzz;
-# installs cargo-fuzz if missing. The build goes to its own target
+# installs cargo-fuzz if missing. `-O` builds with fuzz/Cargo.toml's
+# release profile (debug assertions and overflow checks on, as cargo-fuzz
+# would, except in mail-parser). The build goes to its own target
 # directory, since it instruments every crate (RocksDB's C++ included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +22,12 @@ TARGETS=("$@")
 TARGET_DIR=${FUZZ_TARGET_DIR:-/var/cache/imgate/fuzz-target}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 scripts/setup
-cargo +nightly fuzz build --target-dir "$TARGET_DIR"
+cargo +nightly fuzz build -O --target-dir "$TARGET_DIR"
 for t in "${TARGETS[@]}"; do
   scratch=$(mktemp -d)
   echo "== $t: ${SECONDS_EACH}s"
   set +e
-  cargo +nightly fuzz run --target-dir "$TARGET_DIR" "$t" "$scratch" "fixtures/fuzz/$t" -- \
+  cargo +nightly fuzz run -O --target-dir "$TARGET_DIR" "$t" "$scratch" "fixtures/fuzz/$t" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=10 >"$scratch.log" 2>&1
   status=$?
   set -e
