@@ -1,10 +1,13 @@
-//! Drives one IMAP connection: bytes from the socket into imap-next's
+//! Drives one IMAP connection: bytes from the socket, through the
+//! [`Rewriter`] (IMAP4rev2 syntax imap-codec lacks), into imap-next's
 //! sans-IO server flow (which frames commands and literals, answers `+` to
 //! synchronising literals and refuses those over the limit), its events
-//! into the [`Session`], the session's answers back out. IDLE waits on the
+//! into the [`Session`], the session's answers back out (raw lines in
+//! order with typed ones, see [`Outbox`]). IDLE waits on the
 //! socket and on the user's mailbox at once. STARTTLS starts a new flow
 //! over TLS, so nothing pipelined behind it in plain text is read.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
@@ -15,7 +18,8 @@ use imap_next::{Interrupt, Io, State};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{Flow, Session, bad, code, no, text};
+use super::extended::Rewriter;
+use super::session::{Answer, Flow, Reply, Session, bad, code, no, text};
 use crate::context::Shared;
 use crate::listen::{ListenerTls, handshake};
 
@@ -93,13 +97,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         Greeting::ok(None, &greeting_text).unwrap_or_else(|_| Greeting::ok(None, "imgate").expect("greeting"));
     use imap_codec::imap_types::ToStatic;
     let mut server = Server::new(flow_options(s), greeting.to_static());
+    let mut rewriter = Rewriter::new(MAX_LINE as usize);
+    let mut outbox = Outbox::default();
+    let mut fed: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     let mut swallow_greeting = !greet;
     let mut buf = vec![0u8; 16 * 1024];
     let mut idling: Option<Tag<'static>> = None;
     let mut authenticating: Option<Tag<'static>> = None;
-    // The response whose sending ends this flow (LOGOUT, STARTTLS).
-    let mut last: Option<(ResponseHandle, Flow)> = None;
     let idle_timeout = s.config.imap.idle_timeout;
     loop {
         match server.next() {
@@ -110,26 +115,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Ok(Event::ResponseSent { handle, .. }) => {
-                if let Some((h, flow)) = last
-                    && h == handle
-                {
+                if let Some(flow) = outbox.sent(handle, &mut server, &mut out) {
                     let _ = write_all(stream, &mut out).await;
                     return flow;
                 }
             }
             Ok(Event::CommandReceived { command }) => {
-                let answer = session.command(command).await;
-                let n = answer.responses.len();
-                for (i, r) in answer.responses.into_iter().enumerate() {
-                    let h = match r {
-                        Response::Data(d) => server.enqueue_data(d),
-                        Response::Status(st) => server.enqueue_status(st),
-                        Response::CommandContinuationRequest(c) => server.enqueue_continuation_request(c),
-                    };
-                    if i + 1 == n && answer.flow != Flow::Continue {
-                        last = Some((h, answer.flow));
-                    }
-                }
+                let extras = rewriter.take(command.tag.inner());
+                let answer = session.command(command, extras).await;
+                outbox.push(answer, &mut server, &mut out);
             }
             Ok(Event::CommandAuthenticateReceived { command_authenticate: c }) => {
                 if !matches!(c.mechanism, AuthMechanism::Plain) {
@@ -171,9 +165,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let _ = server
                         .idle_accept(CommandContinuationRequest::basic(None, text("idling")).expect("continuation"));
                     idling = Some(tag);
-                    let mut a = super::session::Answer { responses: Vec::new(), flow: Flow::Continue };
+                    let mut a = Answer::default();
                     session.changes(&mut a).await;
-                    enqueue(&mut server, a.responses);
+                    outbox.push(a, &mut server, &mut out);
                 }
             }
             Ok(Event::IdleDoneReceived) => {
@@ -201,12 +195,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 tokio::select! {
                     r = stream.read(&mut buf) => match r {
                         Ok(0) | Err(_) => return Flow::Close,
-                        Ok(n) => server.enqueue_input(&buf[..n]),
+                        Ok(n) => {
+                            rewriter.feed(&buf[..n], &mut fed);
+                            server.enqueue_input(&fed);
+                            fed.clear();
+                        }
                     },
                     _ = changed => {
-                        let mut a = super::session::Answer { responses: Vec::new(), flow: Flow::Continue };
+                        let mut a = Answer::default();
                         session.changes(&mut a).await;
-                        enqueue(&mut server, a.responses);
+                        outbox.push(a, &mut server, &mut out);
                     }
                     _ = shutdown.cancelled() => {
                         let _ = bye(stream, "the server is shutting down").await;
@@ -224,7 +222,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     | FlowError::ExpectedCrlfGotLf { discarded_bytes } => {
                         let line = discarded_bytes.declassify();
                         let tag = tag_of(line);
-                        let why = if matches!(e, FlowError::ExpectedCrlfGotLf { .. }) {
+                        // Left as it was, with the reason in its note.
+                        let extended = tag.as_ref().and_then(|t| rewriter.take(t.inner())).and_then(Result::err);
+                        let why = if let Some(why) = extended {
+                            why
+                        } else if matches!(e, FlowError::ExpectedCrlfGotLf { .. }) {
                             "lines end with CRLF".to_string()
                         } else {
                             let word = line
@@ -249,6 +251,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     // imap-next has answered the literal's tag itself.
                     FlowError::LiteralTooLong { .. } => {
+                        rewriter.literal_refused();
                         s.metrics.inc("imgate_imap_bad_total", "why", "literal_too_long");
                         None
                     }
@@ -261,19 +264,59 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn enqueue(server: &mut Server, responses: Vec<Response<'static>>) {
-    for r in responses {
-        match r {
-            Response::Data(d) => {
-                server.enqueue_data(d);
+/// The session's answers on their way out, in order: typed ones through
+/// imap-next, raw lines appended to the output once every response queued
+/// before them has been written (imap-next emits a response's octets
+/// before it reports it sent).
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<(Reply, Option<Flow>)>,
+    /// The typed response queued last and not sent yet.
+    unsent: Option<ResponseHandle>,
+    /// The response whose sending ends this flow (LOGOUT, STARTTLS).
+    last: Option<(ResponseHandle, Flow)>,
+}
+
+impl Outbox {
+    fn push(&mut self, answer: Answer, server: &mut Server, out: &mut Vec<u8>) {
+        let n = answer.replies.len();
+        for (i, r) in answer.replies.into_iter().enumerate() {
+            let ends = (i + 1 == n && answer.flow != Flow::Continue).then_some(answer.flow);
+            self.queue.push_back((r, ends));
+        }
+        self.pump(server, out);
+    }
+
+    fn pump(&mut self, server: &mut Server, out: &mut Vec<u8>) {
+        while let Some((reply, _)) = self.queue.front() {
+            if matches!(reply, Reply::Raw(_)) && self.unsent.is_some() {
+                return;
             }
-            Response::Status(st) => {
-                server.enqueue_status(st);
-            }
-            Response::CommandContinuationRequest(c) => {
-                server.enqueue_continuation_request(c);
+            let Some((reply, ends)) = self.queue.pop_front() else { return };
+            let handle = match reply {
+                Reply::Raw(line) => {
+                    out.extend_from_slice(&line);
+                    continue;
+                }
+                Reply::Typed(Response::Data(d)) => server.enqueue_data(d),
+                Reply::Typed(Response::Status(st)) => server.enqueue_status(st),
+                Reply::Typed(Response::CommandContinuationRequest(c)) => server.enqueue_continuation_request(c),
+            };
+            self.unsent = Some(handle);
+            if let Some(flow) = ends {
+                self.last = Some((handle, flow));
             }
         }
+    }
+
+    /// imap-next wrote `handle`: what waited for it follows. The flow's
+    /// end if that was its last response.
+    fn sent(&mut self, handle: ResponseHandle, server: &mut Server, out: &mut Vec<u8>) -> Option<Flow> {
+        if self.unsent == Some(handle) {
+            self.unsent = None;
+            self.pump(server, out);
+        }
+        self.last.filter(|(h, _)| *h == handle).map(|(_, flow)| flow)
     }
 }
 

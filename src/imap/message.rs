@@ -166,23 +166,8 @@ fn select(message: &Message<'_>, path: &[u32], what: &What) -> Option<Vec<u8>> {
             What::Body | What::Mime => raw.to_vec(),
         });
     }
-    // Walk the part numbers: in a multipart, n is its n-th child; in a
-    // single part, 1 is the part itself.
-    let mut index = 0usize;
-    let (last, rest) = path.split_last()?;
-    let mut steps = rest.iter().chain(std::iter::once(last)).peekable();
-    while let Some(n) = steps.next() {
-        let part = message.parts.get(index)?;
-        index = match &part.body {
-            PartType::Multipart(children) => *children.get((*n as usize).checked_sub(1)?)? as usize,
-            PartType::Message(inner) if index != 0 => {
-                let remaining: Vec<u32> = std::iter::once(*n).chain(steps.by_ref().copied()).collect();
-                return select(inner, &remaining, what);
-            }
-            _ if *n == 1 && index == 0 => 0,
-            _ => return None,
-        };
-    }
+    let (message, index) = locate(message, path)?;
+    let raw = message.raw_message();
     let part = message.parts.get(index)?;
     let body = raw.get(part.offset_body as usize..part.offset_end as usize)?;
     let mime = raw.get(part.offset_header as usize..part.offset_body as usize)?;
@@ -191,6 +176,62 @@ fn select(message: &Message<'_>, path: &[u32], what: &What) -> Option<Vec<u8>> {
         (What::Mime, _) => Some(mime.to_vec()),
         (What::Header | What::Fields(..) | What::Text, PartType::Message(inner)) => select(inner, &[], what),
         _ => None,
+    }
+}
+
+/// The message and the index of the part a part-number path leads to: in
+/// a multipart, n is its n-th child; in a single part, 1 is the part
+/// itself; a path going on past an attached message goes into it.
+fn locate<'m, 'x>(message: &'m Message<'x>, path: &[u32]) -> Option<(&'m Message<'x>, usize)> {
+    let mut index = 0usize;
+    let mut steps = path.iter().copied();
+    while let Some(n) = steps.next() {
+        let part = message.parts.get(index)?;
+        index = match &part.body {
+            PartType::Multipart(children) => *children.get((n as usize).checked_sub(1)?)? as usize,
+            PartType::Message(inner) if index != 0 => {
+                let remaining: Vec<u32> = std::iter::once(n).chain(steps).collect();
+                return locate(inner, &remaining);
+            }
+            _ if n == 1 && index == 0 => 0,
+            _ => return None,
+        };
+    }
+    Some((message, index))
+}
+
+/// A part whose transfer encoding does not decode (RFC 3516 `UNKNOWN-CTE`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Undecodable;
+
+/// Octets of a part that does not exist (`None`) or a whole message
+/// (path empty) are given as they are.
+fn decoded(message: &Message<'_>, path: &[u32]) -> Result<Option<Vec<u8>>, Undecodable> {
+    use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
+    let Some((m, index)) = locate(message, path) else { return Ok(None) };
+    let Some(part) = m.parts.get(index) else { return Ok(None) };
+    let Some(body) = m.raw_message().get(part.offset_body as usize..part.offset_end as usize) else {
+        return Ok(None);
+    };
+    let cte = part.content_transfer_encoding().unwrap_or("7bit").trim().to_ascii_lowercase();
+    match cte.as_str() {
+        "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
+        "base64" => base64_decode(body).map(Some).ok_or(Undecodable),
+        "quoted-printable" => quoted_printable_decode(body).map(Some).ok_or(Undecodable),
+        _ => Err(Undecodable),
+    }
+}
+
+impl Parsed<'_> {
+    /// `BINARY[path]` (RFC 3516): the part with its transfer encoding
+    /// undone; the whole message as it is for an empty path; empty for a
+    /// part that does not exist.
+    pub fn binary(&self, path: &[u32]) -> Result<Vec<u8>, Undecodable> {
+        match (&self.message, path.is_empty()) {
+            (_, true) => Ok(self.raw.to_vec()),
+            (Some(m), false) => Ok(decoded(m, path)?.unwrap_or_default()),
+            (None, false) => Ok(Vec::new()),
+        }
     }
 }
 
@@ -487,6 +528,29 @@ Content-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: ba
         assert!(header.ends_with(b"boundary=\"XX\"\r\n\r\n"));
         let text = p.section(Some(&Section::Text(None))).unwrap();
         assert!(text.starts_with(b"preamble"));
+    }
+
+    #[test]
+    fn binary_sections_undo_the_transfer_encoding() {
+        let qp = b"Subject: q\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9=\r\n!\r\n";
+        let uu = b"Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--X--\r\n";
+        type Case<'a> = (&'a [u8], &'a [u32], Result<&'a [u8], Undecodable>);
+        let cases: &[Case<'_>] = &[
+            (MULTI, &[2], Ok(b"\0\0\0")),
+            (MULTI, &[1], Ok(b"hello\r\nworld")),
+            (MULTI, &[], Ok(MULTI)),
+            (MULTI, &[7], Ok(b"")),
+            (qp, &[1], Ok("café!\r\n".as_bytes())),
+            (uu, &[1], Err(Undecodable)),
+        ];
+        for (raw, path, want) in cases {
+            let got = Parsed::new(raw).binary(path);
+            assert_eq!(
+                got.as_deref().map_err(|_| Undecodable),
+                want.as_ref().map(|w| &w[..]).map_err(|_| Undecodable),
+                "{path:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `session::selected` (private) — the selected folder: FETCH, STORE, SEARCH, EXPUNGE,
 //!   COPY/MOVE, APPEND, and changes made elsewhere;
 //! - [`search`] — SEARCH criteria, sans-IO;
+//! - [`extended`] — the IMAP4rev2 syntax the codec lacks (ESEARCH,
+//!   SEARCHRES's `$`, LIST-EXTENDED), rewritten before parsing, sans-IO;
 //! - [`message`] — ENVELOPE, BODYSTRUCTURE and sections, sans-IO;
 //! - [`cache`] — what a node's sessions share (parsed envelopes);
 //! - [`content`] — where an entry's octets come from (held, own store,
@@ -16,6 +18,7 @@
 pub mod cache;
 pub mod connection;
 pub mod content;
+pub mod extended;
 pub mod message;
 pub mod search;
 pub mod sequence;

@@ -10,12 +10,14 @@ use std::net::SocketAddr;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::{Atom, IString, Tag, Text, Vec1};
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::extensions::namespace::Namespace;
 use imap_codec::imap_types::flag::{Flag, FlagNameAttribute};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Capability, Code, CodeOther, Data, Response, Status};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
+use super::extended::{Extras, ListOptions, SearchReturn};
 use crate::context::Shared;
 use crate::im2000::auth::{AuthOutcome, authenticate};
 use crate::proto::Address;
@@ -23,8 +25,9 @@ use crate::store::folders::{FolderError, FolderInfo, is_inbox};
 use selected::Selected;
 
 /// What the connection does after a command's answers are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flow {
+    #[default]
     Continue,
     /// Answered OK to STARTTLS: the TLS handshake comes next.
     StartTls,
@@ -32,23 +35,31 @@ pub enum Flow {
     Close,
 }
 
+/// One response: typed, or a line imap-types cannot encode (ESEARCH,
+/// LIST with CHILDINFO), CRLF included.
+pub enum Reply {
+    Typed(Response<'static>),
+    Raw(Vec<u8>),
+}
+
 /// Answers to one command, in order, and what comes next.
+#[derive(Default)]
 pub struct Answer {
-    pub responses: Vec<Response<'static>>,
+    pub replies: Vec<Reply>,
     pub flow: Flow,
 }
 
 impl Answer {
-    fn new() -> Answer {
-        Answer { responses: Vec::new(), flow: Flow::Continue }
-    }
-
     pub fn data(&mut self, d: Data<'static>) {
-        self.responses.push(Response::Data(d));
+        self.replies.push(Reply::Typed(Response::Data(d)));
     }
 
     pub fn status(&mut self, s: Status<'static>) {
-        self.responses.push(Response::Status(s));
+        self.replies.push(Reply::Typed(Response::Status(s)));
+    }
+
+    pub fn raw(&mut self, line: Vec<u8>) {
+        self.replies.push(Reply::Raw(line));
     }
 }
 
@@ -63,6 +74,9 @@ pub struct Session {
     tls_available: bool,
     user: Option<Address>,
     pub(super) selected: Option<Selected>,
+    /// The client sent `ENABLE IMAP4rev2`: answers follow RFC 9051 where
+    /// it differs from RFC 3501 (ESEARCH for SEARCH, no RECENT).
+    rev2: bool,
 }
 
 /// A response code that imap-types has no variant for (RFC 5530).
@@ -70,9 +84,10 @@ pub fn code(name: &'static str) -> Code<'static> {
     Code::Other(CodeOther::unvalidated(name.as_bytes()))
 }
 
-/// Text for a status line: CR, LF and a leading `[` cannot be in it.
+/// Text for a status line: CR, LF, other controls and a leading `[`
+/// cannot be in it, nor (before UTF8=ACCEPT) anything but ASCII.
 pub fn text(t: impl Into<String>) -> Text<'static> {
-    let mut t: String = t.into().replace(['\r', '\n'], " ");
+    let mut t: String = t.into().chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
     if t.starts_with('[') {
         t.insert(0, ' ');
     }
@@ -121,7 +136,7 @@ impl Session {
         tls: bool,
         tls_available: bool,
     ) -> Session {
-        Session { s, cache, peer, tls, tls_available, user: None, selected: None }
+        Session { s, cache, peer, tls, tls_available, user: None, selected: None, rev2: false }
     }
 
     pub fn tls_started(&mut self) {
@@ -142,7 +157,7 @@ impl Session {
     }
 
     pub fn capabilities(&self) -> Vec1<Capability<'static>> {
-        let mut caps = vec![Capability::Imap4Rev1];
+        let mut caps = vec![Capability::Imap4Rev1, Capability::from(atom("IMAP4rev2"))];
         if self.user.is_none() {
             if self.tls_available && !self.tls {
                 caps.push(Capability::StartTls);
@@ -167,6 +182,11 @@ impl Session {
             Capability::from(atom("CHILDREN")),
             Capability::StatusSize,
             Capability::Within,
+            Capability::Binary,
+            Capability::ListExtended,
+            Capability::from(atom("LIST-STATUS")),
+            Capability::from(atom("ESEARCH")),
+            Capability::from(atom("SEARCHRES")),
         ]);
         Vec1::try_from(caps).expect("not empty")
     }
@@ -206,11 +226,20 @@ impl Session {
         }
     }
 
-    /// One command (not AUTHENTICATE or IDLE, which the connection drives).
-    pub async fn command(&mut self, cmd: Command<'static>) -> Answer {
-        let mut a = Answer::new();
+    /// One command (not AUTHENTICATE or IDLE, which the connection drives),
+    /// with what [`super::extended::Rewriter`] took out of it, if anything.
+    pub async fn command(&mut self, cmd: Command<'static>, extras: Option<Result<Extras, String>>) -> Answer {
+        let mut a = Answer::default();
         let tag = cmd.tag.clone();
         let name = cmd.body.name();
+        let extras = match extras {
+            Some(Err(why)) => {
+                a.status(bad(Some(&tag), None, why));
+                return a;
+            }
+            Some(Ok(x)) => x,
+            None => Extras::default(),
+        };
         match cmd.body {
             CommandBody::Capability => {
                 a.data(Data::Capability(self.capabilities()));
@@ -239,10 +268,16 @@ impl Session {
                 let st = self.login(&tag, &user, &pass).await;
                 a.status(st);
             }
-            CommandBody::Enable { .. } if self.user.is_some() => {
-                // Nothing we offer needs enabling yet (no UTF8=ACCEPT,
-                // CONDSTORE, IMAP4rev2): the list of enabled ones is empty.
-                a.data(Data::Enabled { capabilities: vec![] });
+            CommandBody::Enable { capabilities } if self.user.is_some() => {
+                // Only IMAP4rev2 changes anything here (no UTF8=ACCEPT or
+                // CONDSTORE); other names are ignored, as RFC 5161 says.
+                let rev2 = capabilities.as_ref().iter().any(|c| c.to_string().eq_ignore_ascii_case("IMAP4rev2"));
+                let mut enabled = vec![];
+                if rev2 && !self.rev2 {
+                    self.rev2 = true;
+                    enabled.push(CapabilityEnable::try_from("IMAP4rev2").expect("atom"));
+                }
+                a.data(Data::Enabled { capabilities: enabled });
                 a.status(ok(&tag, None, "ENABLE done"));
             }
             CommandBody::Id { .. } => {
@@ -297,9 +332,10 @@ impl Session {
                 let r = self.store(move |st, user| st.mail_subscribe(&user, &name, false)).await;
                 self.folder_result(&mut a, &tag, "UNSUBSCRIBE", r);
             }
-            CommandBody::List { reference, mailbox_wildcard } => {
-                self.list(&mut a, &tag, &mailbox_name(&reference), &list_text(&mailbox_wildcard), false).await
-            }
+            CommandBody::List { reference, mailbox_wildcard } => match extras.list {
+                Some(options) => self.list_extended(&mut a, &tag, &mailbox_name(&reference), options).await,
+                None => self.list(&mut a, &tag, &mailbox_name(&reference), &list_text(&mailbox_wildcard), false).await,
+            },
             CommandBody::Lsub { reference, mailbox_wildcard } => {
                 self.list(&mut a, &tag, &mailbox_name(&reference), &list_text(&mailbox_wildcard), true).await
             }
@@ -325,22 +361,44 @@ impl Session {
                 self.expunge(&mut a, None, false).await;
                 a.status(ok(&tag, None, "EXPUNGE done"));
             }
+            CommandBody::Search { criteria, uid, .. } => {
+                let ret = extras.search.or(self.rev2.then_some(SearchReturn::ALL));
+                let criteria: Vec<_> = match extras.dollar {
+                    true => criteria.as_ref().iter().map(|k| self.sel().with_saved(k)).collect(),
+                    false => criteria.into_inner(),
+                };
+                self.search(&mut a, &tag, &criteria, uid, ret).await
+            }
+            // `$` (RFC 5182): the saved result, as UIDs; empty, nothing to do.
+            CommandBody::ExpungeUid { .. }
+            | CommandBody::Fetch { .. }
+            | CommandBody::Store { .. }
+            | CommandBody::Copy { .. }
+            | CommandBody::Move { .. }
+                if extras.dollar && self.sel().saved_set().is_none() =>
+            {
+                a.status(ok(&tag, None, format!("{name} done (the saved search result is empty)")));
+            }
             CommandBody::ExpungeUid { sequence_set } => {
-                self.expunge(&mut a, Some(&sequence_set), false).await;
+                let set = self.dollar(extras.dollar, sequence_set, true).0;
+                self.expunge(&mut a, Some(&set), false).await;
                 a.status(ok(&tag, None, "UID EXPUNGE done"));
             }
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
-                self.fetch(&mut a, &tag, &sequence_set, macro_or_item_names, uid).await
+                let (set, uid) = self.dollar(extras.dollar, sequence_set, uid);
+                self.fetch(&mut a, &tag, &set, macro_or_item_names, uid).await
             }
             CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
-                self.store_flags(&mut a, &tag, &sequence_set, kind, response, flags, uid).await
+                let (set, uid) = self.dollar(extras.dollar, sequence_set, uid);
+                self.store_flags(&mut a, &tag, &set, kind, response, flags, uid).await
             }
-            CommandBody::Search { criteria, uid, .. } => self.search(&mut a, &tag, criteria.as_ref(), uid).await,
             CommandBody::Copy { sequence_set, mailbox, uid } => {
-                self.copy(&mut a, &tag, &sequence_set, &mailbox_name(&mailbox), uid, false).await
+                let (set, uid) = self.dollar(extras.dollar, sequence_set, uid);
+                self.copy(&mut a, &tag, &set, &mailbox_name(&mailbox), uid, false).await
             }
             CommandBody::Move { sequence_set, mailbox, uid } => {
-                self.copy(&mut a, &tag, &sequence_set, &mailbox_name(&mailbox), uid, true).await
+                let (set, uid) = self.dollar(extras.dollar, sequence_set, uid);
+                self.copy(&mut a, &tag, &set, &mailbox_name(&mailbox), uid, true).await
             }
             _ => {
                 a.status(bad(Some(&tag), None, format!("{name} is not supported")));
@@ -402,7 +460,12 @@ impl Session {
             return;
         };
         let sel = Selected::new(info.name.clone(), read_only, (*entries).clone(), watch);
-        sel.announce(a, &info);
+        sel.announce(a, &info, self.rev2);
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the folder's name and attributes.
+            let folders = self.store(|st, user| st.mail_folders(&user)).await.unwrap_or_default();
+            a.data(list_data(&info, &folders, false));
+        }
         self.selected = Some(sel);
         let c = if read_only { Code::ReadOnly } else { Code::ReadWrite };
         a.status(ok(tag, Some(c), format!("{} selected", if read_only { "EXAMINE" } else { "SELECT" })));
@@ -448,27 +511,86 @@ impl Session {
             if (lsub && !f.subscribed) || !wildcard_match(&full, &f.name) {
                 continue;
             }
-            let children = folders
-                .iter()
-                .any(|c| c.name.len() > f.name.len() + 1 && c.name.starts_with(&format!("{}{DELIMITER}", f.name)));
-            let mut items = vec![FlagNameAttribute::from(atom(if children { "HasChildren" } else { "HasNoChildren" }))];
-            if let Some(special) = &f.special_use
-                && let Ok(at) = Atom::try_from(special.trim_start_matches('\\').to_string())
-            {
-                items.push(FlagNameAttribute::from(at));
-            }
-            let delimiter = Some(DELIMITER.try_into().expect("char"));
-            let mailbox = mailbox_of(&f.name);
-            a.data(if lsub {
-                Data::Lsub { items, delimiter, mailbox }
-            } else {
-                Data::List { items, delimiter, mailbox }
+            a.data(match list_data(f, &folders, false) {
+                Data::List { items, delimiter, mailbox } if lsub => Data::Lsub { items, delimiter, mailbox },
+                d => d,
             });
+        }
+        if !lsub {
+            for name in missing_parents(&folders).iter().filter(|n| wildcard_match(&full, n)) {
+                a.data(parent_data(name, FlagNameAttribute::Noselect));
+            }
         }
         a.status(ok(tag, None, if lsub { "LSUB done" } else { "LIST done" }));
     }
 
+    /// LIST with selection and return options (RFC 5258, 5819, 6154):
+    /// every pattern, SUBSCRIBED and SPECIAL-USE selections,
+    /// RECURSIVEMATCH's parents with CHILDINFO, `\Subscribed`, STATUS.
+    async fn list_extended(&mut self, a: &mut Answer, tag: &Tag<'static>, reference: &str, o: ListOptions) {
+        let folders = match self.store(|st, user| st.mail_folders(&user)).await {
+            Ok(f) => f,
+            Err(_) => {
+                a.status(no(tag, Some(code("UNAVAILABLE")), "the folder list cannot be read now"));
+                return;
+            }
+        };
+        let selected = |f: &FolderInfo| (!o.subscribed || f.subscribed) && (!o.special_use || f.special_use.is_some());
+        let matched = |name: &str| o.patterns.iter().any(|p| wildcard_match(&format!("{reference}{p}"), name));
+        let child_selected =
+            |name: &str| folders.iter().any(|c| c.name.starts_with(&format!("{name}{DELIMITER}")) && selected(c));
+        // RFC 5258 §3.5: a folder not selected itself is listed, with
+        // CHILDINFO, for a descendant that is.
+        let with_childinfo = |d: Data<'static>| {
+            let line = encode_line(&Response::Data(d));
+            let mut line = line.strip_suffix(b"\r\n").unwrap_or(&line).to_vec();
+            line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n");
+            line
+        };
+        // Parents that are not folders, for what lies below them: listed
+        // when nothing is selected, or for CHILDINFO.
+        for name in missing_parents(&folders).iter().filter(|n| matched(n)) {
+            let d = parent_data(name, FlagNameAttribute::from(atom("NonExistent")));
+            if !o.subscribed && !o.special_use {
+                a.data(d);
+            } else if o.recursive && child_selected(name) {
+                a.raw(with_childinfo(d));
+            }
+        }
+        for f in folders.iter().filter(|f| matched(&f.name)) {
+            if !selected(f) {
+                if o.recursive && child_selected(&f.name) {
+                    a.raw(with_childinfo(list_data(f, &folders, o.return_subscribed)));
+                }
+                continue;
+            }
+            a.data(list_data(f, &folders, o.return_subscribed));
+            if !o.status.is_empty() {
+                match self.status_data(&f.name, &o.status).await {
+                    Ok(d) => a.data(d),
+                    // RFC 5819 §2: the LIST stands; the STATUS is left out.
+                    Err(_) => tracing::warn!(folder = %f.name, "no STATUS for LIST-STATUS"),
+                }
+            }
+        }
+        a.status(ok(tag, None, "LIST done"));
+    }
+
     async fn status(&mut self, a: &mut Answer, tag: &Tag<'static>, name: &str, items: &[StatusDataItemName]) {
+        match self.status_data(name, items).await {
+            Ok(d) => {
+                a.data(d);
+                a.status(ok(tag, None, "STATUS done"));
+            }
+            Err(StatusError::NoSuch) => a.status(no(tag, Some(code("NONEXISTENT")), format!("no folder {name:?}"))),
+            Err(StatusError::Unavailable) => {
+                a.status(no(tag, Some(code("UNAVAILABLE")), "the folder cannot be read now"))
+            }
+        }
+    }
+
+    /// The STATUS response for a folder.
+    async fn status_data(&mut self, name: &str, items: &[StatusDataItemName]) -> Result<Data<'static>, StatusError> {
         let n = name.to_string();
         let r = match self.store(move |st, user| st.mail_folder(&user, &n)).await {
             Ok(Some(info)) => match self.folder_entries(&info.name).await {
@@ -479,14 +601,8 @@ impl Session {
         };
         let (info, entries): (FolderInfo, _) = match r {
             Ok(Some(v)) => v,
-            Ok(None) => {
-                a.status(no(tag, Some(code("NONEXISTENT")), format!("no folder {name:?}")));
-                return;
-            }
-            Err(_) => {
-                a.status(no(tag, Some(code("UNAVAILABLE")), "the folder cannot be read now"));
-                return;
-            }
+            Ok(None) => return Err(StatusError::NoSuch),
+            Err(_) => return Err(StatusError::Unavailable),
         };
         let flagged =
             |r: &crate::store::records::InboxRecord, flag: &str| r.flags.iter().any(|f| f.eq_ignore_ascii_case(flag));
@@ -515,9 +631,57 @@ impl Session {
                 ),
             })
             .collect();
-        a.data(Data::Status { mailbox: mailbox_of(&info.name), items: out.into() });
-        a.status(ok(tag, None, "STATUS done"));
+        Ok(Data::Status { mailbox: mailbox_of(&info.name), items: out.into() })
     }
+}
+
+enum StatusError {
+    NoSuch,
+    Unavailable,
+}
+
+/// The LIST response for `f`: `\HasChildren` or `\HasNoChildren`, its
+/// special use, and `\Subscribed` if asked (`subscribed`) and so.
+fn list_data(f: &FolderInfo, folders: &[FolderInfo], subscribed: bool) -> Data<'static> {
+    let prefix = format!("{}{DELIMITER}", f.name);
+    let children = folders.iter().any(|c| c.name.len() > prefix.len() && c.name.starts_with(&prefix));
+    let mut items = vec![FlagNameAttribute::from(atom(if children { "HasChildren" } else { "HasNoChildren" }))];
+    if let Some(special) = &f.special_use
+        && let Ok(at) = Atom::try_from(special.trim_start_matches('\\').to_string())
+    {
+        items.push(FlagNameAttribute::from(at));
+    }
+    if subscribed && f.subscribed {
+        items.push(FlagNameAttribute::from(atom("Subscribed")));
+    }
+    Data::List { items, delimiter: Some(DELIMITER.try_into().expect("char")), mailbox: mailbox_of(&f.name) }
+}
+
+/// The names above folders that are not folders themselves (`Archive`
+/// when only `Archive/2026` exists), sorted.
+fn missing_parents(folders: &[FolderInfo]) -> Vec<String> {
+    let names: std::collections::HashSet<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+    let mut out: Vec<String> = folders
+        .iter()
+        .flat_map(|f| f.name.match_indices(DELIMITER).map(|(i, _)| f.name[..i].to_string()))
+        .filter(|p| !p.is_empty() && !names.contains(p.as_str()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The LIST response for a parent that is not a folder: `\Noselect`
+/// (IMAP4rev1) or `\NonExistent` (extended LIST), with children.
+fn parent_data(name: &str, kind: FlagNameAttribute<'static>) -> Data<'static> {
+    let items = vec![kind, FlagNameAttribute::from(atom("HasChildren"))];
+    Data::List { items, delimiter: Some(DELIMITER.try_into().expect("char")), mailbox: mailbox_of(name) }
+}
+
+/// One response as the codec writes it, CRLF included.
+fn encode_line(r: &Response<'_>) -> Vec<u8> {
+    use imap_codec::encode::Encoder;
+    imap_codec::ResponseCodec::default().encode(r).dump()
 }
 
 pub fn nz(v: u32) -> std::num::NonZeroU32 {

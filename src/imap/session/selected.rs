@@ -6,19 +6,20 @@
 
 use std::sync::Arc;
 
-use imap_codec::imap_types::core::{NString, Tag, Vec1};
+use imap_codec::imap_types::core::{LiteralMode, NString, NString8, Tag, Vec1};
 use imap_codec::imap_types::datetime::DateTime;
-use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::extensions::binary::{Literal8, LiteralOrLiteral8};
 use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
 use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagPerm, StoreResponse, StoreType};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::search::SearchKey;
-use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use tokio::sync::watch;
 
 use super::{Answer, Session, bad, code, flag_of, flag_text, no, nz, ok};
 use crate::imap::content::{Unreachable, content, release};
+use crate::imap::extended::{SAVED, SearchReturn, compact, esearch};
 use crate::imap::message::{Parsed, partial};
 use crate::imap::search::{View, matches, needs_content};
 use crate::imap::sequence::{bounds, in_set};
@@ -33,6 +34,9 @@ pub struct Selected {
     watch: watch::Receiver<u64>,
     /// The last message read, kept for the next FETCH of its other parts.
     last: Option<(u32, Arc<Vec<u8>>)>,
+    /// The UIDs `SEARCH RETURN (SAVE)` kept, which `$` names (RFC 5182);
+    /// reset with the selection.
+    saved: Vec<u32>,
 }
 
 /// Octets of message data one FETCH answers with at most (the answer is
@@ -60,6 +64,14 @@ fn nstring_bytes(data: &[u8]) -> NString<'static> {
     NString::try_from(clean).unwrap_or_default()
 }
 
+/// Decoded octets for BINARY: a literal8 (`~{n}`) only when they hold NUL.
+fn nstring8(data: &[u8]) -> NString8<'static> {
+    match data.contains(&0) {
+        true => NString8::Literal8(Literal8 { data: data.to_vec().into(), mode: LiteralMode::Sync }),
+        false => NString8::NString(NString::try_from(data.to_vec()).unwrap_or_default()),
+    }
+}
+
 fn internal_date(at: crate::clock::Millis) -> DateTime {
     let utc = chrono::DateTime::from_timestamp_millis(at as i64).unwrap_or_default();
     DateTime::try_from(utc.fixed_offset()).unwrap_or_else(|_| {
@@ -75,11 +87,13 @@ impl Selected {
         entries: Vec<(u32, Arc<InboxRecord>)>,
         watch: watch::Receiver<u64>,
     ) -> Selected {
-        Selected { name, read_only, entries, watch, last: None }
+        Selected { name, read_only, entries, watch, last: None, saved: Vec::new() }
     }
 
     /// The untagged answers of SELECT (RFC 9051 §6.3.2).
-    pub fn announce(&self, a: &mut Answer, info: &FolderInfo) {
+    /// In IMAP4rev2 (`rev2`) without RECENT and the first-unseen code
+    /// (RFC 9051 §6.3.2; the caller adds the LIST response).
+    pub fn announce(&self, a: &mut Answer, info: &FolderInfo, rev2: bool) {
         a.data(Data::Flags(SYSTEM_FLAGS.to_vec()));
         let mut perm: Vec<FlagPerm<'static>> = SYSTEM_FLAGS.iter().cloned().map(FlagPerm::Flag).collect();
         perm.push(FlagPerm::Asterisk);
@@ -92,11 +106,44 @@ impl Selected {
             a.status(untagged_ok(Code::PermanentFlags(vec![]), "read-only"));
         }
         a.data(Data::Exists(self.entries.len() as u32));
-        a.data(Data::Recent(0));
+        if !rev2 {
+            a.data(Data::Recent(0));
+        }
         a.status(untagged_ok(Code::UidValidity(nz(info.uidvalidity)), "UIDs valid"));
         a.status(untagged_ok(Code::UidNext(nz(info.uidnext)), "predicted next UID"));
+        if rev2 {
+            return;
+        }
         if let Some(i) = self.entries.iter().position(|(_, r)| !has(&r.flags, "\\Seen")) {
             a.status(untagged_ok(Code::Unseen(nz(i as u32 + 1)), "first unseen"));
+        }
+    }
+
+    /// The saved result as a UID set, without messages expunged since;
+    /// `None` when empty.
+    pub fn saved_set(&self) -> Option<SequenceSet> {
+        let live: Vec<u32> =
+            self.saved.iter().copied().filter(|u| self.entries.binary_search_by_key(u, |(x, _)| *x).is_ok()).collect();
+        SequenceSet::try_from(compact(&live)?.as_str()).ok()
+    }
+
+    /// `key` with each `$` (as the rewriter left it, [`SAVED`]) replaced
+    /// by the saved UIDs, or by a key nothing matches when none are saved.
+    pub fn with_saved(&self, key: &SearchKey<'static>) -> SearchKey<'static> {
+        use SearchKey as K;
+        let is_saved =
+            |set: &SequenceSet| matches!(set.0.as_ref(), [Sequence::Single(SeqOrUid::Value(n))] if n.get() == SAVED);
+        match key {
+            K::SequenceSet(set) | K::Uid(set) if is_saved(set) => match self.saved_set() {
+                Some(saved) => K::Uid(saved),
+                None => K::Not(Box::new(K::All)),
+            },
+            K::And(keys) => K::And(
+                Vec1::try_from(keys.as_ref().iter().map(|k| self.with_saved(k)).collect::<Vec<_>>()).expect("as many"),
+            ),
+            K::Not(k) => K::Not(Box::new(self.with_saved(k))),
+            K::Or(x, y) => K::Or(Box::new(self.with_saved(x)), Box::new(self.with_saved(y))),
+            other => other.clone(),
         }
     }
 
@@ -136,12 +183,21 @@ impl Selected {
 }
 
 impl Session {
-    fn sel(&self) -> &Selected {
+    pub(super) fn sel(&self) -> &Selected {
         self.selected.as_ref().expect("a folder is selected")
     }
 
     fn sel_mut(&mut self) -> &mut Selected {
         self.selected.as_mut().expect("a folder is selected")
+    }
+
+    /// The set a command names: the saved result (as UIDs) if it said `$`
+    /// (the caller has answered an empty one already).
+    pub(super) fn dollar(&self, dollar: bool, set: SequenceSet, uid: bool) -> (SequenceSet, bool) {
+        match (dollar, self.sel().saved_set()) {
+            (true, Some(saved)) => (saved, true),
+            _ => (set, uid),
+        }
     }
 
     /// Reports what changed in the selected folder since this session last
@@ -222,6 +278,8 @@ impl Session {
                     | N::Rfc822
                     | N::Rfc822Header
                     | N::Rfc822Text
+                    | N::Binary { .. }
+                    | N::BinarySize { .. }
             )
         });
         // What only the header section answers needs only it parsed.
@@ -234,7 +292,11 @@ impl Session {
             _ => false,
         });
         let sets_seen = !self.sel().read_only
-            && items.iter().any(|i| matches!(i, N::BodyExt { peek: false, .. } | N::Rfc822 | N::Rfc822Text));
+            && items.iter().any(|i| {
+                matches!(i, N::BodyExt { peek: false, .. } | N::Binary { peek: false, .. } | N::Rfc822 | N::Rfc822Text)
+            });
+        // Parts whose transfer encoding BINARY cannot undo (RFC 3516).
+        let mut undecodable = 0;
         let mut seen_now: Vec<(u32, Vec<String>)> = Vec::new();
         let mut failures: Vec<(u32, Unreachable)> = Vec::new();
         // One command's answer is held whole before it is sent: bounded.
@@ -305,13 +367,28 @@ impl Session {
                             data: nstring_bytes(&partial(&data, *range)),
                         }
                     }
+                    N::Binary { section, partial: range, .. } => {
+                        let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                        let Ok(data) = p.expect("loaded").binary(&path) else {
+                            undecodable += 1;
+                            continue;
+                        };
+                        MessageDataItem::Binary { section: section.clone(), value: nstring8(&partial(&data, *range)) }
+                    }
+                    N::BinarySize { section } => {
+                        let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                        let Ok(data) = p.expect("loaded").binary(&path) else {
+                            undecodable += 1;
+                            continue;
+                        };
+                        MessageDataItem::BinarySize { section: section.clone(), size: data.len() as u32 }
+                    }
                     N::Rfc822 => MessageDataItem::Rfc822(nstring_bytes(content.as_deref().expect("loaded"))),
                     N::Rfc822Header => MessageDataItem::Rfc822Header(nstring_bytes(p.expect("loaded").header())),
                     N::Rfc822Text => {
                         let c = content.as_deref().expect("loaded");
                         MessageDataItem::Rfc822Text(nstring_bytes(&c[p.expect("loaded").header().len()..]))
                     }
-                    _ => continue,
                 });
             }
             if flags_changed && !items.iter().any(|i| matches!(i, N::Flags)) {
@@ -333,6 +410,11 @@ impl Session {
             return;
         }
         match failures.first() {
+            None if undecodable > 0 => a.status(no(
+                tag,
+                Some(code("UNKNOWN-CTE")),
+                format!("{undecodable} part(s) have a transfer encoding BINARY cannot undo; fetch them with BODY[]"),
+            )),
             None => a.status(ok(tag, None, "FETCH done")),
             Some((uid, e)) => a.status(no(
                 tag,
@@ -426,6 +508,7 @@ impl Session {
         tag: &Tag<'static>,
         criteria: &[SearchKey<'static>],
         uid: bool,
+        ret: Option<SearchReturn>,
     ) {
         let key = match criteria {
             [one] => one.clone(),
@@ -464,10 +547,23 @@ impl Session {
                 content: parsed.as_ref(),
             };
             if matches(&key, &view) {
-                hits.push(nz(if uid { u } else { idx as u32 + 1 }));
+                hits.push((u, idx as u32 + 1));
             }
         }
-        a.data(Data::Search(hits));
+        let numbers: Vec<u32> = hits.iter().map(|(u, seq)| if uid { *u } else { *seq }).collect();
+        match ret {
+            Some(ret) => {
+                if ret.save {
+                    // RFC 5182 §2.1: a search that fails saves nothing.
+                    let uids: Vec<u32> = hits.iter().map(|(u, _)| *u).collect();
+                    self.sel_mut().saved = if unreadable > 0 { Vec::new() } else { ret.saved(&uids) };
+                }
+                if let Some(line) = esearch(tag.inner(), uid, &ret, &numbers) {
+                    a.raw(line);
+                }
+            }
+            None => a.data(Data::Search(numbers.into_iter().map(nz).collect())),
+        }
         if unreadable > 0 {
             a.status(no(
                 tag,
