@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_session notification_json http_inputs config dsn scenario imap_message)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_session notification_json http_inputs config dsn scenario imap_message imap_commands)
 TARGET_DIR=${FUZZ_TARGET_DIR:-/var/cache/imgate/fuzz-target}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 scripts/setup

@@ -367,13 +367,16 @@ impl Session {
                             data: nstring_bytes(&partial(&data, *range)),
                         }
                     }
-                    N::Binary { section, partial: range, .. } => {
+                    // A partial BINARY gets the whole section: imap-types
+                    // cannot label an answer with its `<origin>`, and the
+                    // truncated octets would read as all of it.
+                    N::Binary { section, .. } => {
                         let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
                         let Ok(data) = p.expect("loaded").binary(&path) else {
                             undecodable += 1;
                             continue;
                         };
-                        MessageDataItem::Binary { section: section.clone(), value: nstring8(&partial(&data, *range)) }
+                        MessageDataItem::Binary { section: section.clone(), value: nstring8(&data) }
                     }
                     N::BinarySize { section } => {
                         let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
