@@ -439,7 +439,10 @@ impl Session {
     }
 
     async fn select(&mut self, a: &mut Answer, tag: &Tag<'static>, name: &str, read_only: bool) {
-        self.selected = None;
+        if self.selected.take().is_some() {
+            // RFC 9051 §6.3.1: what follows is about the new folder.
+            a.status(Status::ok(None, Some(code("CLOSED")), text("previous folder closed")).expect("status"));
+        }
         let user = self.user_key().unwrap_or_default();
         // Watch first: a change made while the folder is read is reported.
         let watch = self.s.store.watch_mailbox(&user);
