@@ -3,7 +3,7 @@
 //! sans-IO server flow (which frames commands and literals, answers `+` to
 //! synchronising literals and refuses those over the limit), its events
 //! into the [`Session`], the session's answers back out (raw lines in
-//! order with typed ones, see [`Outbox`]). IDLE waits on the
+//! order with typed ones, by the private `Outbox`). IDLE waits on the
 //! socket and on the user's mailbox at once. STARTTLS starts a new flow
 //! over TLS, so nothing pipelined behind it in plain text is read.
 

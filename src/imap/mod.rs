@@ -8,6 +8,7 @@
 //! - [`search`] — SEARCH criteria, sans-IO;
 //! - [`extended`] — the IMAP4rev2 syntax the codec lacks (ESEARCH,
 //!   SEARCHRES's `$`, LIST-EXTENDED), rewritten before parsing, sans-IO;
+//! - [`utf7`] — folder names in modified UTF-7 and UTF-8, sans-IO;
 //! - [`message`] — ENVELOPE, BODYSTRUCTURE and sections, sans-IO;
 //! - [`cache`] — what a node's sessions share (parsed envelopes);
 //! - [`content`] — where an entry's octets come from (held, own store,
@@ -23,6 +24,7 @@ pub mod message;
 pub mod search;
 pub mod sequence;
 pub mod session;
+pub mod utf7;
 
 use std::time::Duration;
 

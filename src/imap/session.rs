@@ -87,7 +87,12 @@ pub fn code(name: &'static str) -> Code<'static> {
 /// Text for a status line: CR, LF, other controls and a leading `[`
 /// cannot be in it, nor (before UTF8=ACCEPT) anything but ASCII.
 pub fn text(t: impl Into<String>) -> Text<'static> {
-    let mut t: String = t.into().chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+    let shown = |c: char| match c {
+        _ if c.is_ascii_graphic() => c,
+        ' ' | '\r' | '\n' | '\t' => ' ',
+        _ => '?',
+    };
+    let mut t: String = t.into().chars().map(shown).collect();
     if t.starts_with('[') {
         t.insert(0, ' ');
     }
@@ -109,19 +114,40 @@ pub fn bad(tag: Option<&Tag<'static>>, c: Option<Code<'static>>, t: impl Into<St
     Status::bad(tag.cloned(), c, text(t)).expect("valid status")
 }
 
-/// A mailbox name as text (modified UTF-7 kept as the client sent it).
+/// A folder name as the node keeps it: modified UTF-7, as IMAP4rev1
+/// clients send it; a UTF-8 name (IMAP4rev2) is converted to it.
+pub fn stored_name(raw: &[u8]) -> String {
+    let name = String::from_utf8_lossy(raw);
+    if name.is_ascii() { name.into_owned() } else { super::utf7::encode(&name) }
+}
+
 pub fn mailbox_name(m: &Mailbox<'_>) -> String {
     match m {
         Mailbox::Inbox => crate::store::folders::INBOX.to_string(),
-        Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).to_string(),
+        Mailbox::Other(o) => stored_name(o.as_ref()),
     }
 }
 
-pub fn mailbox_of(name: &str) -> Mailbox<'static> {
+/// A kept folder name as a client sees it: in UTF-8 for a session that
+/// enabled IMAP4rev2 (`utf8`), else as kept.
+pub fn mailbox_of(name: &str, utf8: bool) -> Mailbox<'static> {
     if is_inbox(name) {
         return Mailbox::Inbox;
     }
-    Mailbox::try_from(name.to_string()).unwrap_or(Mailbox::Inbox)
+    let shown = match utf8 {
+        true => super::utf7::decode(name).unwrap_or_else(|| name.to_string()),
+        false => name.to_string(),
+    };
+    if !shown.is_ascii() {
+        // A UTF-8 quoted string (RFC 9755), not a literal.
+        use imap_codec::imap_types::{core::AString, extensions::utf8::QuotedUtf8, mailbox::MailboxOther};
+        if let Ok(q) = QuotedUtf8::try_from(shown.clone())
+            && let Ok(other) = MailboxOther::try_from(AString::String(IString::QuotedUtf8(q)))
+        {
+            return Mailbox::Other(other);
+        }
+    }
+    Mailbox::try_from(shown).unwrap_or(Mailbox::Inbox)
 }
 
 fn atom(a: &'static str) -> Atom<'static> {
@@ -467,7 +493,7 @@ impl Session {
         if self.rev2 {
             // RFC 9051 §6.3.2: the folder's name and attributes.
             let folders = self.store(|st, user| st.mail_folders(&user)).await.unwrap_or_default();
-            a.data(list_data(&info, &folders, false));
+            a.data(list_data(&info, &folders, false, self.rev2));
         }
         self.selected = Some(sel);
         let c = if read_only { Code::ReadOnly } else { Code::ReadWrite };
@@ -514,14 +540,14 @@ impl Session {
             if (lsub && !f.subscribed) || !wildcard_match(&full, &f.name) {
                 continue;
             }
-            a.data(match list_data(f, &folders, false) {
+            a.data(match list_data(f, &folders, false, self.rev2) {
                 Data::List { items, delimiter, mailbox } if lsub => Data::Lsub { items, delimiter, mailbox },
                 d => d,
             });
         }
         if !lsub {
             for name in missing_parents(&folders).iter().filter(|n| wildcard_match(&full, n)) {
-                a.data(parent_data(name, FlagNameAttribute::Noselect));
+                a.data(parent_data(name, FlagNameAttribute::Noselect, self.rev2));
             }
         }
         a.status(ok(tag, None, if lsub { "LSUB done" } else { "LIST done" }));
@@ -539,7 +565,8 @@ impl Session {
             }
         };
         let selected = |f: &FolderInfo| (!o.subscribed || f.subscribed) && (!o.special_use || f.special_use.is_some());
-        let matched = |name: &str| o.patterns.iter().any(|p| wildcard_match(&format!("{reference}{p}"), name));
+        let patterns: Vec<String> = o.patterns.iter().map(|p| stored_name(p.as_bytes())).collect();
+        let matched = |name: &str| patterns.iter().any(|p| wildcard_match(&format!("{reference}{p}"), name));
         let child_selected =
             |name: &str| folders.iter().any(|c| c.name.starts_with(&format!("{name}{DELIMITER}")) && selected(c));
         // RFC 5258 §3.5: a folder not selected itself is listed, with
@@ -553,7 +580,7 @@ impl Session {
         // Parents that are not folders, for what lies below them: listed
         // when nothing is selected, or for CHILDINFO.
         for name in missing_parents(&folders).iter().filter(|n| matched(n)) {
-            let d = parent_data(name, FlagNameAttribute::from(atom("NonExistent")));
+            let d = parent_data(name, FlagNameAttribute::from(atom("NonExistent")), self.rev2);
             if !o.subscribed && !o.special_use {
                 a.data(d);
             } else if o.recursive && child_selected(name) {
@@ -563,11 +590,11 @@ impl Session {
         for f in folders.iter().filter(|f| matched(&f.name)) {
             if !selected(f) {
                 if o.recursive && child_selected(&f.name) {
-                    a.raw(with_childinfo(list_data(f, &folders, o.return_subscribed)));
+                    a.raw(with_childinfo(list_data(f, &folders, o.return_subscribed, self.rev2)));
                 }
                 continue;
             }
-            a.data(list_data(f, &folders, o.return_subscribed));
+            a.data(list_data(f, &folders, o.return_subscribed, self.rev2));
             if !o.status.is_empty() {
                 match self.status_data(&f.name, &o.status).await {
                     Ok(d) => a.data(d),
@@ -634,7 +661,7 @@ impl Session {
                 ),
             })
             .collect();
-        Ok(Data::Status { mailbox: mailbox_of(&info.name), items: out.into() })
+        Ok(Data::Status { mailbox: mailbox_of(&info.name, self.rev2), items: out.into() })
     }
 }
 
@@ -644,8 +671,9 @@ enum StatusError {
 }
 
 /// The LIST response for `f`: `\HasChildren` or `\HasNoChildren`, its
-/// special use, and `\Subscribed` if asked (`subscribed`) and so.
-fn list_data(f: &FolderInfo, folders: &[FolderInfo], subscribed: bool) -> Data<'static> {
+/// special use, and `\Subscribed` if asked (`subscribed`) and so; the
+/// name in UTF-8 if `utf8`.
+fn list_data(f: &FolderInfo, folders: &[FolderInfo], subscribed: bool, utf8: bool) -> Data<'static> {
     let prefix = format!("{}{DELIMITER}", f.name);
     let children = folders.iter().any(|c| c.name.len() > prefix.len() && c.name.starts_with(&prefix));
     let mut items = vec![FlagNameAttribute::from(atom(if children { "HasChildren" } else { "HasNoChildren" }))];
@@ -657,7 +685,7 @@ fn list_data(f: &FolderInfo, folders: &[FolderInfo], subscribed: bool) -> Data<'
     if subscribed && f.subscribed {
         items.push(FlagNameAttribute::from(atom("Subscribed")));
     }
-    Data::List { items, delimiter: Some(DELIMITER.try_into().expect("char")), mailbox: mailbox_of(&f.name) }
+    Data::List { items, delimiter: Some(DELIMITER.try_into().expect("char")), mailbox: mailbox_of(&f.name, utf8) }
 }
 
 /// The names above folders that are not folders themselves (`Archive`
@@ -676,9 +704,9 @@ fn missing_parents(folders: &[FolderInfo]) -> Vec<String> {
 
 /// The LIST response for a parent that is not a folder: `\Noselect`
 /// (IMAP4rev1) or `\NonExistent` (extended LIST), with children.
-fn parent_data(name: &str, kind: FlagNameAttribute<'static>) -> Data<'static> {
+fn parent_data(name: &str, kind: FlagNameAttribute<'static>, utf8: bool) -> Data<'static> {
     let items = vec![kind, FlagNameAttribute::from(atom("HasChildren"))];
-    Data::List { items, delimiter: Some(DELIMITER.try_into().expect("char")), mailbox: mailbox_of(name) }
+    Data::List { items, delimiter: Some(DELIMITER.try_into().expect("char")), mailbox: mailbox_of(name, utf8) }
 }
 
 /// One response as the codec writes it, CRLF included.
@@ -708,8 +736,8 @@ pub fn folder_code(e: &FolderError) -> Code<'static> {
 
 fn list_text(l: &ListMailbox<'_>) -> String {
     match l {
-        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).to_string(),
-        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).to_string(),
+        ListMailbox::Token(t) => stored_name(t.as_ref()),
+        ListMailbox::String(s) => stored_name(s.as_ref()),
     }
 }
 
@@ -781,7 +809,15 @@ mod tests {
 
     #[test]
     fn status_text_never_starts_a_response_code() {
-        assert_eq!(text("[ALERT] x").to_string(), " [ALERT] x");
-        assert_eq!(text("a\r\nb").to_string(), "a  b");
+        let cases = [
+            ("[ALERT] x", " [ALERT] x"),
+            ("a\r\nb", "a  b"),
+            ("RFC 5258 \u{a7}3.1", "RFC 5258 ?3.1"),
+            ("no\0nul", "no?nul"),
+            ("", "done"),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(text(given).to_string(), shown, "{given:?}");
+        }
     }
 }
