@@ -46,7 +46,7 @@ impl<'a> Parsed<'a> {
 
     pub fn body_structure(&self, extensions: bool) -> BodyStructure<'static> {
         match &self.message {
-            Some(m) if !m.parts.is_empty() => structure(m, 0, extensions),
+            Some(m) if !m.parts.is_empty() => structure(m, 0, extensions, 0),
             _ => plain_structure(self.raw),
         }
     }
@@ -381,9 +381,16 @@ fn lines(body: &[u8]) -> u32 {
     body.iter().filter(|b| **b == b'\n').count() as u32
 }
 
-fn structure(m: &Message<'_>, index: usize, extensions: bool) -> BodyStructure<'static> {
+/// How deep BODYSTRUCTURE describes nested parts; deeper ones are given
+/// as opaque octets (a hostile message cannot run the stack out).
+const MAX_NESTING: usize = 48;
+
+fn structure(m: &Message<'_>, index: usize, extensions: bool, depth: usize) -> BodyStructure<'static> {
     let raw = m.raw_message();
     let Some(part) = m.parts.get(index) else { return plain_structure(b"") };
+    if depth >= MAX_NESTING {
+        return opaque_structure(raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default());
+    }
     let (ctype, csub, params) = match part.content_type() {
         Some(ct) => (
             ct.c_type.to_ascii_lowercase(),
@@ -395,8 +402,13 @@ fn structure(m: &Message<'_>, index: usize, extensions: bool) -> BodyStructure<'
         None => ("text".to_string(), Some("plain".to_string()), vec![(istring("charset"), istring("us-ascii"))]),
     };
     if let PartType::Multipart(children) = &part.body {
-        let bodies: Vec<BodyStructure<'static>> =
-            children.iter().map(|c| structure(m, *c as usize, extensions)).collect();
+        // A part's children come after it; a parse that says otherwise
+        // (malformed input) would make the walk go round in a circle.
+        let bodies: Vec<BodyStructure<'static>> = children
+            .iter()
+            .filter(|c| **c as usize > index)
+            .map(|c| structure(m, *c as usize, extensions, depth + 1))
+            .collect();
         if let Ok(bodies) = Vec1::try_from(bodies) {
             return BodyStructure::Multi {
                 bodies,
@@ -421,7 +433,7 @@ fn structure(m: &Message<'_>, index: usize, extensions: bool) -> BodyStructure<'
             body_structure: Box::new(if inner.parts.is_empty() {
                 plain_structure(inner.raw_message())
             } else {
-                structure(inner, 0, extensions)
+                structure(inner, 0, extensions, depth + 1)
             }),
             number_of_lines: lines(body),
         },
@@ -450,6 +462,23 @@ fn structure(m: &Message<'_>, index: usize, extensions: bool) -> BodyStructure<'
 }
 
 /// A message mail-parser could not make sense of: one text/plain part.
+/// A part described no further: application/octet-stream of its octets.
+fn opaque_structure(body: &[u8]) -> BodyStructure<'static> {
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: vec![],
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring("binary"),
+                size: body.len() as u32,
+            },
+            specific: SpecificFields::Basic { r#type: istring("application"), subtype: istring("octet-stream") },
+        },
+        extension_data: None,
+    }
+}
+
 fn plain_structure(raw: &[u8]) -> BodyStructure<'static> {
     let body = &raw[header_len(raw).min(raw.len())..];
     BodyStructure::Single {
@@ -619,6 +648,34 @@ Content-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: ba
             }
         }
         assert!(seen >= 4, "the corpus is read ({seen} files)");
+    }
+
+    #[test]
+    fn deep_nesting_is_described_to_a_bound() {
+        let mut raw = b"Subject: inner\r\n\r\ntext\r\n".to_vec();
+        for _ in 0..200 {
+            raw = [&b"Content-Type: message/rfc822\r\n\r\n"[..], &raw].concat();
+        }
+        // Run on a small stack, as a task's would be.
+        let depth = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let mut s = Parsed::new(&raw).body_structure(true);
+                let mut depth = 0;
+                while let BodyStructure::Single {
+                    body: Body { specific: SpecificFields::Message { body_structure, .. }, .. },
+                    ..
+                } = s
+                {
+                    s = *body_structure;
+                    depth += 1;
+                }
+                depth
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!((1..=MAX_NESTING).contains(&depth), "{depth}");
     }
 
     #[test]
