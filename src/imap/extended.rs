@@ -328,9 +328,8 @@ fn rewrite(line: &[u8], literal: bool) -> Option<(Vec<u8>, Note)> {
     } else if cmd.is("LIST") && at == 1 && !literal {
         return match list(&toks, at + 1) {
             Ok(None) => None,
-            Ok(Some(opts)) => {
+            Ok(Some((reference, opts))) => {
                 let first = opts.patterns.first().cloned().unwrap_or_default();
-                let reference = list_reference(&toks, at + 1).unwrap_or_default();
                 let text = format!("{tag} LIST {} {}\r\n", quoted(&reference), quoted(&first));
                 extras.list = Some(opts);
                 Some((text.into_bytes(), note(Ok(extras))))
@@ -396,15 +395,9 @@ fn search_return(opts: &[Tok]) -> Result<SearchReturn, String> {
     Ok(r)
 }
 
-fn list_reference(toks: &[(Tok, Range<usize>)], mut at: usize) -> Option<String> {
-    if toks.get(at)?.0 == Tok::Open {
-        at = group(toks, at)?.1;
-    }
-    toks.get(at)?.0.text()
-}
-
-/// An extended LIST's options, `None` if the command uses none of them.
-fn list(toks: &[(Tok, Range<usize>)], mut at: usize) -> Result<Option<ListOptions>, String> {
+/// An extended LIST's reference and options, `None` if the command uses
+/// none of the options.
+fn list(toks: &[(Tok, Range<usize>)], mut at: usize) -> Result<Option<(String, ListOptions)>, String> {
     let mut o = ListOptions::default();
     let mut extended = false;
     if let Some((sel, after)) = group(toks, at) {
@@ -424,7 +417,7 @@ fn list(toks: &[(Tok, Range<usize>)], mut at: usize) -> Result<Option<ListOption
         }
         at = after;
     }
-    toks.get(at).and_then(|t| t.0.text()).ok_or("LIST needs a reference and a pattern")?;
+    let reference = toks.get(at).and_then(|t| t.0.text()).ok_or("LIST needs a reference and a pattern")?;
     at += 1;
     match group(toks, at) {
         Some((patterns, after)) => {
@@ -471,7 +464,7 @@ fn list(toks: &[(Tok, Range<usize>)], mut at: usize) -> Result<Option<ListOption
     if at != toks.len() {
         return Err("unexpected words after LIST's arguments".into());
     }
-    Ok(extended.then_some(o))
+    Ok(extended.then_some((reference, o)))
 }
 
 fn status_item(name: &str) -> Result<StatusDataItemName, String> {
