@@ -102,20 +102,21 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
                 continue;
             }
         }
-        let st = s.store.clone();
+        // Look again at least every minute: a clock step or a missed wake-up
+        // must never stall the queue. Nothing past that minute is looked
+        // at (the leases of running and finished attempts lie there).
+        let (st, look_again) = (s.store.clone(), s.clock.now() + 60_000);
         let next = s
             .blocking(move || -> Result<Option<u64>, crate::store::StoreError> {
-                let a = st.next_due()?;
-                let b = st.next_expiry()?;
+                let a = st.next_due_before(look_again)?;
+                let b = st.next_expiry_before(look_again)?;
                 Ok(a.into_iter().chain(b).min())
             })
             .await
             .ok()
             .and_then(Result::ok)
             .flatten();
-        // Look again at least every minute: a clock step or a missed wake-up
-        // must never stall the queue.
-        let until = next.unwrap_or(u64::MAX).min(s.clock.now() + 60_000);
+        let until = next.unwrap_or(look_again).min(look_again);
         if until <= s.clock.now() {
             continue;
         }

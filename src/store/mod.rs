@@ -383,7 +383,17 @@ impl Store {
         table: &'static str,
         from: impl AsRef<[u8]>,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        self.inner.engine.scan(table, from.as_ref()).map(|e| e.map_err(StoreError::from))
+        self.inner.engine.scan(table, from.as_ref(), None).map(|e| e.map_err(StoreError::from))
+    }
+
+    /// [`Store::scan`] of the keys before `below`.
+    fn scan_below(
+        &self,
+        table: &'static str,
+        from: impl AsRef<[u8]>,
+        below: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.inner.engine.scan(table, from.as_ref(), Some(below)).map(|e| e.map_err(StoreError::from))
     }
 
     /// A read-modify-write turn: until the guard is dropped (or the turn's

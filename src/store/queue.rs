@@ -54,6 +54,16 @@ impl Store {
         }
     }
 
+    /// Due time of the earliest job due before `before`. Cheaper than
+    /// [`Store::next_due`] when the queue's near future is full of deleted
+    /// leases (the attempts of the last minutes, finished).
+    pub fn next_due_before(&self, before: Millis) -> Result<Option<Millis>, StoreError> {
+        match self.scan_below(CF_QUEUE, [], &before.to_be_bytes()).next() {
+            Some(item) => Ok(parse_queue_key(&item?.0).map(|(due, _, _)| due)),
+            None => Ok(None),
+        }
+    }
+
     /// When the soonest job not being attempted is due (leased jobs are
     /// keyed by their lease's end, so [`Store::next_due`] counts them).
     pub fn next_unleased_due(&self) -> Result<Option<Millis>, StoreError> {
@@ -89,7 +99,9 @@ impl Store {
         // The due jobs first (at most `limit`, whether or not each is then
         // taken), so that their recipients are read together.
         let mut due_jobs = Vec::new();
-        for item in self.scan(CF_QUEUE, &[]) {
+        // Bounded: past `now` lie the leases of the last minute, most of
+        // them finished and deleted.
+        for item in self.scan_below(CF_QUEUE, [], &now.saturating_add(1).to_be_bytes()) {
             let (k, v) = item?;
             let Some((due, sel, kind)) = parse_queue_key(&k) else {
                 return Err(StoreError::Corrupt("queue key".into()));
@@ -402,8 +414,7 @@ impl Store {
         let _g = self.lock()?;
         let mut batch = Batch::default();
         let mut n = 0;
-        let it = self.scan(CF_EXPIRY, &[]);
-        for item in it {
+        for item in self.scan_below(CF_EXPIRY, [], &now.saturating_add(1).to_be_bytes()) {
             let (k, _) = item?;
             let Some((at, id)) = parse_expiry_key(&k) else {
                 return Err(StoreError::Corrupt("expiry key".into()));
@@ -427,8 +438,12 @@ impl Store {
 
     /// Earliest pending expiry.
     pub fn next_expiry(&self) -> Result<Option<Millis>, StoreError> {
-        let mut it = self.scan(CF_EXPIRY, &[]);
-        match it.next() {
+        self.next_expiry_before(Millis::MAX)
+    }
+
+    /// When the soonest lifetime ending before `before` ends.
+    pub fn next_expiry_before(&self, before: Millis) -> Result<Option<Millis>, StoreError> {
+        match self.scan_below(CF_EXPIRY, [], &before.to_be_bytes()).next() {
             Some(item) => Ok(parse_expiry_key(&item?.0).map(|(at, _)| at)),
             None => Ok(None),
         }

@@ -138,6 +138,8 @@ fn leases_survive_until_finished(f: &Fixture) {
     let down = NotifyAttempt::Retry { retry_at: 20_000, reason: "down".into() };
     assert!(s.finish_notify(&taken_over[0], down, tried("down"), 6_000).unwrap());
     assert_eq!(s.next_due().unwrap(), Some(20_000));
+    assert_eq!(s.next_due_before(20_000).unwrap(), None, "the bound is not included");
+    assert_eq!(s.next_due_before(20_001).unwrap(), Some(20_000));
     let again = s.lease_due("test", 20_000, 30_000, 10, &never, 0).unwrap().notify;
     assert_eq!(again[0].record.attempts, 3);
     s.finish_notify(
@@ -284,6 +286,8 @@ fn expiry_frees_bodies(f: &Fixture) {
     let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 1_000, 1000).unwrap();
     assert_eq!(s.next_expiry().unwrap(), Some(61_000));
+    assert_eq!(s.next_expiry_before(61_000).unwrap(), None);
+    assert_eq!(s.next_expiry_before(61_001).unwrap(), Some(61_000));
     assert_eq!(s.expire_due(60_999).unwrap(), 0);
     assert_eq!(s.expire_due(61_000).unwrap(), 1);
     assert_eq!(s.find(&sub.recipients[0].1).unwrap().unwrap_err(), Unavailable::Gone);

@@ -11,14 +11,20 @@
 //! [`COUNTER_TABLES`] hold two summed integers per key, changed by
 //! [`Batch::add`] without reading them first.
 
+pub mod floor;
 pub mod pg_batch;
 pub mod postgres;
 pub mod rocks;
 
-use super::schema::{CF_ACCOUNTS, CF_TRAFFIC, account_value};
+use super::schema::{CF_ACCOUNTS, CF_EXPIRY, CF_QUEUE, CF_TRAFFIC, account_value};
 
 /// Tables whose values are (bytes, messages) sums, written by [`Batch::add`].
 pub const COUNTER_TABLES: &[&str] = &[CF_ACCOUNTS, CF_TRAFFIC];
+
+/// Tables read from their first key whose heads are where keys are deleted
+/// (due jobs leased, lifetimes ended): an engine that keeps deleted keys
+/// for a while may remember where the live ones begin ([`floor`]).
+pub const HEAD_TABLES: &[&str] = &[CF_QUEUE, CF_EXPIRY];
 
 /// Whether `table` is one of the [`COUNTER_TABLES`].
 pub fn is_counter(table: &str) -> bool {
@@ -136,8 +142,10 @@ pub trait Backend: Send + Sync {
     /// twice), read together: one round trip on a shared engine.
     fn get_many(&self, table: &'static str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError>;
 
-    /// Entries of `table` with keys at or after `from`, in byte order.
-    fn scan(&self, table: &'static str, from: &[u8]) -> Scan<'_>;
+    /// Entries of `table` with keys at or after `from` (and before `below`,
+    /// if given), in byte order. A bound lets an engine stop without
+    /// looking at what lies past it (RocksDB: deleted keys).
+    fn scan(&self, table: &'static str, from: &[u8], below: Option<&[u8]>) -> Scan<'_>;
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<(), BackendError>;
 
@@ -200,10 +208,15 @@ pub(crate) fn check_engine(b: &dyn Backend) {
     batch.add(CF_ACCOUNTS, b"a", 5, 1);
     batch.add(CF_ACCOUNTS, b"b", -3, -1);
     b.write(batch, Durability::Durable).unwrap();
-    let keys: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[]).map(|e| e.unwrap().0).collect();
+    let keys: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[], None).map(|e| e.unwrap().0).collect();
     assert_eq!(keys, vec![vec![1], vec![1, 0xff], vec![2], vec![0xff, 0]], "byte order, the deleted key gone");
-    let from: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[1, 0x80]).map(|e| e.unwrap().0).collect();
+    let from: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[1, 0x80], None).map(|e| e.unwrap().0).collect();
     assert_eq!(from, vec![vec![1, 0xff], vec![2], vec![0xff, 0]]);
+    let below: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[1, 0x80], Some(&[0xff])).map(|e| e.unwrap().0).collect();
+    assert_eq!(below, vec![vec![1, 0xff], vec![2]], "the bound itself and what follows are left out");
+    let below: Vec<Vec<u8>> = b.scan(CF_QUEUE, &[], Some(&[1, 0xff])).map(|e| e.unwrap().0).collect();
+    assert_eq!(below, vec![vec![1]]);
+    assert_eq!(b.scan(CF_QUEUE, &[], Some(&[0])).count(), 0);
     assert_eq!(b.get(CF_QUEUE, &[2]).unwrap().as_deref(), Some(&b"two"[..]));
     let many = b.get_many(CF_QUEUE, &[vec![2], vec![3], vec![1], vec![2]]).unwrap();
     assert_eq!(many, vec![Some(b"two".to_vec()), None, Some(b"one".to_vec()), Some(b"two".to_vec())]);
@@ -214,7 +227,7 @@ pub(crate) fn check_engine(b: &dyn Backend) {
     assert_eq!(counted[1], None);
     assert_eq!(parse_account_value(&b.get(CF_ACCOUNTS, b"a").unwrap().unwrap()), (15, 2));
     assert_eq!(parse_account_value(&b.get(CF_ACCOUNTS, b"b").unwrap().unwrap()), (-3, -1));
-    let counters: Vec<Vec<u8>> = b.scan(CF_ACCOUNTS, &[]).map(|e| e.unwrap().0).collect();
+    let counters: Vec<Vec<u8>> = b.scan(CF_ACCOUNTS, &[], None).map(|e| e.unwrap().0).collect();
     assert_eq!(counters, vec![b"a".to_vec(), b"b".to_vec()]);
 
     // A long scan crosses any paging the engine does.
@@ -223,7 +236,7 @@ pub(crate) fn check_engine(b: &dyn Backend) {
         batch.put(CF_META, [b"n".as_slice(), &i.to_be_bytes()].concat(), i.to_be_bytes());
     }
     b.write(batch, Durability::Lazy).unwrap();
-    let n = b.scan(CF_META, b"n").take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.starts_with(b"n"))).count();
+    let n = b.scan(CF_META, b"n", None).take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.starts_with(b"n"))).count();
     assert_eq!(n, 1500);
 
     // A turn sees what the turns before it committed, and its own commits.

@@ -330,14 +330,25 @@ impl Postgres {
         result
     }
 
-    fn page(&self, table: &'static str, from: &[u8], inclusive: bool, limit: i64) -> Result<Vec<Entry>, BackendError> {
+    fn page(
+        &self,
+        table: &'static str,
+        from: &[u8],
+        inclusive: bool,
+        below: Option<&[u8]>,
+        limit: i64,
+    ) -> Result<Vec<Entry>, BackendError> {
         let name = table_name(table);
         let op = if inclusive { ">=" } else { ">" };
-        let sql = format!("SELECT {} FROM {name} WHERE k {op} $1 ORDER BY k LIMIT $2", columns(table));
+        let bound = if below.is_some() { " AND k < $3" } else { "" };
+        let sql = format!("SELECT {} FROM {name} WHERE k {op} $1{bound} ORDER BY k LIMIT $2", columns(table));
         let mut session = self.session()?;
         let rows = self.run(&mut session, async |c| {
             let stmt = c.prepare_cached(&sql).await?;
-            c.query(&stmt, &[&from, &limit]).await
+            match below {
+                Some(below) => c.query(&stmt, &[&from, &limit, &below]).await,
+                None => c.query(&stmt, &[&from, &limit]).await,
+            }
         })?;
         Ok(rows.iter().map(|row| entry(table, row)).collect())
     }
@@ -357,6 +368,7 @@ struct PgScan<'a> {
     table: &'static str,
     next: Vec<u8>,
     inclusive: bool,
+    below: Option<Vec<u8>>,
     page: VecDeque<Entry>,
     limit: i64,
     done: bool,
@@ -367,7 +379,7 @@ impl Iterator for PgScan<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.done {
-            match self.engine.page(self.table, &self.next, self.inclusive, self.limit) {
+            match self.engine.page(self.table, &self.next, self.inclusive, self.below.as_deref(), self.limit) {
                 Ok(rows) => {
                     self.done = (rows.len() as i64) < self.limit;
                     if let Some((k, _)) = rows.last() {
@@ -391,7 +403,7 @@ impl Iterator for PgScan<'_> {
 
 impl Backend for Postgres {
     fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.page(table, key, true, 1)?.into_iter().next().filter(|(k, _)| k == key).map(|(_, v)| v))
+        Ok(self.page(table, key, true, None, 1)?.into_iter().next().filter(|(k, _)| k == key).map(|(_, v)| v))
     }
 
     fn get_many(&self, table: &'static str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
@@ -409,12 +421,13 @@ impl Backend for Postgres {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
-    fn scan(&self, table: &'static str, from: &[u8]) -> Scan<'_> {
+    fn scan(&self, table: &'static str, from: &[u8], below: Option<&[u8]>) -> Scan<'_> {
         Box::new(PgScan {
             engine: self,
             table,
             next: from.to_vec(),
             inclusive: true,
+            below: below.map(<[u8]>::to_vec),
             page: VecDeque::new(),
             limit: 16,
             done: false,
