@@ -178,13 +178,13 @@ async fn precheck(s: &Shared, n: &Notification) -> Result<Pending, NotifyOutcome
     let origin = trusted_origin(s, n, &store, &sender)?;
     // Re-sent notifications are answered without probing again.
     let key = recipient.key();
-    let (st, seen_key, n2) = (s.store.clone(), key.clone(), n.clone());
-    if let Ok(Ok(true)) = s.blocking(move || st.inbox_seen(&seen_key, &n2)).await {
+    let (seen_key, n2) = (key.clone(), n.clone());
+    if let Ok(true) = s.read(move |st| st.inbox_seen(&seen_key, &n2)).await {
         return Err(outcome(NotifyResult::Duplicate, ""));
     }
     if !legacy {
-        let (st, count_key) = (s.store.clone(), key.clone());
-        if let Ok(Ok(held)) = s.blocking(move || st.inbox_count(&count_key)).await
+        let count_key = key.clone();
+        if let Ok(held) = s.read(move |st| st.inbox_count(&count_key)).await
             && held >= s.config.im2000.max_inbox
         {
             s.metrics.inc("imgate_rate_limited_total", "what", "inbox_full");

@@ -17,6 +17,9 @@ use crate::context::Shared;
 /// again (a resume makes them due at once).
 const HOLD: Duration = Duration::from_secs(60);
 
+/// How long a round that found work waits before the next.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// Most jobs (a batch to one agent, or one SMTP delivery) running at once.
 const DOMAINS_AT_ONCE: usize = 64;
 
@@ -101,6 +104,14 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
             if more {
                 continue;
             }
+            // Busy: let a moment's new work gather, so that a stream of
+            // single messages is leased, notified and recorded in batches
+            // rather than a round (and its synced writes) each.
+            tokio::select! {
+                _ = tokio::time::sleep(GATHER) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
         }
         // Look again at least every minute: a clock step or a missed wake-up
         // must never stall the queue. Nothing past that minute is looked
