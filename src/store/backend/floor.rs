@@ -67,6 +67,7 @@ pub struct Raise<'a> {
     floor: &'a Floor,
     /// The lowest key of the writes in flight when the walk began.
     in_flight: Low,
+    used: bool,
 }
 
 /// A write in flight; dropping it (after the batch is applied, or failed)
@@ -117,7 +118,7 @@ impl Floor {
             None => {
                 s.raising = Some(Low::Top);
                 let in_flight = Low::of(s.in_flight.keys().next().map(Vec::as_slice));
-                Some(Raise { floor: self, in_flight })
+                Some(Raise { floor: self, in_flight, used: false })
             }
         };
         Start::Seek { seek, raise }
@@ -127,18 +128,20 @@ impl Floor {
 impl Raise<'_> {
     /// The walk's first key (`None`: it found none), in a snapshot taken
     /// after [`Floor::start`].
-    pub fn first(self, first: Option<&[u8]>) {
+    pub fn first(mut self, first: Option<&[u8]>) {
         let mut s = self.floor.state();
         let since = s.raising.take().unwrap_or(Low::Top);
-        s.floor = Low::of(first).min(self.in_flight.clone()).min(since);
-        std::mem::forget(self);
+        s.floor = Low::of(first).min(std::mem::replace(&mut self.in_flight, Low::Top)).min(since);
+        self.used = true;
     }
 }
 
 impl Drop for Raise<'_> {
     fn drop(&mut self) {
-        // Unused: the floor stays where writers have lowered it.
-        self.floor.state().raising = None;
+        if !self.used {
+            // Unused: the floor stays where writers have lowered it.
+            self.floor.state().raising = None;
+        }
     }
 }
 
