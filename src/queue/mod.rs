@@ -5,7 +5,7 @@
 mod notify;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -18,7 +18,10 @@ use crate::context::Shared;
 const HOLD: Duration = Duration::from_secs(60);
 
 /// How long a round that found work waits before the next.
-const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_millis(5);
+
+/// How often busy rounds end lifetimes (each idle round does).
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// Most jobs (a batch to one agent, or one SMTP delivery) running at once.
 const DOMAINS_AT_ONCE: usize = 64;
@@ -36,19 +39,26 @@ pub async fn run(s: Shared, shutdown: CancellationToken) {
 
 async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<()>, slots: &Arc<Semaphore>) {
     let lease = s.config.notify.lease();
+    // When lifetimes were last ended in a stretch of busy rounds (none
+    // once the queue went idle: an idle round always looks).
+    let mut expired_at: Option<Instant> = None;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let now = s.clock.now();
-        let st = s.store.clone();
-        let expired = s.blocking(move || st.expire_due(now)).await;
-        if let Ok(Ok(n)) = expired
-            && n > 0
-        {
-            tracing::info!(messages = n, "lifetimes ended; bodies freed");
+        if expired_at.is_none_or(|t| t.elapsed() >= EXPIRE_EVERY) {
+            let st = s.store.clone();
+            let expired = s.blocking(move || st.expire_due(now)).await;
+            if let Ok(Ok(n)) = expired
+                && n > 0
+            {
+                tracing::info!(messages = n, "lifetimes ended; bodies freed");
+            }
+            expired_at = Some(Instant::now());
         }
         if s.pause.read().unwrap_or_else(|p| p.into_inner()).all {
+            expired_at = None;
             // Paused: nothing is taken until `imgate queue resume` wakes us.
             tokio::select! {
                 _ = s.clock.sleep_until(now + 60_000) => {}
@@ -113,6 +123,7 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
             }
             continue;
         }
+        expired_at = None;
         // Look again at least every minute: a clock step or a missed wake-up
         // must never stall the queue. Nothing past that minute is looked
         // at (the leases of running and finished attempts lie there).
