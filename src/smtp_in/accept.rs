@@ -138,25 +138,25 @@ pub async fn accept(s: &Shared, kind: ListenerKind, ip: IpAddr, mut env: Envelop
         file_in_sent: env.authenticated.is_some(),
     };
     let (store, now) = (s.store.clone(), s.clock.now());
-    match s.blocking(move || store.submit_with_id(id, new, now, quota)).await {
-        Ok(Ok(sub)) => {
+    let stored = match s.store.submit_here(id, new, now, quota).await {
+        Ok(stored) => stored,
+        Err(new) => s.blocking(move || store.submit_with_id(id, new, now, quota)).await.and_then(|r| r),
+    };
+    match stored {
+        Ok(sub) => {
             s.wake.notify_one();
             s.metrics.inc("imgate_messages_stored_total", "origin", "smtp");
             tracing::info!(msg = %sub.message, client = %ip, recipients = sub.recipients.len(),
                 size = sub.size, "SMTP message stored");
             Reply::new(250, "2.0.0", format!("Ok: queued as {}", sub.message))
         }
-        Ok(Err(StoreError::OverQuota { .. })) => {
+        Err(StoreError::OverQuota { .. }) => {
             s.metrics.inc("imgate_rate_limited_total", "what", "sender_quota");
             Reply::new(452, "4.3.1", "Insufficient storage for this sender; try later")
         }
-        Ok(Err(e)) if e.is_disk_full() => {
+        Err(e) if e.is_disk_full() => {
             tracing::error!(error = %e, "storing an SMTP message failed: the disk is full");
             Reply::new(452, "4.3.1", "Insufficient system storage; message not accepted, try again later")
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "storing an SMTP message failed");
-            Reply::new(451, "4.3.0", "Local storage error; message not accepted, try again later")
         }
         Err(e) => {
             tracing::error!(error = %e, "storing an SMTP message failed");

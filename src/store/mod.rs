@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod changes;
+mod committer;
 mod deliveries;
 pub mod folders;
 mod inbox;
@@ -242,6 +243,8 @@ struct Inner {
     changes: Arc<changes::Changes>,
     /// Other nodes' changes to what this node keeps copies of.
     remote: Arc<changes::Remote>,
+    /// Synced writes for async callers, on an engine no other node shares.
+    committer: Option<committer::Committer>,
 }
 
 /// How long a quota check may use a total it read before. Summed accounts
@@ -250,6 +253,15 @@ struct Inner {
 /// write. A check already works on a moment-old total (concurrent
 /// submissions may pass it together); this makes the moment a quarter
 /// second.
+/// A submission's batch is written; what is left to do after.
+struct Prepared {
+    submitted: Submitted,
+    /// The accounts it charged.
+    charged: Vec<String>,
+    /// The sender whose Sent folder it was filed in.
+    sent_of: Option<String>,
+}
+
 const RECENT_TOTAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -277,12 +289,14 @@ impl Store {
 
     /// Opens the store on an engine, checking the version of what it holds.
     pub fn on(engine: Box<dyn Backend>) -> Result<Store, StoreError> {
+        let shared = engine.shared();
         let store = Store {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|inner| Inner {
                 engine,
                 recent: Default::default(),
                 changes: Default::default(),
                 remote: Default::default(),
+                committer: (!shared).then(|| committer::Committer::start(inner.clone())),
             }),
         };
         store.check_schema()?;
@@ -524,10 +538,46 @@ impl Store {
         now: Millis,
         quota: u64,
     ) -> Result<Submitted, StoreError> {
-        let size = m.content.len() as u64;
         // Filing in Sent gives out a UID: that takes the write lock.
         let _sent = if m.file_in_sent { Some(self.lock()?) } else { None };
-        // No lock otherwise: nothing here reads what another writer may be changing,
+        let (batch, prepared) = self.prepare_submit(message, m, now, quota)?;
+        self.commit(batch)?;
+        Ok(self.submitted(prepared))
+    }
+
+    /// As [`Store::submit_with_id`], from async code: on an embedded store
+    /// the reads run here (microseconds) and the synced write is shared
+    /// with other submissions waiting ([`committer`]). Where that does not
+    /// apply (a shared store, or a message filed in Sent, which takes a
+    /// turn) the message is handed back, for the blocking form.
+    pub async fn submit_here(
+        &self,
+        message: MessageId,
+        m: NewMessage,
+        now: Millis,
+        quota: u64,
+    ) -> Result<Result<Submitted, StoreError>, NewMessage> {
+        let Some(committer) = self.inner.committer.as_ref().filter(|_| !m.file_in_sent) else { return Err(m) };
+        let (batch, prepared) = match self.prepare_submit(message, m, now, quota) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match committer.commit(batch).await {
+            Ok(()) => Ok(self.submitted(prepared)),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// What a submission writes, and what to do once it is written.
+    fn prepare_submit(
+        &self,
+        message: MessageId,
+        m: NewMessage,
+        now: Millis,
+        quota: u64,
+    ) -> Result<(Batch, Prepared), StoreError> {
+        let size = m.content.len() as u64;
+        // No lock: nothing here reads what another writer may be changing,
         // but the quota, which is checked against a moment-old total (a few
         // concurrent submissions may pass it together; none is lost).
         let charges = std::iter::once((&m.account, quota)).chain(m.also_charge.iter().map(|(a, q)| (a, *q)));
@@ -646,12 +696,22 @@ impl Store {
             let message_id = crate::proto::header::message_id(&m.content);
             self.file_sent(&mut batch, &m.sender.key(), filed, message_id, now)?;
         }
-        self.commit(batch)?;
-        if m.file_in_sent {
-            self.touched(&m.sender.key());
+        let charged = std::iter::once(m.account).chain(m.also_charge.into_iter().map(|(a, _)| a)).collect();
+        let prepared = Prepared {
+            submitted: Submitted { message, expires_at, size, digest, recipients, lists },
+            charged,
+            sent_of: m.file_in_sent.then(|| m.sender.key()),
+        };
+        Ok((batch, prepared))
+    }
+
+    /// After a submission's batch is committed.
+    fn submitted(&self, p: Prepared) -> Submitted {
+        if let Some(sender) = &p.sent_of {
+            self.touched(sender);
         }
-        self.recent_charged(std::iter::once(&m.account).chain(m.also_charge.iter().map(|(a, _)| a)), size);
-        Ok(Submitted { message, expires_at, size, digest, recipients, lists })
+        self.recent_charged(p.charged.iter(), p.submitted.size);
+        p.submitted
     }
 
     /// A message and its recipient records, for tracking.

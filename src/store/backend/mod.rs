@@ -102,6 +102,11 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Adds `other`'s changes after this batch's own.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+
     pub fn ops(&self) -> &[Op] {
         &self.ops
     }

@@ -1,0 +1,75 @@
+//! Synced writes from async code without the blocking pool, on an engine
+//! this process alone opens: one thread takes every batch waiting, applies
+//! them as one synced batch, and answers each caller. A caller waits on a
+//! channel instead of holding a blocking thread, and concurrent writes
+//! share one sync (group commit) without RocksDB's write-group hand-offs.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Mutex, Weak};
+
+use super::Inner;
+use super::backend::{BackendError, Batch, Durability, ErrorKind};
+
+/// Most batches applied as one.
+const MOST_AT_ONCE: usize = 256;
+
+struct Job {
+    batch: Batch,
+    done: tokio::sync::oneshot::Sender<Result<(), BackendError>>,
+}
+
+pub(super) struct Committer {
+    jobs: Mutex<Sender<Job>>,
+}
+
+impl Committer {
+    /// Starts the thread; it ends when the store (holding the sender) goes.
+    pub(super) fn start(inner: Weak<Inner>) -> Committer {
+        let (jobs, rx) = channel();
+        std::thread::Builder::new()
+            .name("imgate-commit".into())
+            .spawn(move || run(rx, inner))
+            .expect("a thread for store commits");
+        Committer { jobs: Mutex::new(jobs) }
+    }
+
+    /// Applies `batch` (synced) together with whatever else is waiting.
+    pub(super) async fn commit(&self, batch: Batch) -> Result<(), BackendError> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let sent = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(Job { batch, done });
+        if sent.is_err() {
+            return Err(gone());
+        }
+        answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+}
+
+fn gone() -> BackendError {
+    BackendError::new(ErrorKind::Unavailable, "the store is closing")
+}
+
+fn run(rx: Receiver<Job>, inner: Weak<Inner>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MOST_AT_ONCE
+            && let Ok(job) = rx.try_recv()
+        {
+            jobs.push(job);
+        }
+        let mut all = Batch::default();
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            all.append(job.batch);
+            answers.push(job.done);
+        }
+        let result = match inner.upgrade() {
+            // The store is let go of before anyone is answered: a caller
+            // that drops it next closes the engine on its own thread.
+            Some(inner) => inner.engine.write(all, Durability::Durable),
+            None => Err(gone()),
+        };
+        for done in answers {
+            let _ = done.send(result.clone());
+        }
+    }
+}
