@@ -547,7 +547,7 @@ impl Store {
 
     /// As [`Store::submit_with_id`], from async code: on an embedded store
     /// the reads run here (microseconds) and the synced write is shared
-    /// with other submissions waiting ([`committer`]). Where that does not
+    /// with other submissions waiting (the store's commit thread). Where that does not
     /// apply (a shared store, or a message filed in Sent, which takes a
     /// turn) the message is handed back, for the blocking form.
     pub async fn submit_here(
