@@ -247,13 +247,7 @@ struct Inner {
     committer: Option<committer::Committer>,
 }
 
-/// How long a quota check may use a total it read before. Summed accounts
-/// are merge-operator keys: reading one walks every operand not yet
-/// compacted, which on the ingest path cost more than the rest of a store
-/// write. A check already works on a moment-old total (concurrent
-/// submissions may pass it together); this makes the moment a quarter
-/// second.
-/// A submission's batch is written; what is left to do after.
+/// A submission's batch, prepared: what is left to do once it is written.
 struct Prepared {
     submitted: Submitted,
     /// The accounts it charged.
@@ -262,6 +256,12 @@ struct Prepared {
     sent_of: Option<String>,
 }
 
+/// How long a quota check may use a total it read before. Summed accounts
+/// are merge-operator keys: reading one walks every operand not yet
+/// compacted, which on the ingest path cost more than the rest of a store
+/// write. A check already works on a moment-old total (concurrent
+/// submissions may pass it together); this makes the moment a quarter
+/// second.
 const RECENT_TOTAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -547,9 +547,10 @@ impl Store {
 
     /// As [`Store::submit_with_id`], from async code: on an embedded store
     /// the reads run here (microseconds) and the synced write is shared
-    /// with other submissions waiting (the store's commit thread). Where that does not
-    /// apply (a shared store, or a message filed in Sent, which takes a
-    /// turn) the message is handed back, for the blocking form.
+    /// with other submissions waiting (the store's commit thread). Where
+    /// that does not apply (a shared store, or a message filed in Sent,
+    /// which takes a turn) the message is handed back, for the blocking
+    /// form.
     pub async fn submit_here(
         &self,
         message: MessageId,
