@@ -64,8 +64,12 @@ fn run(rx: Receiver<Job>, inner: Weak<Inner>) {
         }
         let result = match inner.upgrade() {
             // The store is let go of before anyone is answered: a caller
-            // that drops it next closes the engine on its own thread.
-            Some(inner) => inner.engine.write(all, Durability::Durable),
+            // that drops it next closes the engine on its own thread. A
+            // write that panics fails its callers, not every later one.
+            Some(inner) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.engine.write(all, Durability::Durable)))
+                    .unwrap_or_else(|_| Err(BackendError::new(ErrorKind::Other, "a store write failed unexpectedly")))
+            }
             None => Err(gone()),
         };
         for done in answers {
