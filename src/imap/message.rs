@@ -461,7 +461,6 @@ fn structure(m: &Message<'_>, index: usize, extensions: bool, depth: usize) -> B
     BodyStructure::Single { body: Body { basic, specific }, extension_data }
 }
 
-/// A message mail-parser could not make sense of: one text/plain part.
 /// A part described no further: application/octet-stream of its octets.
 fn opaque_structure(body: &[u8]) -> BodyStructure<'static> {
     BodyStructure::Single {
@@ -479,6 +478,7 @@ fn opaque_structure(body: &[u8]) -> BodyStructure<'static> {
     }
 }
 
+/// A message mail-parser could not make sense of: one text/plain part.
 fn plain_structure(raw: &[u8]) -> BodyStructure<'static> {
     let body = &raw[header_len(raw).min(raw.len())..];
     BodyStructure::Single {

@@ -138,7 +138,7 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
             .ok()
             .and_then(Result::ok)
             .flatten();
-        let until = next.unwrap_or(look_again).min(look_again);
+        let until = next.unwrap_or(look_again);
         if until <= s.clock.now() {
             continue;
         }
