@@ -171,7 +171,9 @@ impl Store {
             out.push(Leased { job, selector: sel, lease_until, record, message });
         }
         if !batch.is_empty() {
-            self.commit(batch)?;
+            // Not synced: a lease lost in a power failure leaves its job
+            // due where it was, tried again as after a crash mid-attempt.
+            self.commit_lazy(batch)?;
         }
         Ok(LeasedJobs { notify: out, deliver })
     }
@@ -332,10 +334,13 @@ impl Store {
     }
 
     /// Records how leased notification attempts ended — those of one request
-    /// to an agent — in as few synced batches as is safe: outcomes that
-    /// leave their recipient pinned share one batch; one that un-pins (and
-    /// may free the body) is committed on its own, so that the check for
-    /// the last pin always reads committed records.
+    /// to an agent — in as few batches as is safe: outcomes that leave
+    /// their recipient pinned share one batch; one that un-pins (and may
+    /// free the body) is committed on its own, so that the check for the
+    /// last pin always reads committed records. Not synced: an outcome
+    /// promises no one anything, and one lost in a power failure leaves its
+    /// job leased, so the notification is sent again after the restart and
+    /// answered as a duplicate (or decided again).
     ///
     /// Each outcome names the lease it was attempted under (`lease_until`,
     /// the fencing token): one whose job has been leased again since — its
@@ -397,14 +402,14 @@ impl Store {
             target.put(CF_RECIPIENTS, sel, to_json(&r));
             if !r.pinned {
                 if !batch.is_empty() {
-                    self.commit(std::mem::take(&mut batch))?;
+                    self.commit_lazy(std::mem::take(&mut batch))?;
                 }
                 self.release_if_done(&mut own, &r, &sel)?;
-                self.commit(own)?;
+                self.commit_lazy(own)?;
             }
         }
         if !batch.is_empty() {
-            self.commit(batch)?;
+            self.commit_lazy(batch)?;
         }
         Ok(refused)
     }

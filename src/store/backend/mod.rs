@@ -122,7 +122,13 @@ pub enum Durability {
     /// On disk (PostgreSQL: and on the synchronous standby) when it returns:
     /// what acknowledges something to a peer or a user.
     Durable,
-    /// May be lost in a crash without breaking a promise (read status).
+    /// May be lost in a power failure without breaking a promise: read
+    /// status, a job's lease, a notification attempt's outcome (lost, the
+    /// job is due again and the agent answers the repeat as a duplicate).
+    /// Both engines replay their log in order, so what a power failure
+    /// takes is the latest writes, never one from the middle, and a
+    /// durable write makes every write before it durable too. A process
+    /// that dies loses none of them: its writes are in the kernel's hands.
     Lazy,
 }
 
