@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions,
 };
 
 use super::floor::{Floor, Raise, Start};
@@ -55,6 +56,13 @@ impl Rocks {
             // all its operands in the memtable: past 16, a merge is folded
             // into one value as it is written.
             o.set_max_successive_merges(16);
+            // Many point reads look for what is not there (has this
+            // notification been filed already?): a bloom filter per table
+            // file answers those without searching each file's blocks.
+            let mut table = BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            table.set_whole_key_filtering(true);
+            o.set_block_based_table_factory(&table);
             if COUNTER_TABLES.contains(name) {
                 o.set_merge_operator_associative("imgate_counter_sum", merge_counters);
             }
