@@ -116,7 +116,7 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
             }
             // Busy: let a moment's new work gather, so that a stream of
             // single messages is leased, notified and recorded in batches
-            // rather than a round (and its synced writes) each.
+            // rather than a round (and its writes) each.
             tokio::select! {
                 _ = tokio::time::sleep(GATHER) => {}
                 _ = shutdown.cancelled() => return,
