@@ -316,11 +316,9 @@ fn judge(n: &Notification, store: &str, probe: Result<Probe, PeerError>) -> Resu
 async fn probe_all(s: &Shared, store: &str, ids: Vec<String>) -> Vec<Result<Probe, PeerError>> {
     let status = |status| PeerError::Status { status, code: "probe".into(), message: "not in this store".into() };
     if s.dir().config.is_local_domain(store) {
-        let st = s.store.clone();
         let asked = ids.clone();
-        let found = match s.blocking(move || st.probe(&asked)).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => return ids.iter().map(|_| Err(PeerError::Unreachable(e.to_string()))).collect(),
+        let found = match s.read(move |st| st.probe(&asked)).await {
+            Ok(found) => found,
             Err(e) => return ids.iter().map(|_| Err(PeerError::Unreachable(e.to_string()))).collect(),
         };
         return found

@@ -1,8 +1,9 @@
-//! Synced writes from async code without the blocking pool, on an engine
-//! this process alone opens: one thread takes every batch waiting, applies
-//! them as one synced batch, and answers each caller. A caller waits on a
-//! channel instead of holding a blocking thread, and concurrent writes
-//! share one sync (group commit) without RocksDB's write-group hand-offs.
+//! Every synced write on an engine this process alone opens: one thread
+//! takes every batch waiting, applies them as one synced batch, and answers
+//! each caller. Concurrent writes share one sync (group commit) without
+//! RocksDB's write-group hand-offs — a submission from async code, which
+//! waits on a channel instead of holding a blocking thread, and a filing
+//! made under the store's write lock alike.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, Weak};
@@ -15,7 +16,23 @@ const MOST_AT_ONCE: usize = 256;
 
 struct Job {
     batch: Batch,
-    done: tokio::sync::oneshot::Sender<Result<(), BackendError>>,
+    done: Answer,
+}
+
+/// Where a job's result goes: to an async caller, or to one blocked on a
+/// thread of its own.
+enum Answer {
+    Async(tokio::sync::oneshot::Sender<Result<(), BackendError>>),
+    Blocking(std::sync::mpsc::SyncSender<Result<(), BackendError>>),
+}
+
+impl Answer {
+    fn send(self, result: Result<(), BackendError>) {
+        let _ = match self {
+            Answer::Async(tx) => tx.send(result).map_err(drop),
+            Answer::Blocking(tx) => tx.send(result).map_err(drop),
+        };
+    }
 }
 
 pub(super) struct Committer {
@@ -36,11 +53,20 @@ impl Committer {
     /// Applies `batch` (synced) together with whatever else is waiting.
     pub(super) async fn commit(&self, batch: Batch) -> Result<(), BackendError> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(Job { batch, done });
-        if sent.is_err() {
-            return Err(gone());
-        }
+        self.send(Job { batch, done: Answer::Async(done) })?;
         answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// As [`Committer::commit`], for a caller on a thread it may block
+    /// (one holding the store's write lock, say): its sync is shared too.
+    pub(super) fn commit_blocking(&self, batch: Batch) -> Result<(), BackendError> {
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.send(Job { batch, done: Answer::Blocking(done) })?;
+        answer.recv().unwrap_or_else(|_| Err(gone()))
+    }
+
+    fn send(&self, job: Job) -> Result<(), BackendError> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| gone())
     }
 }
 
@@ -73,7 +99,7 @@ fn run(rx: Receiver<Job>, inner: Weak<Inner>) {
             None => Err(gone()),
         };
         for done in answers {
-            let _ = done.send(result.clone());
+            done.send(result.clone());
         }
     }
 }

@@ -422,9 +422,14 @@ impl Store {
         batch.delete(CF_QUEUE, queue_key(due, job, kind | LEASED));
     }
 
-    /// Writes a batch durably: it is on disk when this returns.
+    /// Writes a batch durably: it is on disk when this returns. On an
+    /// embedded store it goes through the commit thread, so that it shares
+    /// its sync with the submissions (and other writes) waiting there.
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        Ok(self.inner.engine.write(batch, Durability::Durable)?)
+        match &self.inner.committer {
+            Some(c) => Ok(c.commit_blocking(batch)?),
+            None => Ok(self.inner.engine.write(batch, Durability::Durable)?),
+        }
     }
 
     /// Writes a batch without waiting for the disk (status that may be lost
