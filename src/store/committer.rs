@@ -28,10 +28,11 @@ enum Answer {
 
 impl Answer {
     fn send(self, result: Result<(), BackendError>) {
-        let _ = match self {
-            Answer::Async(tx) => tx.send(result).map_err(drop),
-            Answer::Blocking(tx) => tx.send(result).map_err(drop),
-        };
+        // A caller that stopped waiting is no one to answer.
+        match self {
+            Answer::Async(tx) => drop(tx.send(result)),
+            Answer::Blocking(tx) => drop(tx.send(result)),
+        }
     }
 }
 
