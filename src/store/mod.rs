@@ -432,8 +432,8 @@ impl Store {
         }
     }
 
-    /// Writes a batch without waiting for the disk (status that may be lost
-    /// in a crash without breaking a promise, such as read status).
+    /// Writes a batch without waiting for the disk: what a power failure
+    /// may take without breaking a promise (see [`Durability::Lazy`]).
     fn commit_lazy(&self, batch: Batch) -> Result<(), StoreError> {
         Ok(self.inner.engine.write(batch, Durability::Lazy)?)
     }
