@@ -913,18 +913,21 @@ impl Store {
             }
         }
         batch.put(CF_RECIPIENTS, sel, to_json(&r));
-        self.release_if_done(&mut batch, &r, &sel)?;
+        self.release_if_done(&mut batch, &r, &sel, now)?;
         self.commit(batch)?;
         Ok(Some(r))
     }
 
     /// Frees the body once no mailbox recipient holds a pin and the message
     /// has no list to serve. `changed` is the record just updated in `batch`.
+    /// A body freed at or after its lifetime's end is recorded as expired,
+    /// whichever of the expiry sweep and the last recipient came first.
     fn release_if_done(
         &self,
         batch: &mut Batch,
         changed: &RecipientRecord,
         changed_sel: &[u8; 8],
+        now: Millis,
     ) -> Result<(), StoreError> {
         if changed.pinned {
             // Still held by this recipient: nothing to look up (a list's
@@ -949,7 +952,8 @@ impl Store {
                 return Ok(());
             }
         }
-        self.free_body(batch, &id, &mut m, MessageState::Released, Some((changed_sel, changed)))
+        let state = if now >= m.expires_at { MessageState::Expired } else { MessageState::Released };
+        self.free_body(batch, &id, &mut m, state, Some((changed_sel, changed)))
     }
 
     /// Identifiers published to a list after the cursor `after` (a list key

@@ -404,7 +404,7 @@ impl Store {
                 if !batch.is_empty() {
                     self.commit_lazy(std::mem::take(&mut batch))?;
                 }
-                self.release_if_done(&mut own, &r, &sel)?;
+                self.release_if_done(&mut own, &r, &sel, now)?;
                 self.commit_lazy(own)?;
             }
         }

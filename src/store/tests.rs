@@ -295,6 +295,21 @@ fn expiry_frees_bodies(f: &Fixture) {
     assert_eq!(s.next_due().unwrap(), None);
 }
 
+fn a_body_released_after_its_lifetime_is_expired(f: &Fixture) {
+    let s = f.open();
+    let sub = s.submit(msg(&["b@two.test"], b"x"), 1_000, 1000).unwrap();
+    let due = s.lease_due("test", 61_500, 70_000, 10, &never, 0).unwrap().notify;
+    s.finish_notify(
+        &due[0],
+        NotifyAttempt::Final { status: NotificationStatus::Noserver, reason: "given up".into() },
+        tried("down"),
+        61_500,
+    )
+    .unwrap();
+    assert_eq!(s.track(&sub.message).unwrap().unwrap().0.state, MessageState::Expired, "not released");
+    assert_eq!(s.expire_due(61_500).unwrap(), 0, "freed once");
+}
+
 fn lists_scan_in_order_with_cursor(f: &Fixture) {
     let s = f.open();
     let mut m = msg(&[], b"x");
@@ -467,6 +482,7 @@ conformance!(
     traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery,
     a_batch_of_notifications_is_filed_once_each_in_one_write,
     expiry_frees_bodies,
+    a_body_released_after_its_lifetime_is_expired,
     lists_scan_in_order_with_cursor,
     inbox_is_idempotent_and_clears,
     reopen_keeps_everything,
