@@ -44,25 +44,41 @@ pub async fn submit(State(s): State<Shared>, body: Bytes) -> Result<Response, Ap
     if batch.is_empty() || batch.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!("send between 1 and {MAX_BATCH} notifications")));
     }
-    let results = consider(&s, &batch).await;
+    let results = consider(&s, &batch, Confirm::AtStores).await;
     Ok(axum::Json(NotifyResponse { results }).into_response())
+}
+
+/// How notifications are confirmed before they are filed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// Each at its store: probed there (or read here, for this node's own).
+    AtStores,
+    /// Already: this node's queue sends them, for messages in its own store
+    /// whose records it read under each job's lease a moment ago (stored,
+    /// the recipient not final). Reading them again would confirm what was
+    /// just read; what changed since (a lifetime ended) a pull answers, as
+    /// for any notification filed a moment before.
+    Queued,
 }
 
 /// Decides notifications for recipients here, answering in order: each is
 /// checked on its own (field lengths, rates, recipient, trust, inbox), then
 /// the survivors are verified at their stores — one batch probe per store,
-/// not one request per recipient — then legacy users are checked at their
-/// host, and every verified one is filed in one synced batch. The queue
-/// calls this directly for recipients of this node's own domains.
-pub async fn consider(s: &Shared, batch: &[Notification]) -> Vec<NotifyOutcome> {
+/// not one request per recipient — unless `confirm` says they are, then
+/// legacy users are checked at their host, and every verified one is filed
+/// in one synced batch. The queue calls this directly for recipients of
+/// this node's own domains.
+pub async fn consider(s: &Shared, batch: &[Notification], confirm: Confirm) -> Vec<NotifyOutcome> {
     let checks = batch.iter().cloned().map(|n| {
         let s = s.clone();
-        async move { precheck(&s, &n).await }
+        async move { precheck(&s, &n, confirm).await }
     });
     // Ok: checked so far; Err: answered without filing.
     let mut checked: Vec<Result<Pending, NotifyOutcome>> =
         futures::stream::iter(checks).buffered(PROBES_AT_ONCE).collect().await;
-    verify_at_stores(s, batch, &mut checked).await;
+    if confirm == Confirm::AtStores {
+        verify_at_stores(s, batch, &mut checked).await;
+    }
     let legacy_checks = checked.into_iter().zip(batch.iter().cloned()).map(|(c, n)| {
         let s = s.clone();
         async move {
@@ -141,7 +157,7 @@ struct Pending {
 
 /// Checks one notification on its own: what to file once its store
 /// confirms it, or the answer.
-async fn precheck(s: &Shared, n: &Notification) -> Result<Pending, NotifyOutcome> {
+async fn precheck(s: &Shared, n: &Notification, confirm: Confirm) -> Result<Pending, NotifyOutcome> {
     if let Some((field, max)) = n.oversized_field() {
         s.metrics.inc("imgate_rate_limited_total", "what", "notification_field");
         return Err(outcome(NotifyResult::Refused, format!("{field} is longer than {max} octets")));
@@ -176,24 +192,28 @@ async fn precheck(s: &Shared, n: &Notification) -> Result<Pending, NotifyOutcome
         return Err(outcome(NotifyResult::Nouser, format!("no user {recipient} here")));
     }
     let origin = trusted_origin(s, n, &store, &sender)?;
-    // Re-sent notifications are answered without probing again.
+    let ask_legacy_host = legacy && dir.config.verify_legacy_users(recipient.domain());
     let key = recipient.key();
+    let filing = Filing { user_key: key.clone(), notification: Notification { origin, ..n.clone() }, legacy };
+    let pending = Pending { filing, store, ask_legacy_host };
+    // Re-sent notifications and full inboxes are answered before anyone
+    // is asked anything (the store, the legacy host). With no one to ask,
+    // the filing's own checks (under the write lock) answer them.
+    if confirm == Confirm::Queued && !ask_legacy_host {
+        return Ok(pending);
+    }
     let (seen_key, n2) = (key.clone(), n.clone());
     if let Ok(true) = s.read(move |st| st.inbox_seen(&seen_key, &n2)).await {
         return Err(outcome(NotifyResult::Duplicate, ""));
     }
-    if !legacy {
-        let count_key = key.clone();
-        if let Ok(held) = s.read(move |st| st.inbox_count(&count_key)).await
-            && held >= s.config.im2000.max_inbox
-        {
-            s.metrics.inc("imgate_rate_limited_total", "what", "inbox_full");
-            return Err(outcome(NotifyResult::Retry, INBOX_FULL));
-        }
+    if !legacy
+        && let Ok(held) = s.read(move |st| st.inbox_count(&key)).await
+        && held >= s.config.im2000.max_inbox
+    {
+        s.metrics.inc("imgate_rate_limited_total", "what", "inbox_full");
+        return Err(outcome(NotifyResult::Retry, INBOX_FULL));
     }
-    let ask_legacy_host = legacy && dir.config.verify_legacy_users(recipient.domain());
-    let filing = Filing { user_key: key, notification: Notification { origin, ..n.clone() }, legacy };
-    Ok(Pending { filing, store, ask_legacy_host })
+    Ok(pending)
 }
 
 /// Only a notification verified at its store may make this node talk to

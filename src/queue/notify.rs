@@ -51,8 +51,9 @@ fn notification(l: &Leased) -> Notification {
 pub async fn notify_domain(s: &Shared, domain: String, jobs: Vec<Leased>) {
     let batch: Vec<Notification> = jobs.iter().map(notification).collect();
     let answer = if s.dir().config.is_local_domain(&domain) {
-        // Our own agent: no need to go out and back over HTTP.
-        Ok(notifications::consider(s, &batch).await)
+        // Our own agent: no need to go out and back over HTTP, nor to
+        // read again what the lease just read.
+        Ok(notifications::consider(s, &batch, notifications::Confirm::Queued).await)
     } else {
         s.peers
             .notify(&domain, &batch, |n| {

@@ -263,3 +263,45 @@ async fn an_agent_verifies_a_batch_with_one_probe_per_store() {
     assert_eq!((m[1]["status"].as_u64(), m[2]["status"].as_u64()), (Some(404), Some(404)));
     assert_eq!(m[0]["size"].as_u64(), Some(MESSAGE.len() as u64));
 }
+
+/// Notifications this node's queue files for its own users are not read
+/// again before filing: the filing's own checks must still hold the
+/// inbox's limit and answer a re-sent notification as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_files_its_own_users_within_the_inbox_limit_and_once() {
+    let w = World::new().await;
+    let one = w.start_tuned("one.test", &["alice", "bob"], "max_inbox = 2\n", "", "").await;
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let s = submit(&one, "alice@one.test", &["bob@one.test"], MESSAGE).await;
+        sent.push(s["message"].as_str().unwrap().to_string());
+    }
+    let full = eventually("the third told the inbox is full", || async {
+        let mut accepted = 0;
+        let mut full = None;
+        for msg in &sent {
+            let t = track(&one, "alice@one.test", msg).await;
+            let r = &t["recipients"][0];
+            if r["accepted_at"].is_string() {
+                accepted += 1;
+            } else if r["reason"].as_str().is_some_and(|r| r.contains("inbox is full")) {
+                full = Some(t);
+            }
+        }
+        (accepted == 2).then_some(full).flatten()
+    })
+    .await;
+    assert_eq!(status(&full), "notifying", "{full}");
+    assert_eq!(inbox(&one, "bob@one.test").await.len(), 2);
+
+    // A day on, the accepted are notified again (resent as unread): filed
+    // once still, and the third waits for room.
+    w.clock.advance(Duration::from_secs(86_400));
+    eventually("the resends answered", || async {
+        let t = track(&one, "alice@one.test", &sent[0]).await;
+        (t["recipients"][0]["attempts"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
+    let filed = inbox(&one, "bob@one.test").await;
+    assert_eq!(filed.len(), 2, "{filed:?}");
+}
