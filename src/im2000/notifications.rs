@@ -162,6 +162,45 @@ async fn precheck(s: &Shared, n: &Notification, confirm: Confirm) -> Result<Pend
         s.metrics.inc("imgate_rate_limited_total", "what", "notification_field");
         return Err(outcome(NotifyResult::Refused, format!("{field} is longer than {max} octets")));
     }
+    let pending = check_alone(s, n)?;
+    // Re-sent notifications and full inboxes are answered before anyone
+    // is asked anything (the store, the legacy host). With no one to ask,
+    // the filing's own checks (under the write lock) answer them.
+    if confirm == Confirm::Queued && !pending.ask_legacy_host {
+        return Ok(pending);
+    }
+    let (key, legacy) = (pending.filing.user_key.clone(), pending.filing.legacy);
+    let (seen_key, n2) = (key.clone(), n.clone());
+    if let Ok(true) = s.read(move |st| st.inbox_seen(&seen_key, &n2)).await {
+        return Err(outcome(NotifyResult::Duplicate, ""));
+    }
+    if !legacy
+        && let Ok(held) = s.read(move |st| st.inbox_count(&key)).await
+        && held >= s.config.im2000.max_inbox
+    {
+        s.metrics.inc("imgate_rate_limited_total", "what", "inbox_full");
+        return Err(outcome(NotifyResult::Retry, INBOX_FULL));
+    }
+    Ok(pending)
+}
+
+/// The filing for a notification of this node's own queue, from its own
+/// store, that needs nothing asked or read first (see [`Confirm::Queued`]):
+/// the queue files it as it takes the job, in the same store write. `None`
+/// for anything else — a legacy user whose host is asked, a notification
+/// the checks refuse — which goes the ordinary way, through [`consider`],
+/// where it is answered (and counted) once.
+pub fn queued_filing(s: &Shared, n: &Notification) -> Option<Filing> {
+    if n.oversized_field().is_some() || !s.dir().config.is_local_domain(&n.store.to_lowercase()) {
+        return None;
+    }
+    check_alone(s, n).ok().filter(|p| !p.ask_legacy_host).map(|p| p.filing)
+}
+
+/// The checks of one notification that read nothing stored: its fields'
+/// syntax, the store's rate, the recipient, the trust rule. Counts nothing
+/// for this node's own store.
+fn check_alone(s: &Shared, n: &Notification) -> Result<Pending, NotifyOutcome> {
     let recipient: Address = match n.recipient.parse() {
         Ok(a) => a,
         Err(e) => return Err(outcome(NotifyResult::Refused, format!("bad recipient address: {e}"))),
@@ -193,27 +232,8 @@ async fn precheck(s: &Shared, n: &Notification, confirm: Confirm) -> Result<Pend
     }
     let origin = trusted_origin(s, n, &store, &sender)?;
     let ask_legacy_host = legacy && dir.config.verify_legacy_users(recipient.domain());
-    let key = recipient.key();
-    let filing = Filing { user_key: key.clone(), notification: Notification { origin, ..n.clone() }, legacy };
-    let pending = Pending { filing, store, ask_legacy_host };
-    // Re-sent notifications and full inboxes are answered before anyone
-    // is asked anything (the store, the legacy host). With no one to ask,
-    // the filing's own checks (under the write lock) answer them.
-    if confirm == Confirm::Queued && !ask_legacy_host {
-        return Ok(pending);
-    }
-    let (seen_key, n2) = (key.clone(), n.clone());
-    if let Ok(true) = s.read(move |st| st.inbox_seen(&seen_key, &n2)).await {
-        return Err(outcome(NotifyResult::Duplicate, ""));
-    }
-    if !legacy
-        && let Ok(held) = s.read(move |st| st.inbox_count(&key)).await
-        && held >= s.config.im2000.max_inbox
-    {
-        s.metrics.inc("imgate_rate_limited_total", "what", "inbox_full");
-        return Err(outcome(NotifyResult::Retry, INBOX_FULL));
-    }
-    Ok(pending)
+    let filing = Filing { user_key: recipient.key(), notification: Notification { origin, ..n.clone() }, legacy };
+    Ok(Pending { filing, store, ask_legacy_host })
 }
 
 /// Only a notification verified at its store may make this node talk to

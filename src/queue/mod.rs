@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Shared;
+use crate::store::{FileAsLeased, Leased};
 
 /// How long a job for a paused host is put back before it is looked at
 /// again (a resume makes them due at once).
@@ -68,10 +69,19 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
             continue;
         }
         let (st, limit, s2) = (s.store.clone(), s.config.notify.batch_size * 10, s.clone());
-        let held = move |recipient: &str, deliver: bool| s2.is_held(recipient, deliver);
         let (until, held_until) = (now + lease.as_millis() as u64, now + HOLD.as_millis() as u64);
         let owner = s.config.store.node.clone();
-        let leased = match s.blocking(move || st.lease_due(&owner, now, until, limit, &held, held_until)).await {
+        let take = move || {
+            let held = |recipient: &str, deliver: bool| s2.is_held(recipient, deliver);
+            let filing = |l: &Leased| notify::filing_here(&s2, l);
+            let file = FileAsLeased {
+                filing: &filing,
+                resend_at: now + s2.config.notify.resend_interval.as_millis() as u64,
+                max_inbox: s2.config.im2000.max_inbox,
+            };
+            st.lease_due_filing(&owner, now, until, limit, &held, held_until, Some(&file))
+        };
+        let leased = match s.blocking(take).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the queue failed");
@@ -85,6 +95,7 @@ async fn work(s: &Shared, shutdown: &CancellationToken, in_flight: &mut JoinSet<
         while in_flight.try_join_next().is_some() {}
         if !leased.is_empty() {
             let more = leased.len() >= limit;
+            notify::filed_here(s, &leased.filed);
             for job in leased.deliver {
                 let permit = tokio::select! {
                     p = slots.clone().acquire_owned() => p.expect("never closed"),

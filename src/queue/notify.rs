@@ -12,7 +12,7 @@ use crate::peer::PeerError;
 use crate::proto::api::{Notification, NotifyOutcome, NotifyResult};
 use crate::proto::{NotificationStatus, RecipientId};
 use crate::store::records::Attempt;
-use crate::store::{Leased, NotifyAttempt};
+use crate::store::{FiledAsLeased, Filing, InboxAccept, Leased, NotifyAttempt};
 
 /// Groups leased notifications by recipient domain, in batches of at most
 /// `batch_size`: one request each.
@@ -44,6 +44,38 @@ fn notification(l: &Leased) -> Notification {
         size: l.message.size,
         digest: l.message.digest.clone(),
         origin: l.message.origin.clone(),
+    }
+}
+
+/// The filing for a leased notification to one of this node's own users
+/// that needs nothing asked first: the queue files it as it takes the job
+/// ([`crate::store::Store::lease_due_filing`]), with no attempt of its own.
+pub fn filing_here(s: &Shared, l: &Leased) -> Option<Filing> {
+    let domain = l.record.recipient.rsplit_once('@').map_or("", |(_, d)| d);
+    if !s.dir().config.is_local_domain(domain) {
+        return None;
+    }
+    notifications::queued_filing(s, &notification(l))
+}
+
+/// Counts and logs what the queue filed as it took the jobs, as an attempt
+/// and the agent's answer to it are counted and logged.
+pub fn filed_here(s: &Shared, filed: &[FiledAsLeased]) {
+    let mut wake = false;
+    for FiledAsLeased { leased: l, filing: f, accept } in filed {
+        let (n, result) =
+            (&f.notification, if matches!(accept, InboxAccept::Duplicate(_)) { "duplicate" } else { "accepted" });
+        // A legacy user's delivery was queued.
+        wake |= f.legacy && result == "accepted";
+        s.metrics.inc("imgate_notifications_sent_total", "outcome", "accepted");
+        s.metrics.inc("imgate_notifications_received_total", "result", result);
+        tracing::info!(msg = %l.record.message, rid = %n.rid(), recipient = %n.recipient, agent = "this node",
+            attempt = l.record.attempts, outcome = "accepted", "notification attempt");
+        tracing::info!(store = ?n.store, rid = ?n.rid(), recipient = ?n.recipient, sender = ?n.sender, result,
+            "notification considered");
+    }
+    if wake {
+        s.wake.notify_one();
     }
 }
 

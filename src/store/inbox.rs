@@ -8,6 +8,17 @@ use super::records::*;
 use super::schema::*;
 use super::*;
 
+/// What the filings of one batch have done so far, for those after them.
+#[derive(Default)]
+pub(super) struct FilingState {
+    /// Each user's last sequence number given out.
+    last_seq: HashMap<String, u64>,
+    /// Idempotency marks written, with their sequence numbers.
+    filed: HashMap<[u8; 32], u64>,
+    /// Each inbox's count, this batch's filings included.
+    held: HashMap<String, u64>,
+}
+
 impl Store {
     /// Whether a notification was already filed for `user_key`.
     pub fn inbox_seen(&self, user_key: &str, n: &Notification) -> Result<bool, StoreError> {
@@ -34,49 +45,63 @@ impl Store {
     ) -> Result<Vec<InboxAccept>, StoreError> {
         let _g = self.lock()?;
         let mut batch = Batch::default();
-        let mut seq = HashMap::new();
-        let mut filed_now: HashMap<[u8; 32], u64> = HashMap::new();
-        let mut held: HashMap<&str, u64> = HashMap::new();
-        let mut out = Vec::with_capacity(filings.len());
-        for f in filings {
-            let seen = inbox_seen_key(&f.notification.store, &f.notification.id, &f.user_key);
-            if let Some(earlier) = filed_now.get(&seen) {
-                out.push(InboxAccept::Duplicate(*earlier));
-                continue;
-            }
-            if let Some(v) = self.get(CF_INBOX_SEEN, seen)? {
-                out.push(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
-                continue;
-            }
-            if !f.legacy {
-                let count = match held.get(f.user_key.as_str()) {
-                    Some(n) => *n,
-                    None => self.inbox_count(&f.user_key)?,
-                };
-                if count >= max_inbox {
-                    out.push(InboxAccept::Full);
-                    continue;
-                }
-                held.insert(&f.user_key, count + 1);
-            }
-            let s = if f.legacy {
-                self.queue_delivery_in(&mut batch, &f.user_key, &f.notification, now);
-                0
-            } else {
-                self.file_in_inbox(&mut batch, &f.user_key, &f.notification, now, &mut seq)?
-            };
-            filed_now.insert(seen, s);
-            out.push(InboxAccept::Accepted(s));
-        }
+        let mut state = FilingState::default();
+        let out = filings
+            .iter()
+            .map(|f| self.file_one(&mut batch, f, now, max_inbox, &mut state))
+            .collect::<Result<Vec<_>, _>>()?;
         if !batch.is_empty() {
             self.commit(batch)?;
-            for (f, a) in filings.iter().zip(&out) {
-                if !f.legacy && matches!(a, InboxAccept::Accepted(_)) {
-                    self.touched(&f.user_key);
-                }
-            }
+            self.touched_inboxes(filings.iter().zip(&out));
         }
         Ok(out)
+    }
+
+    /// Adds one filing to `batch` (under the write lock), unless it was
+    /// filed before (in the store, or earlier in this batch: `state`) or
+    /// its inbox is full. Writes nothing unless it answers `Accepted`.
+    pub(super) fn file_one(
+        &self,
+        batch: &mut Batch,
+        f: &Filing,
+        now: Millis,
+        max_inbox: u64,
+        state: &mut FilingState,
+    ) -> Result<InboxAccept, StoreError> {
+        let seen = inbox_seen_key(&f.notification.store, &f.notification.id, &f.user_key);
+        if let Some(earlier) = state.filed.get(&seen) {
+            return Ok(InboxAccept::Duplicate(*earlier));
+        }
+        if let Some(v) = self.get(CF_INBOX_SEEN, seen)? {
+            return Ok(InboxAccept::Duplicate(inbox_key_seq(&v).unwrap_or(0)));
+        }
+        if !f.legacy {
+            let count = match state.held.get(&f.user_key) {
+                Some(n) => *n,
+                None => self.inbox_count(&f.user_key)?,
+            };
+            if count >= max_inbox {
+                return Ok(InboxAccept::Full);
+            }
+            state.held.insert(f.user_key.clone(), count + 1);
+        }
+        let s = if f.legacy {
+            self.queue_delivery_in(batch, &f.user_key, &f.notification, now);
+            0
+        } else {
+            self.file_in_inbox(batch, &f.user_key, &f.notification, now, &mut state.last_seq)?
+        };
+        state.filed.insert(seen, s);
+        Ok(InboxAccept::Accepted(s))
+    }
+
+    /// Tells the watchers of each inbox a committed batch filed in.
+    pub(super) fn touched_inboxes<'a>(&self, filed: impl Iterator<Item = (&'a Filing, &'a InboxAccept)>) {
+        for (f, a) in filed {
+            if !f.legacy && matches!(a, InboxAccept::Accepted(_)) {
+                self.touched(&f.user_key);
+            }
+        }
     }
 
     /// A queued SMTP delivery for a user who has moved to IM2000: the job

@@ -161,6 +161,26 @@ pub struct Leased {
     pub message: Arc<MessageRecord>,
 }
 
+/// Which notifications [`Store::lease_due_filing`] files as it takes them.
+pub struct FileAsLeased<'a> {
+    /// The filing for a job this node is the agent for and files without
+    /// asking anyone; `None`: the job is leased as usual.
+    pub filing: &'a dyn Fn(&Leased) -> Option<Filing>,
+    /// When a notification accepted now is sent again.
+    pub resend_at: Millis,
+    /// Most notifications an inbox holds.
+    pub max_inbox: u64,
+}
+
+/// A notification filed as its job was taken: its attempt is recorded,
+/// accepted (`Accepted`, or `Duplicate` if it was filed before).
+#[derive(Debug)]
+pub struct FiledAsLeased {
+    pub leased: Leased,
+    pub filing: Filing,
+    pub accept: InboxAccept,
+}
+
 /// A delivery job taken from the queue, leased until `due`.
 #[derive(Debug, Clone)]
 pub struct LeasedDelivery {
@@ -176,11 +196,13 @@ pub struct LeasedDelivery {
 pub struct LeasedJobs {
     pub notify: Vec<Leased>,
     pub deliver: Vec<LeasedDelivery>,
+    /// Notifications filed as they were taken ([`Store::lease_due_filing`]).
+    pub filed: Vec<FiledAsLeased>,
 }
 
 impl LeasedJobs {
     pub fn len(&self) -> usize {
-        self.notify.len() + self.deliver.len()
+        self.notify.len() + self.deliver.len() + self.filed.len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::backend::Batch;
+use super::inbox::FilingState;
 
 use super::records::*;
 use super::schema::*;
@@ -81,7 +82,6 @@ impl Store {
     /// `lease_until` so that a crash mid-attempt retries it then rather than
     /// losing it. A job `held(recipient, is_delivery)` names (a paused
     /// host's) is put back until `held_until`, no attempt counted.
-    #[allow(clippy::too_many_arguments)]
     pub fn lease_due(
         &self,
         owner: &str,
@@ -91,10 +91,34 @@ impl Store {
         held: &dyn Fn(&str, bool) -> bool,
         held_until: Millis,
     ) -> Result<LeasedJobs, StoreError> {
+        self.lease_due_filing(owner, now, lease_until, limit, held, held_until, None)
+    }
+
+    /// As [`Store::lease_due`], and the notifications `file` picks (this
+    /// node's own users', needing nothing asked) are not leased but filed
+    /// in their inboxes there and then, their attempts recorded as
+    /// accepted: job, filing and outcome in one write, synced if it filed
+    /// anything. A crash loses all three or none, where leasing, filing
+    /// and recording apart would take three writes (and two of the lock's
+    /// turns). One whose inbox is full is leased as usual: its attempt
+    /// answers it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lease_due_filing(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+        held: &dyn Fn(&str, bool) -> bool,
+        held_until: Millis,
+        file: Option<&FileAsLeased>,
+    ) -> Result<LeasedJobs, StoreError> {
         let _g = self.lock()?;
         let mut batch = Batch::default();
         let mut out = Vec::new();
         let mut deliver = Vec::new();
+        let mut filed = Vec::new();
+        let mut filings = FilingState::default();
         let mut messages: HashMap<MessageId, Option<Arc<MessageRecord>>> = HashMap::new();
         // The due jobs first (at most `limit`, whether or not each is then
         // taken), so that their recipients are read together.
@@ -159,7 +183,6 @@ impl Store {
                 batch.put(CF_RECIPIENTS, sel, to_json(&record));
                 continue;
             }
-            batch.put(CF_QUEUE, queue_key(lease_until, sel, (kind & !LEASED) | LEASED), to_json(&job));
             record.next_attempt_at = Some(lease_until);
             if record.notification == NotificationStatus::Unprocessed {
                 record.notification = NotificationStatus::Notifying;
@@ -167,15 +190,40 @@ impl Store {
             record.attempts += 1;
             record.first_attempt_at.get_or_insert(now);
             record.last_attempt_at = Some(now);
-            batch.put(CF_RECIPIENTS, sel, to_json(&record));
-            out.push(Leased { job, selector: sel, lease_until, record, message });
+            let leased = Leased { job, selector: sel, lease_until, record, message };
+            if let Some(file) = file
+                && let Some(filing) = (file.filing)(&leased)
+            {
+                let accept = self.file_one(&mut batch, &filing, now, file.max_inbox, &mut filings)?;
+                if accept != InboxAccept::Full {
+                    let mut r = leased.record.clone();
+                    r.accepted_at.get_or_insert(now);
+                    r.reason = None;
+                    r.next_attempt_at = Some(file.resend_at);
+                    let host = domain_of(&filing.user_key).to_string();
+                    remember_attempt(&mut r.history, Attempt { at: now, host, result: "accepted".into() });
+                    let job = to_json(&Job::Notify { recipient: hex(&sel), by: None });
+                    batch.put(CF_QUEUE, queue_key(file.resend_at, sel, JOB_NOTIFY), &job);
+                    batch.put(CF_RECIPIENTS, sel, to_json(&r));
+                    filed.push(FiledAsLeased { leased, filing, accept });
+                    continue;
+                }
+            }
+            batch.put(CF_QUEUE, queue_key(lease_until, sel, (kind & !LEASED) | LEASED), to_json(&leased.job));
+            batch.put(CF_RECIPIENTS, sel, to_json(&leased.record));
+            out.push(leased);
         }
-        if !batch.is_empty() {
+        if filed.iter().any(|f| matches!(f.accept, InboxAccept::Accepted(_))) {
+            // What is filed is promised to its user: on disk before anyone
+            // may read it.
+            self.commit(batch)?;
+            self.touched_inboxes(filed.iter().map(|f| (&f.filing, &f.accept)));
+        } else if !batch.is_empty() {
             // Not synced: a lease lost in a power failure leaves its job
             // due where it was, tried again as after a crash mid-attempt.
             self.commit_lazy(batch)?;
         }
-        Ok(LeasedJobs { notify: out, deliver })
+        Ok(LeasedJobs { notify: out, deliver, filed })
     }
 
     /// Queued jobs counted by (kind, state): state is `due`, `scheduled`

@@ -282,6 +282,65 @@ fn a_batch_of_notifications_is_filed_once_each_in_one_write(f: &Fixture) {
     assert_eq!(s.inbox_accept("b@one.test", &n("04", "b@one.test"), 6).unwrap(), InboxAccept::Accepted(4));
 }
 
+fn own_notifications_are_filed_as_their_jobs_are_taken(f: &Fixture) {
+    let s = f.open();
+    let to_bob = s.submit(msg(&["bob@one.test"], b"x"), 100, 1000).unwrap();
+    let to_ann = s.submit(msg(&["ann@one.test"], b"y"), 100, 1000).unwrap();
+    // Bob's are filed here; Ann's are leased, for an attempt of their own.
+    let filing = |l: &Leased| {
+        let id = format!("{}{}", hex(&l.selector), crate::proto::hex::encode(&l.record.verifier));
+        let n = Notification {
+            store: l.message.store.clone(),
+            id,
+            sender: l.message.sender.clone(),
+            recipient: l.record.recipient.clone(),
+            size: l.message.size,
+            digest: l.message.digest.clone(),
+            origin: None,
+        };
+        (l.record.recipient == "bob@one.test").then(|| Filing {
+            user_key: l.record.recipient.clone(),
+            notification: n,
+            legacy: false,
+        })
+    };
+    let take = |now, max_inbox| {
+        let file = FileAsLeased { filing: &filing, resend_at: now + 50_000, max_inbox };
+        s.lease_due_filing("test", now, now + 5_000, 10, &never, 0, Some(&file)).unwrap()
+    };
+    let taken = take(100, 1);
+    assert_eq!(taken.filed.len(), 1);
+    assert_eq!(taken.filed[0].accept, InboxAccept::Accepted(1));
+    assert_eq!(taken.notify.len(), 1);
+    assert_eq!(taken.notify[0].record.recipient, "ann@one.test");
+    assert_eq!(s.inbox_list("bob@one.test", 0, 10).unwrap().len(), 1);
+    // Bob's attempt is recorded as accepted, his job due again to resend.
+    let bob = &s.track(&to_bob.message).unwrap().unwrap().1[0];
+    assert_eq!((bob.attempts, bob.accepted_at, bob.next_attempt_at), (1, Some(100), Some(50_100)));
+    assert_eq!(bob.notification, NotificationStatus::Notifying);
+    assert_eq!(bob.history.last().map(|a| a.result.as_str()), Some("accepted"));
+    assert_eq!(s.track(&to_ann.message).unwrap().unwrap().1[0].next_attempt_at, Some(5_100), "leased");
+    let later = NotifyAttempt::Retry { retry_at: 1_000_000, reason: "down".into() };
+    assert!(s.finish_notify(&taken.notify[0], later, tried("down"), 200).unwrap());
+
+    // Resent: a duplicate, filed once still. A new one finds the inbox
+    // full (at most one), and is leased for its attempt to answer.
+    let third = s.submit(msg(&["bob@one.test"], b"z"), 50_100, 1000).unwrap();
+    let taken = take(50_100, 1);
+    assert_eq!(taken.filed.len(), 1);
+    assert_eq!(taken.filed[0].accept, InboxAccept::Duplicate(1));
+    assert_eq!(taken.notify.len(), 1, "the third, whose inbox is full");
+    assert_eq!(taken.notify[0].record.message, third.message.to_string());
+    assert_eq!(s.inbox_list("bob@one.test", 0, 10).unwrap().len(), 1);
+    assert_eq!(s.track(&to_bob.message).unwrap().unwrap().1[0].attempts, 2);
+
+    // What was filed and recorded survives a reopen.
+    drop(s);
+    let s = f.open();
+    assert_eq!(s.inbox_list("bob@one.test", 0, 10).unwrap().len(), 1);
+    assert_eq!(s.track(&to_bob.message).unwrap().unwrap().1[0].next_attempt_at, Some(100_100));
+}
+
 fn expiry_frees_bodies(f: &Fixture) {
     let s = f.open();
     let sub = s.submit(msg(&["b@two.test"], b"x"), 1_000, 1000).unwrap();
@@ -481,6 +540,7 @@ conformance!(
     routes_seeded_from_config_yield_to_admin_changes,
     traffic_is_counted_per_side_and_moves_with_a_rerouted_delivery,
     a_batch_of_notifications_is_filed_once_each_in_one_write,
+    own_notifications_are_filed_as_their_jobs_are_taken,
     expiry_frees_bodies,
     a_body_released_after_its_lifetime_is_expired,
     lists_scan_in_order_with_cursor,
